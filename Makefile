@@ -1,0 +1,55 @@
+# Postgate. `make` lists the targets.
+SHELL := bash
+.DEFAULT_GOAL := help
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+GOBIN   := $(CURDIR)/bin
+STATICCHECK_VERSION := v0.8.2
+FUZZTIME ?= 10s
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build bin/gateway
+	go build -ldflags "$(LDFLAGS)" -o bin/gateway ./cmd/gateway
+
+.PHONY: services
+services: ## make sure local Postgres and Redis run (installs them from Debian if missing)
+	@scripts/services.sh
+
+.PHONY: run
+run: services build ## run the gateway locally (serve --dev): prints an admin token and a quick start
+	@createdb -h 127.0.0.1 -U postgres postgate 2>/dev/null || true
+	./bin/gateway serve --dev
+
+.PHONY: test
+test: services ## run every test against real Postgres and Redis
+	go test -race -count=1 ./...
+
+.PHONY: bench
+bench: services build ## measure ingest throughput and ack latency (see README "Performance")
+	go test -run '^$$' -bench . -benchmem ./internal/webhook/
+	go run ./cmd/loadgen -gateway ./bin/gateway
+
+.PHONY: lint
+lint: ## gofmt, go vet, staticcheck and the import boundary (only internal/api imports Fiber)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt wants changes in:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	@test -x $(GOBIN)/staticcheck || GOBIN=$(GOBIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(GOBIN)/staticcheck ./...
+	@scripts/check-imports.sh
+
+.PHONY: fuzz
+fuzz: services ## run each fuzz target briefly (FUZZTIME=10s)
+	go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/webhook/
+	go test -run '^$$' -fuzz '^FuzzSignature$$' -fuzztime $(FUZZTIME) ./internal/webhook/
+
+.PHONY: clean
+clean: ## remove build output and the test template databases
+	rm -rf bin
+	-psql -h 127.0.0.1 -U postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'postgate_t%'" postgres 2>/dev/null \
+	  | while read -r db; do dropdb -h 127.0.0.1 -U postgres --force "$$db"; done

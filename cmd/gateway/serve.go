@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/postgate/postgate/internal/api"
+	"github.com/postgate/postgate/internal/config"
+	"github.com/postgate/postgate/internal/database"
+	"github.com/postgate/postgate/internal/redisdb"
+	"github.com/postgate/postgate/internal/secrets"
+	"github.com/postgate/postgate/internal/tenant"
+	"github.com/postgate/postgate/internal/webhook"
+)
+
+func runServe(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	fs := newFlagSet("serve", stdout)
+	loader := config.Bind(fs, getenv)
+	role := fs.String("role", "all", "all, ingress (webhooks and admin API) or worker (deliveries)")
+	dev := fs.Bool("dev", false, "local development: generate secrets, allow private callbacks, text logs, print a token")
+	migrate := fs.Bool("migrate", true, "apply pending migrations at start")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *role != "all" && *role != "ingress" && *role != "worker" {
+		return fmt.Errorf("--role must be all, ingress or worker, got %q", *role)
+	}
+	if *dev {
+		if err := applyDev(loader, getenv); err != nil {
+			return err
+		}
+	}
+	cfg, err := loader.Load()
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	if err := cfg.Require(); err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	log := newLogger(cfg, stdout)
+	log.Info("starting", append([]any{"version", version, "role", *role, "dev", *dev}, loader.LogAttrs()...)...)
+
+	// Listen first: a taken port should fail before anything else starts.
+	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+	}
+	defer httpLn.Close()
+	metricsLn, err := net.Listen("tcp", cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("listen on METRICS_ADDR %s: %w", cfg.MetricsAddr, err)
+	}
+	defer metricsLn.Close()
+
+	db, err := database.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := waitFor(ctx, log, "postgres", db.Ping); err != nil {
+		return err
+	}
+	if *migrate {
+		m, err := database.NewMigrator(db.SQL)
+		if err != nil {
+			return err
+		}
+		res, err := m.Up(ctx)
+		if err != nil {
+			return err
+		}
+		log.Info("migrations applied", "count", len(res))
+	}
+	rdb, err := redisdb.Open(cfg.RedisURL, cfg.RedisClusterMode)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if err := redisdb.Ping(ctx, rdb); err != nil {
+		// Redis is an optimisation for the ingress: start without it and
+		// let readiness report it.
+		log.Warn("redis unreachable at start; dedup falls back to postgres", "err", err)
+	}
+
+	keys, err := secrets.NewKeyring(cfg.SecretKey, cfg.SecretKeyPrevious)
+	if err != nil {
+		return err
+	}
+	tokens, err := tenant.NewTokens(tenant.TokenConfig{
+		Secret: []byte(cfg.AdminJWTSecret), Issuer: cfg.AdminJWTIssuer, Audience: cfg.AdminJWTAudience,
+	}, nil)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	deps := api.Deps{
+		Log:     log,
+		Metrics: reg,
+		Checkers: []api.Checker{
+			{Name: "postgres", Check: db.Ping},
+			{Name: "redis", Check: func(ctx context.Context) error { return redisdb.Ping(ctx, rdb) }},
+		},
+	}
+	var background sync.WaitGroup
+	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBackground()
+
+	var ingestor *webhook.Ingestor
+	if *role != "worker" {
+		registry := tenant.NewRegistry(tenant.RegistryConfig{}, db.Pool, keys, log, nil)
+		if err := registry.Load(ctx); err != nil {
+			return err
+		}
+		background.Go(func() { registry.Run(bgCtx) })
+		ingestor, err = webhook.NewIngestor(webhook.Config{DedupTTL: cfg.DedupTTL}, registry, db.Pool, rdb, reg, log)
+		if err != nil {
+			return err
+		}
+		background.Go(func() { ingestor.Run(bgCtx) })
+		deps.Ingest = ingestor
+		if deps.Admin, err = buildAdmin(cfg, db, keys, tokens, log); err != nil {
+			return err
+		}
+	}
+	if *role != "ingress" {
+		log.Warn("delivery workers are not part of this build yet; accepted events stay pending")
+	}
+
+	srv := api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes, Version: version}, deps)
+	metricsSrv := &http.Server{Handler: metricsMux(reg), ReadHeaderTimeout: 5 * time.Second}
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- srv.Serve(httpLn) }()
+	go func() {
+		if err := metricsSrv.Serve(metricsLn); !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- fmt.Errorf("metrics server: %w", err)
+		}
+	}()
+	log.Info("listening", "http", httpLn.Addr().String(), "metrics", metricsLn.Addr().String())
+
+	if *dev {
+		tok, _, err := tokens.Issue("dev-admin", tenant.RoleAdmin, "", 24*time.Hour)
+		if err != nil {
+			return err
+		}
+		printQuickStart(stdout, cfg, tok)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "delay", cfg.ShutdownDelay)
+	case runErr = <-serveErr:
+		log.Error("server stopped", "err", runErr)
+	}
+
+	// Readiness off, a short delay for load balancers to notice, then stop
+	// taking requests and wait for in-flight ones, then stop the rest.
+	srv.Drain()
+	if runErr == nil && cfg.ShutdownDelay > 0 {
+		time.Sleep(cfg.ShutdownDelay)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	_ = metricsSrv.Shutdown(shutdownCtx)
+	stopBackground()
+	background.Wait()
+	log.Info("stopped")
+	return runErr
+}
+
+func metricsMux(reg *prometheus.Registry) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return mux
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// waitFor retries check for a short while at start, so a gateway started
+// together with its database (docker compose, a fresh pod) does not crash.
+func waitFor(ctx context.Context, log *slog.Logger, name string, check func(context.Context) error) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err := check(cctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s is unreachable: %w", name, err)
+		}
+		log.Warn(name+" unreachable, retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+

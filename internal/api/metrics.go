@@ -1,0 +1,52 @@
+package api
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "postgate_http_requests_total",
+			Help: "HTTP requests by route template, method and status code.",
+		}, []string{"route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "postgate_http_request_duration_seconds",
+			Help:    "HTTP request latency by route template.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"route", "method"}),
+	}
+	reg.MustRegister(m.requests, m.duration)
+	return m
+}
+
+// middleware records every request under its route template (bounded
+// labels: never the raw path).
+func (m *httpMetrics) middleware(c *fiber.Ctx) error {
+	start := time.Now()
+	err := c.Next()
+	route := c.Route().Path
+	if route == "" || route == "/" && c.Path() != "/" {
+		route = "unmatched"
+	}
+	code := c.Response().StatusCode()
+	if err != nil {
+		if fe, ok := err.(*fiber.Error); ok {
+			code = fe.Code
+		} else {
+			code = fiber.StatusInternalServerError
+		}
+	}
+	m.requests.WithLabelValues(route, c.Method(), strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(route, c.Method()).Observe(time.Since(start).Seconds())
+	return err
+}

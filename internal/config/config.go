@@ -1,0 +1,350 @@
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration of a gateway process.
+type Config struct {
+	DatabaseURL          string
+	RedisURL             string
+	RedisClusterMode     bool
+	HTTPAddr             string
+	MetricsAddr          string
+	AdminJWTSecret       string
+	AdminJWTIssuer       string
+	AdminJWTAudience     string
+	AdminJWKSURL         string
+	SecretKey            []byte
+	SecretKeyPrevious    []byte
+	PublicURL            string
+	CallbackAllowPrivate bool
+	CallbackTimeout      time.Duration
+	MaxBodyBytes         int
+	DedupTTL             time.Duration
+	RetrySchedule        []time.Duration
+	DeliveryConcurrency  int
+	TenantRate           int
+	TenantBurst          int
+	TenantConcurrency    int
+	LogLevel             slog.Level
+	LogFormat            string
+	// ShutdownDelay is how long readiness reports "draining" before the
+	// listener closes, so load balancers stop sending new requests.
+	ShutdownDelay time.Duration
+	// ShutdownTimeout bounds the whole drain after the delay.
+	ShutdownTimeout time.Duration
+}
+
+// setting is one environment variable and the flag that mirrors it.
+type setting struct {
+	env    string
+	def    string
+	usage  string
+	secret bool
+	parse  func(c *Config, v string) error
+}
+
+var settings = []setting{
+	{env: "DATABASE_URL", def: "postgres://postgres@127.0.0.1:5432/postgate?sslmode=disable", usage: "Postgres, the system of record", secret: true,
+		parse: func(c *Config, v string) error { return parseURL(&c.DatabaseURL, v, "postgres", "postgresql") }},
+	{env: "REDIS_URL", def: "redis://127.0.0.1:6379/0", usage: "Redis for dedup, rate limits and coordination (rediss:// for TLS)", secret: true,
+		parse: func(c *Config, v string) error { return parseURL(&c.RedisURL, v, "redis", "rediss") }},
+	{env: "REDIS_CLUSTER", def: "false", usage: "treat REDIS_URL as a Redis Cluster endpoint",
+		parse: func(c *Config, v string) error { return parseBool(&c.RedisClusterMode, v) }},
+	{env: "HTTP_ADDR", def: ":8080", usage: "webhook ingress, admin API, health",
+		parse: func(c *Config, v string) error { return parseAddr(&c.HTTPAddr, v) }},
+	{env: "METRICS_ADDR", def: ":9090", usage: "Prometheus /metrics",
+		parse: func(c *Config, v string) error { return parseAddr(&c.MetricsAddr, v) }},
+	{env: "ADMIN_JWT_SECRET", usage: "HS256 key for admin-API tokens (required unless --dev)", secret: true,
+		parse: func(c *Config, v string) error {
+			if v != "" && len(v) < 32 {
+				return fmt.Errorf("must be at least 32 characters, got %d", len(v))
+			}
+			c.AdminJWTSecret = v
+			return nil
+		}},
+	{env: "ADMIN_JWT_ISSUER", def: "postgate", usage: "required iss of admin tokens",
+		parse: func(c *Config, v string) error { return parseNonEmpty(&c.AdminJWTIssuer, v) }},
+	{env: "ADMIN_JWT_AUDIENCE", def: "postgate-admin", usage: "required aud of admin tokens",
+		parse: func(c *Config, v string) error { return parseNonEmpty(&c.AdminJWTAudience, v) }},
+	{env: "ADMIN_JWKS_URL", usage: "optional JWKS of an identity provider whose RS256/ES256/EdDSA tokens are accepted too",
+		parse: func(c *Config, v string) error {
+			if v == "" {
+				return nil
+			}
+			return parseURL(&c.AdminJWKSURL, v, "https", "http")
+		}},
+	{env: "SECRET_KEY", usage: "base64 of 32 bytes; encrypts secrets at rest (required unless --dev)", secret: true,
+		parse: func(c *Config, v string) error { return parseKey(&c.SecretKey, v) }},
+	{env: "SECRET_KEY_PREVIOUS", usage: "the key before the last rotation, still used to decrypt", secret: true,
+		parse: func(c *Config, v string) error { return parseKey(&c.SecretKeyPrevious, v) }},
+	{env: "PUBLIC_URL", def: "http://localhost:8080", usage: "how Meta reaches the gateway; used to print webhook URLs",
+		parse: func(c *Config, v string) error {
+			if err := parseURL(&c.PublicURL, v, "http", "https"); err != nil {
+				return err
+			}
+			c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+			return nil
+		}},
+	{env: "CALLBACK_ALLOW_PRIVATE", def: "false", usage: "allow callbacks to loopback, private, link-local and metadata addresses",
+		parse: func(c *Config, v string) error { return parseBool(&c.CallbackAllowPrivate, v) }},
+	{env: "CALLBACK_TIMEOUT", def: "10s", usage: "per delivery attempt",
+		parse: func(c *Config, v string) error {
+			return parseDuration(&c.CallbackTimeout, v, time.Second, 5*time.Minute)
+		}},
+	{env: "MAX_BODY_BYTES", def: "8388608", usage: "larger webhook bodies get 413",
+		parse: func(c *Config, v string) error { return parseInt(&c.MaxBodyBytes, v, 1024, 1<<30) }},
+	{env: "DEDUP_TTL", def: "72h", usage: "how long an event key is remembered",
+		parse: func(c *Config, v string) error { return parseDuration(&c.DedupTTL, v, time.Minute, 90*24*time.Hour) }},
+	{env: "RETRY_SCHEDULE", def: "5s,30s,2m,10m,30m,1h,2h,4h,8h,12h,24h", usage: "delay before each retry; ±20% jitter",
+		parse: func(c *Config, v string) error { return parseSchedule(&c.RetrySchedule, v) }},
+	{env: "DELIVERY_CONCURRENCY", def: "128", usage: "in-flight callback requests per worker process",
+		parse: func(c *Config, v string) error { return parseInt(&c.DeliveryConcurrency, v, 1, 100000) }},
+	{env: "TENANT_RATE", def: "100", usage: "default forwarding rate per tenant (events/s)",
+		parse: func(c *Config, v string) error { return parseInt(&c.TenantRate, v, 1, 1000000) }},
+	{env: "TENANT_BURST", def: "200", usage: "default forwarding burst per tenant",
+		parse: func(c *Config, v string) error { return parseInt(&c.TenantBurst, v, 1, 1000000) }},
+	{env: "TENANT_CONCURRENCY", def: "16", usage: "default in-flight deliveries per tenant",
+		parse: func(c *Config, v string) error { return parseInt(&c.TenantConcurrency, v, 1, 100000) }},
+	{env: "LOG_LEVEL", def: "info", usage: "debug, info, warn or error",
+		parse: func(c *Config, v string) error {
+			if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+				return fmt.Errorf("must be debug, info, warn or error, got %q", v)
+			}
+			return nil
+		}},
+	{env: "LOG_FORMAT", def: "json", usage: "json or text",
+		parse: func(c *Config, v string) error {
+			if v != "json" && v != "text" {
+				return fmt.Errorf("must be json or text, got %q", v)
+			}
+			c.LogFormat = v
+			return nil
+		}},
+	{env: "SHUTDOWN_DELAY", def: "5s", usage: "how long /readyz reports draining before the listener closes",
+		parse: func(c *Config, v string) error { return parseDuration(&c.ShutdownDelay, v, 0, 5*time.Minute) }},
+	{env: "SHUTDOWN_TIMEOUT", def: "20s", usage: "deadline for in-flight requests and deliveries to finish",
+		parse: func(c *Config, v string) error {
+			return parseDuration(&c.ShutdownTimeout, v, time.Second, 10*time.Minute)
+		}},
+}
+
+// FlagName is the command-line flag that mirrors an environment variable:
+// DATABASE_URL becomes --database-url.
+func FlagName(env string) string {
+	return strings.ReplaceAll(strings.ToLower(env), "_", "-")
+}
+
+// Loader collects the raw values from the environment and the flags of a
+// flag set, and parses them into a Config.
+type Loader struct {
+	raw map[string]*string
+}
+
+// Bind registers one flag per setting on fs, with the environment (through
+// getenv) as the default, so a flag overrides the variable.
+func Bind(fs *flag.FlagSet, getenv func(string) string) *Loader {
+	l := &Loader{raw: make(map[string]*string, len(settings))}
+	for _, s := range settings {
+		def := s.def
+		if v, ok := lookup(getenv, s.env); ok {
+			def = v
+		}
+		usage := fmt.Sprintf("%s (env %s)", s.usage, s.env)
+		if s.def != "" && !s.secret {
+			usage += fmt.Sprintf(", default %q", s.def)
+		}
+		v := def
+		l.raw[s.env] = &v
+		fs.Func(FlagName(s.env), usage, func(val string) error { *l.raw[s.env] = val; return nil })
+	}
+	return l
+}
+
+// Set overrides one raw value before Load, as --dev does for generated keys.
+func (l *Loader) Set(env, value string) { *l.raw[env] = value }
+
+// Get returns the raw value of a setting.
+func (l *Loader) Get(env string) string { return *l.raw[env] }
+
+// Load parses every setting. All problems are reported together, each
+// naming its variable, so a user fixes them in one go.
+func (l *Loader) Load() (Config, error) {
+	var c Config
+	var errs []error
+	for _, s := range settings {
+		v := strings.TrimSpace(*l.raw[s.env])
+		if err := s.parse(&c, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s %w", s.env, err))
+		}
+	}
+	return c, errors.Join(errs...)
+}
+
+// Require reports the settings that must be present for serving, outside
+// --dev: the JWT secret and the secret key.
+func (c Config) Require() error {
+	var errs []error
+	if c.AdminJWTSecret == "" {
+		errs = append(errs, errors.New("ADMIN_JWT_SECRET is required (at least 32 characters; `gateway serve --dev` generates one)"))
+	}
+	if len(c.SecretKey) == 0 {
+		errs = append(errs, errors.New("SECRET_KEY is required (base64 of 32 bytes, e.g. `openssl rand -base64 32`)"))
+	}
+	return errors.Join(errs...)
+}
+
+// LogAttrs returns every setting as log attributes, secrets masked.
+func (l *Loader) LogAttrs() []any {
+	attrs := make([]any, 0, len(settings))
+	for _, s := range settings {
+		v := *l.raw[s.env]
+		if s.secret {
+			v = mask(s.env, v)
+		}
+		attrs = append(attrs, slog.String(s.env, v))
+	}
+	return attrs
+}
+
+// mask hides a secret: URLs keep scheme, host and path but lose the
+// password; other secrets show only whether they are set.
+func mask(env, v string) string {
+	if v == "" {
+		return ""
+	}
+	if strings.HasSuffix(env, "_URL") {
+		if u, err := url.Parse(v); err == nil {
+			if _, has := u.User.Password(); has {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			}
+			return u.Redacted()
+		}
+	}
+	return "(set)"
+}
+
+func lookup(getenv func(string) string, key string) (string, bool) {
+	v := getenv(key)
+	return v, v != ""
+}
+
+func parseURL(dst *string, v string, schemes ...string) error {
+	u, err := url.Parse(v)
+	if err != nil {
+		return fmt.Errorf("is not a URL: %v", redactURLError(err))
+	}
+	for _, s := range schemes {
+		if u.Scheme == s {
+			*dst = v
+			return nil
+		}
+	}
+	return fmt.Errorf("must be a %s:// URL, got scheme %q", strings.Join(schemes, ":// or "), u.Scheme)
+}
+
+// redactURLError drops the URL from a url.Error: it may hold a password.
+func redactURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func parseAddr(dst *string, v string) error {
+	i := strings.LastIndexByte(v, ':')
+	if i < 0 {
+		return fmt.Errorf("must be host:port or :port, got %q", v)
+	}
+	if p, err := strconv.Atoi(v[i+1:]); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("has no valid port: %q", v)
+	}
+	*dst = v
+	return nil
+}
+
+func parseNonEmpty(dst *string, v string) error {
+	if v == "" {
+		return errors.New("must not be empty")
+	}
+	*dst = v
+	return nil
+}
+
+func parseBool(dst *bool, v string) error {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("must be true or false, got %q", v)
+	}
+	*dst = b
+	return nil
+}
+
+func parseInt(dst *int, v string, min, max int) error {
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return fmt.Errorf("must be a whole number, got %q", v)
+	}
+	if n < min || n > max {
+		return fmt.Errorf("must be between %d and %d, got %d", min, max, n)
+	}
+	*dst = n
+	return nil
+}
+
+func parseDuration(dst *time.Duration, v string, min, max time.Duration) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("must be a duration such as 10s or 2m, got %q", v)
+	}
+	if d < min || d > max {
+		return fmt.Errorf("must be between %s and %s, got %s", min, max, d)
+	}
+	*dst = d
+	return nil
+}
+
+func parseSchedule(dst *[]time.Duration, v string) error {
+	var out []time.Duration
+	for i, part := range strings.Split(v, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(part))
+		if err != nil || d <= 0 {
+			return fmt.Errorf("item %d must be a positive duration such as 30s, got %q", i+1, part)
+		}
+		out = append(out, d)
+	}
+	if len(out) == 0 {
+		return errors.New("must list at least one delay")
+	}
+	*dst = out
+	return nil
+}
+
+func parseKey(dst *[]byte, v string) error {
+	if v == "" {
+		*dst = nil
+		return nil
+	}
+	b, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		b, err = base64.RawStdEncoding.DecodeString(v)
+	}
+	if err != nil {
+		return errors.New("must be base64 of 32 bytes, but it is not valid base64")
+	}
+	if len(b) != 32 {
+		return fmt.Errorf("must be base64 of 32 bytes, got %d bytes", len(b))
+	}
+	*dst = b
+	return nil
+}

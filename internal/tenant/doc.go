@@ -1,0 +1,15 @@
+// Package tenant owns who a tenant is: its callback endpoint and limits, its
+// Meta apps (with their encrypted secrets and verify tokens), its Pages, its
+// Standard Webhooks signing secret, and the admin-API tokens that act for
+// it.
+//
+// The Store keeps this in Postgres (rows are unexported beside the store; the
+// domain types here carry no storage or wire tags). The Registry is the
+// ingress's in-memory copy: Page → (app, tenant) and app → secrets, rebuilt
+// on every change (LISTEN postgate_registry) and periodically as a
+// backstop, so resolving a webhook never queries the database.
+//
+// Invariants: a Page hangs only on an app of its own tenant; plaintext
+// secrets exist only in memory (the Registry, a create/rotate response) and
+// never in a log line or an error.
+package tenant

@@ -1,0 +1,158 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Group commit: every request hands its rows to one of CommitWorkers
+// loops and waits. A loop takes one request, then every request queued
+// behind it (up to MaxBatchEvents), and stores them all in one INSERT,
+// one transaction and one WAL flush. While a commit is in flight the next
+// batch gathers, so the batch grows with the load without a fixed wait.
+
+var errStopped = errors.New("ingest is shutting down")
+
+type commitReq struct {
+	rows []row
+	done chan commitResult
+}
+
+type commitResult struct {
+	inserted int
+	err      error
+}
+
+// commit stores rows and returns how many were new (the rest were
+// duplicates by the durable key).
+func (in *Ingestor) commit(ctx context.Context, rows []row) (int, error) {
+	req := &commitReq{rows: rows, done: make(chan commitResult, 1)}
+	select {
+	case in.commits <- req:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	select {
+	case r := <-req.done:
+		return r.inserted, r.err
+	case <-ctx.Done():
+		// The batch may still commit; Meta's retry is then a duplicate.
+		return 0, ctx.Err()
+	}
+}
+
+// Run runs the group-commit loops until ctx ends; requests still queued
+// then fail (the HTTP server has drained by then).
+func (in *Ingestor) Run(ctx context.Context) {
+	done := make(chan struct{})
+	for range in.cfg.CommitWorkers {
+		go func() {
+			in.commitLoop(ctx)
+			done <- struct{}{}
+		}()
+	}
+	for range in.cfg.CommitWorkers {
+		<-done
+	}
+	for {
+		select {
+		case req := <-in.commits:
+			req.done <- commitResult{err: errStopped}
+		default:
+			return
+		}
+	}
+}
+
+func (in *Ingestor) commitLoop(ctx context.Context) {
+	var batch []*commitReq
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case first := <-in.commits:
+			batch = append(batch[:0], first)
+			n := len(first.rows)
+		gather:
+			for n < in.cfg.MaxBatchEvents {
+				select {
+				case next := <-in.commits:
+					batch = append(batch, next)
+					n += len(next.rows)
+				default:
+					break gather
+				}
+			}
+			in.flush(batch, n)
+		}
+	}
+}
+
+const insertEvents = `INSERT INTO events (id, tenant_id, page_id, app_id, dedup_key, type, test, received_at, body)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::timestamptz[], $9::bytea[])
+ON CONFLICT (tenant_id, page_id, dedup_key) DO NOTHING
+RETURNING id`
+
+func (in *Ingestor) flush(batch []*commitReq, n int) {
+	start := time.Now()
+	var (
+		ids      = make([][16]byte, 0, n)
+		tenants  = make([]string, 0, n)
+		pages    = make([]string, 0, n)
+		apps     = make([]string, 0, n)
+		keys     = make([]string, 0, n)
+		types    = make([]string, 0, n)
+		tests    = make([]bool, 0, n)
+		received = make([]time.Time, 0, n)
+		bodies   = make([][]byte, 0, n)
+	)
+	for _, req := range batch {
+		for i := range req.rows {
+			r := &req.rows[i]
+			ids = append(ids, r.id)
+			tenants = append(tenants, r.tenantID)
+			pages = append(pages, r.pageID)
+			apps = append(apps, r.appID)
+			keys = append(keys, r.dedupKey)
+			types = append(types, r.typ)
+			tests = append(tests, r.test)
+			received = append(received, r.receivedAt)
+			bodies = append(bodies, r.body)
+		}
+	}
+	// Not a request's context: one request giving up must not abort the
+	// batch it shares with others.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	inserted := make(map[[16]byte]struct{}, n)
+	rows, err := in.pool.Query(ctx, insertEvents, ids, tenants, pages, apps, keys, types, tests, received, bodies)
+	if err == nil {
+		var id [16]byte
+		_, err = pgx.ForEachRow(rows, []any{&id}, func() error {
+			inserted[id] = struct{}{}
+			return nil
+		})
+	}
+	in.m.commitTime.Observe(time.Since(start).Seconds())
+	in.m.batchEvents.Observe(float64(n))
+	in.m.batchReqs.Observe(float64(len(batch)))
+	for _, req := range batch {
+		if err != nil {
+			req.done <- commitResult{err: err}
+			continue
+		}
+		c := 0
+		for i := range req.rows {
+			if _, ok := inserted[req.rows[i].id]; ok {
+				c++
+			}
+		}
+		req.done <- commitResult{inserted: c}
+	}
+	if err == nil {
+		in.markCommitted(batch)
+	}
+}
