@@ -1,0 +1,191 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/postgate/postgate/internal/api"
+	"github.com/postgate/postgate/internal/secrets"
+	"github.com/postgate/postgate/internal/tenant"
+	"github.com/postgate/postgate/internal/testenv"
+	"github.com/postgate/postgate/internal/webhook"
+)
+
+const hookSecret = "gateway-test-secret-not-real"
+
+// webhookServer is an api.Server whose ingress stores into a fresh
+// database: tenant owning app 1001 with Page 104832957710001.
+func webhookServer(t *testing.T, maxBody int, extra ...api.Checker) *api.Server {
+	t.Helper()
+	db := testenv.Postgres(t)
+	rdb, prefix := testenv.Redis(t)
+	k := make([]byte, 32)
+	_, _ = rand.Read(k)
+	keys, _ := secrets.NewKeyring(k, nil)
+	ctx := context.Background()
+	id := uuid.Must(uuid.NewV7()).String()
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`INSERT INTO tenants (id, name, callback_url, signing_secret) VALUES ($1, 't', 'https://example.com', $2)`,
+			[]any{id, keys.Seal([]byte("whsec_x"), tenant.SigningSecretBinding(id))}},
+		{`INSERT INTO apps (app_id, tenant_id, secret, verify_token) VALUES ('1001', $1, $2, 'the-verify-token')`,
+			[]any{id, keys.Seal([]byte(hookSecret), tenant.AppSecretBinding("1001"))}},
+		{`INSERT INTO pages (page_id, app_id, tenant_id) VALUES ('104832957710001', '1001', $1)`, []any{id}},
+	} {
+		if _, err := db.Pool.Exec(ctx, q.sql, q.args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := tenant.NewRegistry(tenant.RegistryConfig{}, db.Pool, keys, nil, nil)
+	if err := reg.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ing, err := webhook.NewIngestor(webhook.Config{KeyPrefix: prefix}, reg, db.Pool, rdb, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	go ing.Run(runCtx)
+	checkers := append([]api.Checker{{Name: "postgres", Check: db.Ping}}, extra...)
+	return api.New(api.Config{MaxBodyBytes: maxBody}, api.Deps{Ingest: ing, Checkers: checkers})
+}
+
+func do(t *testing.T, s *api.Server, req *http.Request) (int, http.Header, string) {
+	t.Helper()
+	resp, err := s.App().Test(req, -1)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+func signedPost(path string, body []byte, secret string) *http.Request {
+	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if secret != "" {
+		m := hmac.New(sha256.New, []byte(secret))
+		m.Write(body)
+		req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(m.Sum(nil)))
+	}
+	return req
+}
+
+const postback = `{"object":"page","entry":[{"id":"104832957710001","time":1767225601284,"messaging":[{"sender":{"id":"7081529936124401"},"recipient":{"id":"104832957710001"},"timestamp":1767225601234,"postback":{"mid":"m_http_1","title":"Get Started","payload":"GET_STARTED"}}]}]}`
+
+func TestWebhookVerification(t *testing.T) {
+	s := webhookServer(t, 0)
+	tests := []struct {
+		query    string
+		wantCode int
+		wantBody string
+	}{
+		{"/webhook/1001?hub.mode=subscribe&hub.verify_token=the-verify-token&hub.challenge=1158201444", 200, "1158201444"},
+		{"/webhook?hub.mode=subscribe&hub.verify_token=the-verify-token&hub.challenge=abc%20%C3%A9", 200, "abc é"},
+		{"/webhook/1001?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1", 403, ""},
+		{"/webhook/2002?hub.mode=subscribe&hub.verify_token=the-verify-token&hub.challenge=1", 403, ""},
+		{"/webhook/1001?hub.mode=unsubscribe&hub.verify_token=the-verify-token&hub.challenge=1", 403, ""},
+		{"/webhook/1001?hub.verify_token=the-verify-token&hub.challenge=1", 403, ""},
+	}
+	for _, tt := range tests {
+		code, h, body := do(t, s, httptest.NewRequest(http.MethodGet, tt.query, nil))
+		if code != tt.wantCode {
+			t.Errorf("GET %s: %d, want %d", tt.query, code, tt.wantCode)
+			continue
+		}
+		if code == 200 && (body != tt.wantBody || !strings.HasPrefix(h.Get("Content-Type"), "text/plain")) {
+			t.Errorf("GET %s: body %q (%s), want %q as text/plain", tt.query, body, h.Get("Content-Type"), tt.wantBody)
+		}
+	}
+}
+
+func TestWebhookStatuses(t *testing.T) {
+	s := webhookServer(t, 64<<10)
+	tests := []struct {
+		name string
+		req  *http.Request
+		want int
+	}{
+		{"signed postback", signedPost("/webhook/1001", []byte(postback), hookSecret), 200},
+		{"same on the shared endpoint", signedPost("/webhook", []byte(postback), hookSecret), 200},
+		{"no signature", signedPost("/webhook/1001", []byte(postback), ""), 401},
+		{"wrong secret", signedPost("/webhook/1001", []byte(postback), "other"), 401},
+		{"shared, not JSON", signedPost("/webhook", []byte(`{"object":`), hookSecret), 400},
+		{"shared, too deep", signedPost("/webhook", []byte(strings.Repeat("[", 65)+strings.Repeat("]", 65)), hookSecret), 400},
+		{"shared, no registered page", signedPost("/webhook", []byte(`{"object":"page","entry":[{"id":"1"}]}`), hookSecret), 200},
+		{"app path, signed but not JSON: quarantined", signedPost("/webhook/1001", []byte(`not json`), hookSecret), 200},
+	}
+	for _, tt := range tests {
+		code, _, body := do(t, s, tt.req)
+		if code != tt.want {
+			t.Errorf("%s: %d %q, want %d", tt.name, code, body, tt.want)
+		}
+	}
+}
+
+// TestBodyOverLimit: over MAX_BODY_BYTES is 413, with a Content-Length
+// (refused before the body is read) and chunked (cut at the limit), on a
+// real connection.
+func TestBodyOverLimit(t *testing.T) {
+	s := webhookServer(t, 64<<10)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Serve(ln) }()
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	url := "http://" + ln.Addr().String() + "/webhook/1001"
+	big := `{"object":"page","entry":[],"pad":"` + strings.Repeat("x", 70<<10) + `"}`
+	for _, chunked := range []bool{false, true} {
+		var body io.Reader = strings.NewReader(big)
+		if chunked {
+			body = io.MultiReader(strings.NewReader(big[:10]), strings.NewReader(big[10:])) // unknown length
+		}
+		req, _ := http.NewRequest(http.MethodPost, url, body)
+		req.Header.Set("X-Hub-Signature-256", "sha256="+strings.Repeat("0", 64))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("chunked=%v: %v", chunked, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("chunked=%v: %d, want 413", chunked, resp.StatusCode)
+		}
+	}
+}
+
+func TestReadiness(t *testing.T) {
+	down := api.Checker{Name: "redis", Check: func(context.Context) error { return errors.New("connection refused") }}
+	s := webhookServer(t, 0, down)
+	if code, _, body := do(t, s, httptest.NewRequest(http.MethodGet, "/readyz", nil)); code != 503 || !strings.Contains(body, "redis") {
+		t.Fatalf("/readyz with redis down: %d %s, want 503 naming redis", code, body)
+	}
+	if code, _, _ := do(t, s, httptest.NewRequest(http.MethodGet, "/healthz", nil)); code != 200 {
+		t.Fatalf("/healthz: %d", code)
+	}
+	ok := webhookServer(t, 0)
+	if code, _, _ := do(t, ok, httptest.NewRequest(http.MethodGet, "/readyz", nil)); code != 200 {
+		t.Fatalf("/readyz: %d", code)
+	}
+	ok.Drain()
+	if code, _, body := do(t, ok, httptest.NewRequest(http.MethodGet, "/readyz", nil)); code != 503 || !strings.Contains(body, "draining") {
+		t.Fatalf("/readyz while draining: %d %s", code, body)
+	}
+}
