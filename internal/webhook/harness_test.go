@@ -64,7 +64,6 @@ type env struct {
 	keys   *secrets.Keyring
 	reg    *tenant.Registry
 	ing    *webhook.Ingestor
-	now    time.Time
 }
 
 func newEnv(t testing.TB) *env {
