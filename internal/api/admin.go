@@ -1,7 +1,173 @@
 package api
 
-// Admin holds the services behind the admin API.
-type Admin struct{}
+import (
+	"log/slog"
+	"net/http"
+	"strings"
 
-// registerAdmin mounts the admin API under /admin/v1.
-func (s *Server) registerAdmin(a *Admin) {}
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humafiber"
+
+	"github.com/postgate/postgate/internal/tenant"
+)
+
+// Admin holds the services behind the admin API.
+type Admin struct {
+	// Tenants is the tenant service every operation calls.
+	Tenants *tenant.Service
+	// Tokens verifies the bearer tokens of admin-API requests.
+	Tokens *tenant.Tokens
+	// PublicURL, when set, is the gateway's public base URL; the OpenAPI
+	// document names PublicURL + "/admin/v1" as its server.
+	PublicURL string
+}
+
+// AdminPrefix is where the admin API is mounted.
+const AdminPrefix = "/admin/v1"
+
+// adminAPI holds what the admin handlers share.
+type adminAPI struct {
+	svc *tenant.Service
+	log *slog.Logger
+}
+
+// registerAdmin mounts the admin API under /admin/v1: huma on the Fiber
+// app, OpenAPI 3.1 at /admin/v1/openapi.json (no auth), bearer auth on
+// every operation, problem+json for every error.
+func (s *Server) registerAdmin(a *Admin) {
+	api := humafiber.NewWithGroup(s.app, s.app.Group(AdminPrefix), adminConfig(s.cfg.Version, a.PublicURL))
+	auth := &authenticator{api: api, tokens: a.Tokens, log: s.log}
+	api.UseMiddleware(auth.middleware)
+	h := &adminAPI{svc: a.Tenants, log: s.log}
+	h.routes(api)
+	s.app.All(AdminPrefix+"/*", adminNotFound)
+}
+
+// routes lists every admin operation (paths relative to /admin/v1).
+//
+//	POST   /tenants                                      admin   create a tenant (signing_secret returned once)
+//	GET    /tenants                                      admin   list tenants
+//	GET    /tenants/{tenant_id}                          both    read
+//	PATCH  /tenants/{tenant_id}                          both    change, re-enable the endpoint
+//	DELETE /tenants/{tenant_id}                          both    delete with everything it owns
+//	POST   /tenants/{tenant_id}/tokens                   admin   mint a tenant token
+//	POST   /tenants/{tenant_id}/signing-secret/rotate    both    new signing secret (returned once)
+//	POST   /tenants/{tenant_id}/apps                     both    register a Meta app
+//	GET    /tenants/{tenant_id}/apps                     both    list apps
+//	GET    /tenants/{tenant_id}/apps/{app_id}            both    read
+//	PATCH  /tenants/{tenant_id}/apps/{app_id}            both    rotate the app secret, legacy_sha1
+//	DELETE /tenants/{tenant_id}/apps/{app_id}            both    delete with its Pages
+//	POST   /tenants/{tenant_id}/pages                    both    register a Page for an app
+//	GET    /tenants/{tenant_id}/pages                    both    list Pages
+//	DELETE /tenants/{tenant_id}/pages/{page_id}          both    unregister (?app_id= when on several apps)
+//	GET    /tenants/{tenant_id}/events                   both    list events (filters, cursor)
+//	GET    /tenants/{tenant_id}/events/{event_id}        both    one event with its attempts
+//	POST   /tenants/{tenant_id}/events/{event_id}/replay both    deliver again, same webhook-id
+//	POST   /tenants/{tenant_id}/replay                   both    bulk replay by status and time
+//	GET    /tenants/{tenant_id}/quarantine               both    signed bodies that did not parse
+//	GET    /openapi.json                                 anyone  this API's OpenAPI 3.1 document
+func (h *adminAPI) routes(api huma.API) {
+	huma.Register(api, op("createTenant", http.MethodPost, "/tenants", accessAdmin, "Create a tenant", http.StatusCreated), h.createTenant)
+	huma.Register(api, op("listTenants", http.MethodGet, "/tenants", accessAdmin, "List tenants", 0), h.listTenants)
+	huma.Register(api, op("getTenant", http.MethodGet, "/tenants/{tenant_id}", accessTenant, "Get a tenant", 0), h.getTenant)
+	huma.Register(api, op("updateTenant", http.MethodPatch, "/tenants/{tenant_id}", accessTenant, "Change a tenant", 0), h.updateTenant)
+	huma.Register(api, op("deleteTenant", http.MethodDelete, "/tenants/{tenant_id}", accessTenant, "Delete a tenant", http.StatusNoContent), h.deleteTenant)
+	huma.Register(api, op("issueTenantToken", http.MethodPost, "/tenants/{tenant_id}/tokens", accessAdmin, "Mint a tenant token", http.StatusCreated), h.issueToken)
+	huma.Register(api, op("rotateSigningSecret", http.MethodPost, "/tenants/{tenant_id}/signing-secret/rotate", accessTenant, "Rotate the signing secret", 0), h.rotateSigningSecret)
+
+	huma.Register(api, op("registerApp", http.MethodPost, "/tenants/{tenant_id}/apps", accessTenant, "Register a Meta app", http.StatusCreated), h.registerApp)
+	huma.Register(api, op("listApps", http.MethodGet, "/tenants/{tenant_id}/apps", accessTenant, "List apps", 0), h.listApps)
+	huma.Register(api, op("getApp", http.MethodGet, "/tenants/{tenant_id}/apps/{app_id}", accessTenant, "Get an app", 0), h.getApp)
+	huma.Register(api, op("updateApp", http.MethodPatch, "/tenants/{tenant_id}/apps/{app_id}", accessTenant, "Change or rotate an app's secret", 0), h.updateApp)
+	huma.Register(api, op("deleteApp", http.MethodDelete, "/tenants/{tenant_id}/apps/{app_id}", accessTenant, "Delete an app and its Pages", http.StatusNoContent), h.deleteApp)
+
+	huma.Register(api, op("registerPage", http.MethodPost, "/tenants/{tenant_id}/pages", accessTenant, "Register a Page", http.StatusCreated), h.registerPage)
+	huma.Register(api, op("listPages", http.MethodGet, "/tenants/{tenant_id}/pages", accessTenant, "List Pages", 0), h.listPages)
+	huma.Register(api, op("deletePage", http.MethodDelete, "/tenants/{tenant_id}/pages/{page_id}", accessTenant, "Unregister a Page", http.StatusNoContent), h.deletePage)
+
+	huma.Register(api, op("listEvents", http.MethodGet, "/tenants/{tenant_id}/events", accessTenant, "List events", 0), h.listEvents)
+	huma.Register(api, op("getEvent", http.MethodGet, "/tenants/{tenant_id}/events/{event_id}", accessTenant, "Get an event with its attempts", 0), h.getEvent)
+	huma.Register(api, op("replayEvent", http.MethodPost, "/tenants/{tenant_id}/events/{event_id}/replay", accessTenant, "Deliver an event again", http.StatusAccepted), h.replayEvent)
+	huma.Register(api, op("replayEvents", http.MethodPost, "/tenants/{tenant_id}/replay", accessTenant, "Deliver events again in bulk", http.StatusAccepted), h.replayEvents)
+	huma.Register(api, op("listQuarantine", http.MethodGet, "/tenants/{tenant_id}/quarantine", accessTenant, "List quarantined bodies", 0), h.listQuarantine)
+}
+
+func op(id, method, path string, acc access, summary string, status int) huma.Operation {
+	errs := []int{http.StatusUnauthorized, http.StatusNotFound, http.StatusUnprocessableEntity}
+	if acc == accessAdmin {
+		errs = append(errs, http.StatusForbidden)
+	}
+	if method == http.MethodPost {
+		errs = append(errs, http.StatusConflict)
+	}
+	tag := "tenants"
+	switch {
+	case strings.Contains(path, "/apps"):
+		tag = "apps"
+	case strings.Contains(path, "/pages"):
+		tag = "pages"
+	case strings.Contains(path, "/events"), strings.Contains(path, "/replay"), strings.Contains(path, "/quarantine"):
+		tag = "events"
+	}
+	desc := "Admin and tenant tokens; a tenant token reaches only its own tenant (another tenant answers 404)."
+	if acc == accessAdmin {
+		desc = "Admin tokens only; a tenant token answers 403."
+	}
+	return huma.Operation{
+		OperationID:   id,
+		Method:        method,
+		Path:          path,
+		Summary:       summary,
+		Description:   desc,
+		Tags:          []string{tag},
+		DefaultStatus: status,
+		Errors:        errs,
+		Metadata:      map[string]any{metaAccess: acc},
+	}
+}
+
+func adminConfig(version, publicURL string) huma.Config {
+	cfg := huma.DefaultConfig("Postgate admin API", version)
+	// No $schema field in bodies and no Link: describedBy header.
+	cfg.CreateHooks = nil
+	cfg.DocsPath = ""
+	cfg.SchemasPath = ""
+	cfg.OpenAPIPath = "/openapi"
+	cfg.Transformers = []huma.Transformer{scrubErrorValues}
+	cfg.Info.Description = adminDescription
+	cfg.Servers = []*huma.Server{{URL: strings.TrimRight(publicURL, "/") + AdminPrefix}}
+	cfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
+		"bearer": {Type: "http", Scheme: "bearer", BearerFormat: "JWT",
+			Description: "HS256 JWT signed with ADMIN_JWT_SECRET: iss ADMIN_JWT_ISSUER, aud ADMIN_JWT_AUDIENCE, exp required; claims role (admin|tenant) and tenant_id. `gateway token` prints one."},
+	}
+	cfg.Security = []map[string][]string{{"bearer": {}}}
+	cfg.Tags = []*huma.Tag{
+		{Name: "tenants", Description: "Tenants: callback endpoint, limits, signing secret, tokens."},
+		{Name: "apps", Description: "Meta apps: secret (write-only), verify token, webhook URL."},
+		{Name: "pages", Description: "Pages and Instagram accounts, each registered for one of the tenant's apps."},
+		{Name: "events", Description: "Accepted events and their deliveries; replay; quarantine."},
+	}
+	return cfg
+}
+
+const adminDescription = `Manage tenants, their Meta apps and Pages, and look at and replay their deliveries.
+
+**Authentication**: ` + "`Authorization: Bearer <JWT>`" + `. An admin token reaches everything; a tenant token
+reaches only its own tenant, and another tenant's resources answer 404. No or bad token: 401 with
+` + "`WWW-Authenticate: Bearer`" + `. Admin-only operations answer 403 to a tenant token.
+
+**Errors** are RFC 9457 ` + "`application/problem+json`" + `. Validation errors (422) list each offending field
+in ` + "`errors[].location`" + ` (such as ` + "`body.page_id`" + `) without echoing its value. Unknown body fields are
+rejected. A 5xx says only "internal error" with an error id, which is also in the gateway's log.
+
+**Lists** answer ` + "`{\"items\": [...], \"next_cursor\": \"...\"}`" + `; pass ` + "`next_cursor`" + ` back as ` + "`cursor`" + ` for
+the next page (` + "`limit`" + ` 1-200, default 50). ` + "`next_cursor`" + ` is absent on the last page. Cursors are opaque
+and keyset-based: pages stay correct while rows are added. Tenants are listed in creation order, apps by
+app_id, Pages by (page_id, app_id), events and quarantine by (received_at, id), oldest first.
+
+**Secrets**: the signing secret appears only in the answers of create and rotate; app secrets are
+write-only. Rotating either keeps the previous one valid for 24 hours.
+
+**Events**: ids are ` + "`evt_`" + ` and 32 hex digits, the same as the ` + "`webhook-id`" + ` of the deliveries.
+A replay requeues the event now with a fresh retry schedule and the same id, bypassing dedup.
+Delivery attempts are not recorded yet: ` + "`attempts`" + ` is an empty list for now.`

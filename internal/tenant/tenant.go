@@ -1,8 +1,14 @@
 package tenant
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Sentinel errors of the tenant domain; the api package maps them to
@@ -36,8 +42,11 @@ type Tenant struct {
 	// endpoint, or an operator); events stay pending until re-enabled.
 	EndpointDisabledAt     *time.Time
 	EndpointDisabledReason string
-	CreatedAt              time.Time
-	UpdatedAt              time.Time
+	// PreviousSigningSecretExpiresAt is when the signing secret replaced by
+	// the last rotation stops signing; nil when there is none.
+	PreviousSigningSecretExpiresAt *time.Time
+	CreatedAt                      time.Time
+	UpdatedAt                      time.Time
 }
 
 // App is a Meta app registered by a tenant. Its secrets are never part of
@@ -105,4 +114,156 @@ func SigningSecretBinding(tenantID string) string { return "tenants.signing_secr
 // PreviousSigningSecretBinding binds a tenant's previous signing secret.
 func PreviousSigningSecretBinding(tenantID string) string {
 	return "tenants.previous_signing_secret:" + tenantID
+}
+
+// EventStatus is where an event is in its delivery life.
+type EventStatus string
+
+// The statuses of SPEC: pending (due or waiting), failed (an attempt
+// failed, a retry is scheduled), delivered, and dead (out of retries).
+const (
+	StatusPending   EventStatus = "pending"
+	StatusFailed    EventStatus = "failed"
+	StatusDelivered EventStatus = "delivered"
+	StatusDead      EventStatus = "dead"
+)
+
+// Event is one accepted webhook event and its delivery state. The events
+// table is also the delivery queue.
+type Event struct {
+	ID            uuid.UUID
+	TenantID      string
+	PageID        string
+	AppID         string
+	Type          string
+	Test          bool
+	Status        EventStatus
+	Attempts      int
+	NextAttemptAt time.Time
+	ReceivedAt    time.Time
+	DeliveredAt   *time.Time
+	// Body is the JSON document POSTed to the tenant; only filled when one
+	// event is read, never in lists.
+	Body []byte
+}
+
+// Attempt is one delivery attempt of an event.
+type Attempt struct {
+	At         time.Time
+	StatusCode int
+	Latency    time.Duration
+	Error      string
+	// Response is the first KiB of the endpoint's answer.
+	Response string
+}
+
+// Quarantined is a correctly signed body that could not be parsed as
+// Meta's webhook shape, kept for the tenant to look at.
+type Quarantined struct {
+	ID         uuid.UUID
+	TenantID   string
+	AppID      string
+	Reason     string
+	Body       []byte
+	ReceivedAt time.Time
+}
+
+// Public id prefixes: an event id is "evt_" and a quarantine id "qrn_",
+// each followed by the row's uuid as 32 lowercase hex digits. The event id
+// is also the Standard Webhooks webhook-id, stable across retries.
+const (
+	EventIDPrefix      = "evt_"
+	QuarantineIDPrefix = "qrn_"
+)
+
+// FormatEventID is the public id of the event row id.
+func FormatEventID(id uuid.UUID) string { return EventIDPrefix + hex.EncodeToString(id[:]) }
+
+// ParseEventID reverses FormatEventID.
+func ParseEventID(s string) (uuid.UUID, error) { return parsePrefixedID(s, EventIDPrefix) }
+
+// FormatQuarantineID is the public id of the quarantine row id.
+func FormatQuarantineID(id uuid.UUID) string { return QuarantineIDPrefix + hex.EncodeToString(id[:]) }
+
+// ParseQuarantineID reverses FormatQuarantineID.
+func ParseQuarantineID(s string) (uuid.UUID, error) { return parsePrefixedID(s, QuarantineIDPrefix) }
+
+func parsePrefixedID(s, prefix string) (uuid.UUID, error) {
+	h, ok := strings.CutPrefix(s, prefix)
+	var id uuid.UUID
+	if !ok || len(h) != 2*len(id) {
+		return uuid.Nil, fmt.Errorf("%w: id must be %s followed by 32 hex digits", ErrInvalid, prefix)
+	}
+	if _, err := hex.Decode(id[:], []byte(h)); err != nil {
+		return uuid.Nil, fmt.Errorf("%w: id must be %s followed by 32 hex digits", ErrInvalid, prefix)
+	}
+	return id, nil
+}
+
+// SigningSecretPrefix starts every Standard Webhooks signing secret.
+const SigningSecretPrefix = "whsec_"
+
+// SigningKey is the HMAC key of a "whsec_<base64>" signing secret: the
+// decoded bytes after the prefix.
+func SigningKey(secret string) ([]byte, error) {
+	b64, ok := strings.CutPrefix(secret, SigningSecretPrefix)
+	if !ok {
+		return nil, errors.New("signing secret lacks the whsec_ prefix")
+	}
+	key, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(key) == 0 {
+		return nil, errors.New("signing secret is not whsec_ followed by base64")
+	}
+	return key, nil
+}
+
+// FieldError is an ErrInvalid or ErrConflict about one input field, so the
+// API can name it. Message never contains the field's value.
+type FieldError struct {
+	Field   string // the input's name, such as "callback_url"
+	Message string
+	Err     error // ErrInvalid or ErrConflict
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Message }
+
+// Unwrap lets errors.Is find the sentinel.
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func invalid(field, format string, args ...any) error {
+	return &FieldError{Field: field, Message: fmt.Sprintf(format, args...), Err: ErrInvalid}
+}
+
+func conflict(field, format string, args ...any) error {
+	return &FieldError{Field: field, Message: fmt.Sprintf(format, args...), Err: ErrConflict}
+}
+
+// Results is one page of a keyset-paginated list. NextCursor is empty on
+// the last page; passing it back continues after the last item, and stays
+// correct while rows are added.
+type Results[T any] struct {
+	Items      []T
+	NextCursor string
+}
+
+// ListOptions bounds a list: at most Limit items after Cursor.
+type ListOptions struct {
+	Limit  int // 0 means DefaultLimit; capped at MaxLimit
+	Cursor string
+}
+
+// List limits.
+const (
+	DefaultLimit = 50
+	MaxLimit     = 200
+)
+
+func (o ListOptions) limit() int {
+	switch {
+	case o.Limit <= 0:
+		return DefaultLimit
+	case o.Limit > MaxLimit:
+		return MaxLimit
+	}
+	return o.Limit
 }

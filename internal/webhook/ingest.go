@@ -345,7 +345,7 @@ func (in *Ingestor) walk(env *Envelope, app *tenant.AppKeys, pathApp bool, recv 
 			}
 			id := uuid.Must(uuid.NewV7())
 			d := deliveryBody{
-				ID: EventID(id), Type: ev.Type, Test: test, TenantID: tenantID, AppID: app.AppID,
+				ID: tenant.FormatEventID(id), Type: ev.Type, Test: test, TenantID: tenantID, AppID: app.AppID,
 				PageID: page, Object: env.Object, Source: ev.Source, Sender: ev.Sender, SenderRef: ev.SenderRef,
 				TimestampMS: ts, ReceivedAt: recv, Postback: ev.Postback, Event: ev.Raw,
 			}
@@ -359,14 +359,6 @@ func (in *Ingestor) walk(env *Envelope, app *tenant.AppKeys, pathApp bool, recv 
 		}
 	}
 	return rows, tests
-}
-
-// EventID is the external id of an event: "evt_" and the UUID's hex.
-func EventID(id uuid.UUID) string {
-	var b [36]byte
-	copy(b[:], "evt_")
-	hex.Encode(b[4:], id[:])
-	return string(b[:])
 }
 
 // dedupKey is the event's mid, or without one a hash of what identifies

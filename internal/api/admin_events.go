@@ -1,0 +1,187 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"time"
+	"unicode/utf8"
+
+	"github.com/postgate/postgate/internal/tenant"
+)
+
+// Event is an event in a list of the admin API.
+type Event struct {
+	ID            string     `json:"id" doc:"evt_ and 32 hex digits; also the webhook-id of its deliveries."`
+	Type          string     `json:"type"`
+	Test          bool       `json:"test"`
+	Status        string     `json:"status" enum:"pending,failed,delivered,dead"`
+	PageID        string     `json:"page_id"`
+	AppID         string     `json:"app_id"`
+	AttemptCount  int        `json:"attempt_count" doc:"Delivery attempts since the event was accepted or last replayed."`
+	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty" doc:"When the next attempt is due (pending and failed events)."`
+	ReceivedAt    time.Time  `json:"received_at"`
+	DeliveredAt   *time.Time `json:"delivered_at,omitempty"`
+}
+
+func eventOf(e tenant.Event) Event {
+	out := Event{
+		ID:           tenant.FormatEventID(e.ID),
+		Type:         e.Type,
+		Test:         e.Test,
+		Status:       string(e.Status),
+		PageID:       e.PageID,
+		AppID:        e.AppID,
+		AttemptCount: e.Attempts,
+		ReceivedAt:   e.ReceivedAt,
+		DeliveredAt:  e.DeliveredAt,
+	}
+	if e.Status == tenant.StatusPending || e.Status == tenant.StatusFailed {
+		next := e.NextAttemptAt
+		out.NextAttemptAt = &next
+	}
+	return out
+}
+
+// EventParams names an event of a tenant in the path.
+type EventParams struct {
+	TenantParams
+	EventID string `path:"event_id" pattern:"^evt_[0-9a-f]{32}$"`
+}
+
+type listEventsIn struct {
+	TenantParams
+	ListParams
+	Status string    `query:"status" enum:"pending,failed,delivered,dead"`
+	Type   string    `query:"type" maxLength:"64"`
+	PageID string    `query:"page_id" pattern:"^[0-9]{1,20}$"`
+	Since  time.Time `query:"since" doc:"Received at or after (RFC 3339)."`
+	Until  time.Time `query:"until" doc:"Received before (RFC 3339)."`
+}
+
+func (h *adminAPI) listEvents(ctx context.Context, in *listEventsIn) (*listOut[Event], error) {
+	f := tenant.EventFilter{Status: tenant.EventStatus(in.Status), Type: in.Type, PageID: in.PageID, Since: in.Since, Until: in.Until}
+	r, err := h.svc.ListEvents(ctx, in.TenantID, f, in.options())
+	if err != nil {
+		return nil, problem(ctx, h.log, err, "query")
+	}
+	return listOf(r, eventOf), nil
+}
+
+// Attempt is one delivery attempt of an event.
+type Attempt struct {
+	At         time.Time `json:"at"`
+	StatusCode int       `json:"status_code,omitempty" doc:"The endpoint's HTTP status; absent when no answer came."`
+	LatencyMS  int64     `json:"latency_ms"`
+	Error      string    `json:"error,omitempty"`
+	Response   string    `json:"response,omitempty" doc:"The first KiB of the endpoint's answer."`
+}
+
+// EventDetail is one event with its payload and attempts.
+type EventDetail struct {
+	Event
+	Payload  json.RawMessage `json:"payload,omitempty" doc:"The JSON document POSTed to the callback URL."`
+	Attempts []Attempt       `json:"attempts" doc:"Every delivery attempt, oldest first. Not recorded yet: always empty in this version."`
+}
+
+type eventOut struct {
+	Body EventDetail
+}
+
+func (h *adminAPI) getEvent(ctx context.Context, in *EventParams) (*eventOut, error) {
+	e, attempts, err := h.svc.GetEvent(ctx, in.TenantID, in.EventID)
+	if err != nil {
+		return nil, problem(ctx, h.log, err, "path")
+	}
+	out := &eventOut{Body: EventDetail{Event: eventOf(e), Attempts: make([]Attempt, 0, len(attempts))}}
+	if json.Valid(e.Body) {
+		out.Body.Payload = e.Body
+	}
+	for _, a := range attempts {
+		out.Body.Attempts = append(out.Body.Attempts, Attempt{
+			At: a.At, StatusCode: a.StatusCode, LatencyMS: a.Latency.Milliseconds(), Error: a.Error, Response: a.Response,
+		})
+	}
+	return out, nil
+}
+
+type replayedOut struct {
+	Body Event
+}
+
+func (h *adminAPI) replayEvent(ctx context.Context, in *EventParams) (*replayedOut, error) {
+	e, err := h.svc.ReplayEvent(ctx, in.TenantID, in.EventID)
+	if err != nil {
+		return nil, problem(ctx, h.log, err, "path")
+	}
+	return &replayedOut{Body: eventOf(e)}, nil
+}
+
+type replayEventsIn struct {
+	TenantParams
+	Body struct {
+		Status string     `json:"status" enum:"failed,dead,delivered,pending" doc:"Requeue the events with this status."`
+		Since  *time.Time `json:"since,omitempty" doc:"Received at or after."`
+		Until  *time.Time `json:"until,omitempty" doc:"Received before."`
+	}
+}
+
+type replayEventsOut struct {
+	Body struct {
+		Queued int64 `json:"queued" doc:"How many events were queued for delivery again."`
+	}
+}
+
+func (h *adminAPI) replayEvents(ctx context.Context, in *replayEventsIn) (*replayEventsOut, error) {
+	f := tenant.ReplayFilter{Status: tenant.EventStatus(in.Body.Status)}
+	if in.Body.Since != nil {
+		f.Since = *in.Body.Since
+	}
+	if in.Body.Until != nil {
+		f.Until = *in.Body.Until
+	}
+	n, err := h.svc.ReplayEvents(ctx, in.TenantID, f)
+	if err != nil {
+		return nil, problem(ctx, h.log, err, "body")
+	}
+	out := &replayEventsOut{}
+	out.Body.Queued = n
+	return out, nil
+}
+
+// Quarantined is a signed body that could not be parsed.
+type Quarantined struct {
+	ID         string    `json:"id" doc:"qrn_ and 32 hex digits."`
+	AppID      string    `json:"app_id"`
+	Reason     string    `json:"reason"`
+	ReceivedAt time.Time `json:"received_at"`
+	Body       string    `json:"body,omitempty" doc:"The body as text, when it is valid UTF-8."`
+	BodyBase64 string    `json:"body_base64" doc:"The exact bytes Meta signed, base64."`
+}
+
+func quarantineOf(q tenant.Quarantined) Quarantined {
+	out := Quarantined{
+		ID:         tenant.FormatQuarantineID(q.ID),
+		AppID:      q.AppID,
+		Reason:     q.Reason,
+		ReceivedAt: q.ReceivedAt,
+		BodyBase64: base64.StdEncoding.EncodeToString(q.Body),
+	}
+	if utf8.Valid(q.Body) {
+		out.Body = string(q.Body)
+	}
+	return out
+}
+
+type listQuarantineIn struct {
+	TenantParams
+	ListParams
+}
+
+func (h *adminAPI) listQuarantine(ctx context.Context, in *listQuarantineIn) (*listOut[Quarantined], error) {
+	r, err := h.svc.ListQuarantine(ctx, in.TenantID, in.options())
+	if err != nil {
+		return nil, problem(ctx, h.log, err, "query")
+	}
+	return listOf(r, quarantineOf), nil
+}

@@ -1,0 +1,94 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/postgate/postgate/internal/tenant"
+)
+
+// problemStatus is the one table from domain errors to HTTP statuses. Any
+// other error is a 500 with a generic message and an error id.
+var problemStatus = []struct {
+	err    error
+	status int
+}{
+	{tenant.ErrNotFound, http.StatusNotFound},
+	{tenant.ErrConflict, http.StatusConflict},
+	{tenant.ErrInvalid, http.StatusUnprocessableEntity},
+}
+
+// problem turns a service error into an RFC 9457 problem (huma writes it as
+// application/problem+json). A *tenant.FieldError names its field under
+// location in ("body" or "query"), as huma's own validation errors do.
+//
+// A 5xx never shows the error: it shows an error id, which the log line
+// with the detail carries too.
+func problem(ctx context.Context, log *slog.Logger, err error, in string) error {
+	for _, m := range problemStatus {
+		if !errors.Is(err, m.err) {
+			continue
+		}
+		var fe *tenant.FieldError
+		if errors.As(err, &fe) {
+			detail := "validation failed"
+			if m.status != http.StatusUnprocessableEntity {
+				detail = fe.Message
+			}
+			return huma.NewError(m.status, detail, &huma.ErrorDetail{Location: in + "." + fe.Field, Message: fe.Message})
+		}
+		return huma.NewError(m.status, err.Error())
+	}
+	id := newErrorID()
+	attrs := append(requestAttrs(ctx), slog.String("error_id", id), slog.Any("err", err))
+	log.LogAttrs(ctx, slog.LevelError, "admin request failed", attrs...)
+	return internalError(id)
+}
+
+func internalError(id string) *huma.ErrorModel {
+	return &huma.ErrorModel{
+		Status:   http.StatusInternalServerError,
+		Title:    http.StatusText(http.StatusInternalServerError),
+		Detail:   "internal error; the operator can find it in the logs under error id " + id,
+		Instance: "urn:postgate:error:" + id,
+	}
+}
+
+func newErrorID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// scrubErrorValues drops the offending input from validation errors
+// before they are written: the field could be an app secret, a verify
+// token or a callback URL with a password in it. Location and message
+// still say what is wrong.
+func scrubErrorValues(_ huma.Context, _ string, v any) (any, error) {
+	if em, ok := v.(*huma.ErrorModel); ok {
+		for _, d := range em.Errors {
+			if d != nil {
+				d.Value = nil
+			}
+		}
+	}
+	return v, nil
+}
+
+// adminNotFound answers a path under /admin/v1 that no route matches, as a
+// problem like every other admin error.
+func adminNotFound(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, "application/problem+json")
+	return c.Status(fiber.StatusNotFound).JSON(huma.ErrorModel{
+		Title:  http.StatusText(http.StatusNotFound),
+		Status: http.StatusNotFound,
+		Detail: "no such admin API route; see /admin/v1/openapi.json",
+	}, "application/problem+json")
+}

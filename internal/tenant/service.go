@@ -1,0 +1,545 @@
+package tenant
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/postgate/postgate/internal/secrets"
+)
+
+// Config is the Service's own configuration.
+type Config struct {
+	// PublicURL is how Meta reaches the gateway; an app's webhook URL is
+	// PublicURL + "/webhook/" + app_id. Default http://localhost:8080.
+	PublicURL string
+	// AllowPrivateCallbacks accepts callback URLs on loopback, private,
+	// link-local and metadata addresses, and plain http
+	// (CALLBACK_ALLOW_PRIVATE).
+	AllowPrivateCallbacks bool
+	// RotationGrace is how long a rotated-out app secret is still accepted
+	// and a rotated-out signing secret still signs. Default 24h.
+	RotationGrace time.Duration
+	// TokenTTL is the lifetime of a minted tenant token when the request
+	// names none. Default 24h.
+	TokenTTL time.Duration
+}
+
+func (c *Config) defaults() error {
+	if c.PublicURL == "" {
+		c.PublicURL = "http://localhost:8080"
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if u, err := url.Parse(c.PublicURL); err != nil || !u.IsAbs() || u.Host == "" {
+		return errors.New("tenant service: PublicURL must be an absolute URL")
+	}
+	if c.RotationGrace == 0 {
+		c.RotationGrace = DefaultRotationGrace
+	}
+	if c.RotationGrace < 0 {
+		return errors.New("tenant service: RotationGrace must be positive")
+	}
+	if c.TokenTTL == 0 {
+		c.TokenTTL = 24 * time.Hour
+	}
+	return nil
+}
+
+// Service holds the business rules of tenants, apps, Pages and their
+// events: validation, secret generation, sealing and rotation, and the
+// callback URL check. It is what the admin API calls; authorization (who
+// may reach which tenant) is the API's.
+type Service struct {
+	cfg      Config
+	store    *Store
+	keys     *secrets.Keyring
+	tokens   *Tokens
+	resolver Resolver
+	now      func() time.Time
+}
+
+// NewService validates cfg and returns the service. tokens may be nil (no
+// token minting); resolver nil means net.DefaultResolver; now nil means
+// time.Now.
+func NewService(cfg Config, store *Store, keys *secrets.Keyring, tokens *Tokens, resolver Resolver, now func() time.Time) (*Service, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	if store == nil || keys == nil {
+		return nil, errors.New("tenant service: store and keyring are required")
+	}
+	if resolver == nil {
+		resolver = net.DefaultResolver
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{cfg: cfg, store: store, keys: keys, tokens: tokens, resolver: resolver, now: now}, nil
+}
+
+// WebhookURL is the URL to paste into Meta's dashboard for appID.
+func (s *Service) WebhookURL(appID string) string {
+	return s.cfg.PublicURL + "/webhook/" + appID
+}
+
+// Limits of the inputs (the API's schema states the same).
+const (
+	MaxNameLength     = 200
+	MaxLimitValue     = 1_000_000
+	MinVerifyTokenLen = 16
+	MaxSecretLength   = 256
+)
+
+var (
+	reMetaID      = regexp.MustCompile(`^[0-9]{1,20}$`)
+	reVerifyToken = regexp.MustCompile(`^[\x21-\x7e]+$`)
+)
+
+// TenantInput creates a tenant. Zero Rate, Burst and Concurrency mean the
+// gateway's defaults; nil DeliverTestEvents means true.
+type TenantInput struct {
+	Name              string
+	CallbackURL       string
+	Events            []string
+	Rate              int
+	Burst             int
+	Concurrency       int
+	DeliverTestEvents *bool
+}
+
+// CreateTenant creates a tenant and its signing secret. The secret is
+// returned here and by RotateSigningSecret, and never again.
+func (s *Service) CreateTenant(ctx context.Context, in TenantInput) (Tenant, string, error) {
+	now := s.now().UTC()
+	t := Tenant{
+		Name:              strings.TrimSpace(in.Name),
+		CallbackURL:       in.CallbackURL,
+		Rate:              in.Rate,
+		Burst:             in.Burst,
+		Concurrency:       in.Concurrency,
+		DeliverTestEvents: in.DeliverTestEvents == nil || *in.DeliverTestEvents,
+		CreatedAt:         now,
+		UpdatedAt:         now,
+	}
+	var err error
+	if t.Events, err = normalizeEvents(in.Events); err != nil {
+		return Tenant{}, "", err
+	}
+	if err := s.checkTenant(ctx, t); err != nil {
+		return Tenant{}, "", err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Tenant{}, "", fmt.Errorf("tenant id: %w", err)
+	}
+	t.ID = id.String()
+	secret := newSigningSecret()
+	t, err = s.store.CreateTenant(ctx, t, s.keys.Seal([]byte(secret), SigningSecretBinding(t.ID)))
+	if err != nil {
+		return Tenant{}, "", err
+	}
+	return t, secret, nil
+}
+
+func (s *Service) checkTenant(ctx context.Context, t Tenant) error {
+	if err := checkTenantFields(t); err != nil {
+		return err
+	}
+	return CheckCallbackURL(ctx, t.CallbackURL, s.cfg.AllowPrivateCallbacks, s.resolver)
+}
+
+// checkTenantFields checks everything but the callback URL.
+func checkTenantFields(t Tenant) error {
+	switch n := utf8.RuneCountInString(t.Name); {
+	case n == 0:
+		return invalid("name", "is required")
+	case n > MaxNameLength:
+		return invalid("name", "is longer than %d characters", MaxNameLength)
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"rate", t.Rate}, {"burst", t.Burst}, {"concurrency", t.Concurrency}} {
+		if f.v < 0 || f.v > MaxLimitValue {
+			return invalid(f.name, "must be between 0 (the gateway's default) and %d", MaxLimitValue)
+		}
+	}
+	return nil
+}
+
+// normalizeEvents checks event types and returns them de-duplicated in
+// EventTypes order.
+func normalizeEvents(in []string) ([]string, error) {
+	out := []string{}
+	for _, e := range in {
+		if !slices.Contains(EventTypes, e) {
+			return nil, invalid("events", "%q is not an event type (one of %s)", e, strings.Join(EventTypes, ", "))
+		}
+	}
+	for _, e := range EventTypes {
+		if slices.Contains(in, e) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// GetTenant reads a tenant.
+func (s *Service) GetTenant(ctx context.Context, id string) (Tenant, error) {
+	return s.store.GetTenant(ctx, id)
+}
+
+// ListTenants lists tenants in creation order.
+func (s *Service) ListTenants(ctx context.Context, opts ListOptions) (Results[Tenant], error) {
+	return s.store.ListTenants(ctx, opts)
+}
+
+// TenantPatch changes a tenant; nil fields stay as they are. A zero Rate,
+// Burst or Concurrency returns to the gateway's default. EndpointEnabled
+// true re-enables deliveries paused by a 410 (or by an operator); false
+// pauses them.
+type TenantPatch struct {
+	Name              *string
+	CallbackURL       *string
+	Events            *[]string
+	Rate              *int
+	Burst             *int
+	Concurrency       *int
+	DeliverTestEvents *bool
+	EndpointEnabled   *bool
+}
+
+// UpdateTenant applies p to tenant id.
+func (s *Service) UpdateTenant(ctx context.Context, id string, p TenantPatch) (Tenant, error) {
+	var events []string
+	if p.Events != nil {
+		var err error
+		if events, err = normalizeEvents(*p.Events); err != nil {
+			return Tenant{}, err
+		}
+	}
+	// The URL is resolved before the row is locked: DNS can be slow.
+	if p.CallbackURL != nil {
+		if err := CheckCallbackURL(ctx, *p.CallbackURL, s.cfg.AllowPrivateCallbacks, s.resolver); err != nil {
+			return Tenant{}, err
+		}
+	}
+	now := s.now().UTC()
+	return s.store.UpdateTenant(ctx, id, func(t *Tenant, _ *SealedSecrets) error {
+		set(&t.Name, p.Name)
+		if p.Name != nil {
+			t.Name = strings.TrimSpace(t.Name)
+		}
+		set(&t.CallbackURL, p.CallbackURL)
+		if p.Events != nil {
+			t.Events = events
+		}
+		set(&t.Rate, p.Rate)
+		set(&t.Burst, p.Burst)
+		set(&t.Concurrency, p.Concurrency)
+		set(&t.DeliverTestEvents, p.DeliverTestEvents)
+		switch {
+		case p.EndpointEnabled == nil:
+		case *p.EndpointEnabled:
+			t.EndpointDisabledAt, t.EndpointDisabledReason = nil, ""
+		case t.EndpointDisabledAt == nil:
+			t.EndpointDisabledAt, t.EndpointDisabledReason = &now, "disabled through the admin API"
+		}
+		// The callback URL was checked above.
+		if err := checkTenantFields(*t); err != nil {
+			return err
+		}
+		t.UpdatedAt = now
+		return nil
+	})
+}
+
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+// DeleteTenant deletes a tenant with its apps, Pages, events and
+// quarantine; its deliveries stop.
+func (s *Service) DeleteTenant(ctx context.Context, id string) error {
+	return s.store.DeleteTenant(ctx, id)
+}
+
+// RotateSigningSecret gives tenant id a new signing secret and returns it
+// (once). The replaced secret keeps signing, next to the new one, until
+// the tenant's PreviousSigningSecretExpiresAt (now + RotationGrace).
+func (s *Service) RotateSigningSecret(ctx context.Context, id string) (Tenant, string, error) {
+	secret := newSigningSecret()
+	now := s.now().UTC()
+	t, err := s.store.UpdateTenant(ctx, id, func(t *Tenant, sec *SealedSecrets) error {
+		old, err := s.keys.Open(sec.Current, SigningSecretBinding(t.ID))
+		if err != nil {
+			return fmt.Errorf("open signing secret of tenant %s: %w", t.ID, err)
+		}
+		exp := now.Add(s.cfg.RotationGrace)
+		sec.Previous = s.keys.Seal(old, PreviousSigningSecretBinding(t.ID))
+		sec.PreviousExpiresAt = &exp
+		sec.Current = s.keys.Seal([]byte(secret), SigningSecretBinding(t.ID))
+		t.PreviousSigningSecretExpiresAt = &exp
+		t.UpdatedAt = now
+		return nil
+	})
+	if err != nil {
+		return Tenant{}, "", err
+	}
+	return t, secret, nil
+}
+
+// IssueToken mints a token for tenant id valid for ttl (0: the configured
+// TokenTTL).
+func (s *Service) IssueToken(ctx context.Context, id string, ttl time.Duration) (string, time.Time, error) {
+	if s.tokens == nil {
+		return "", time.Time{}, errors.New("issue token: no token service configured")
+	}
+	t, err := s.store.GetTenant(ctx, id)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	if ttl == 0 {
+		ttl = s.cfg.TokenTTL
+	}
+	if ttl < time.Second || ttl > s.tokens.cfg.MaxTTL {
+		return "", time.Time{}, invalid("ttl", "must be between 1s and %s", s.tokens.cfg.MaxTTL)
+	}
+	return s.tokens.Issue("tenant:"+t.ID, RoleTenant, t.ID, ttl)
+}
+
+// AppInput registers a Meta app. An empty VerifyToken is generated.
+type AppInput struct {
+	AppID       string
+	AppSecret   string
+	VerifyToken string
+	LegacySHA1  bool
+}
+
+// RegisterApp registers an app for tenantID. Its secret is sealed and
+// never returned; the verify token (given or generated) is in the App.
+func (s *Service) RegisterApp(ctx context.Context, tenantID string, in AppInput) (App, error) {
+	if !reMetaID.MatchString(in.AppID) {
+		return App{}, invalid("app_id", "must be 1 to 20 digits")
+	}
+	if err := checkSecret(in.AppSecret); err != nil {
+		return App{}, err
+	}
+	if in.VerifyToken == "" {
+		in.VerifyToken = newVerifyToken()
+	} else if len(in.VerifyToken) < MinVerifyTokenLen || len(in.VerifyToken) > MaxSecretLength || !reVerifyToken.MatchString(in.VerifyToken) {
+		return App{}, invalid("verify_token", "must be %d to %d printable ASCII characters without spaces", MinVerifyTokenLen, MaxSecretLength)
+	}
+	if _, err := s.store.GetTenant(ctx, tenantID); err != nil {
+		return App{}, err
+	}
+	now := s.now().UTC()
+	a := App{AppID: in.AppID, TenantID: tenantID, VerifyToken: in.VerifyToken, LegacySHA1: in.LegacySHA1, CreatedAt: now, UpdatedAt: now}
+	return s.store.CreateApp(ctx, a, s.keys.Seal([]byte(in.AppSecret), AppSecretBinding(in.AppID)))
+}
+
+func checkSecret(secret string) error {
+	if secret == "" || len(secret) > MaxSecretLength || strings.TrimSpace(secret) != secret {
+		return invalid("app_secret", "must be 1 to %d characters without surrounding spaces", MaxSecretLength)
+	}
+	return nil
+}
+
+// GetApp reads an app of tenantID.
+func (s *Service) GetApp(ctx context.Context, tenantID, appID string) (App, error) {
+	return s.store.GetApp(ctx, tenantID, appID)
+}
+
+// ListApps lists tenantID's apps in app_id order.
+func (s *Service) ListApps(ctx context.Context, tenantID string, opts ListOptions) (Results[App], error) {
+	if _, err := s.store.GetTenant(ctx, tenantID); err != nil {
+		return Results[App]{}, err
+	}
+	return s.store.ListApps(ctx, tenantID, opts)
+}
+
+// AppPatch changes an app; nil fields stay. A new AppSecret rotates: the
+// current secret becomes the previous one, accepted for RotationGrace.
+type AppPatch struct {
+	AppSecret  *string
+	LegacySHA1 *bool
+}
+
+// UpdateApp applies p to an app of tenantID.
+func (s *Service) UpdateApp(ctx context.Context, tenantID, appID string, p AppPatch) (App, error) {
+	if p.AppSecret != nil {
+		if err := checkSecret(*p.AppSecret); err != nil {
+			return App{}, err
+		}
+	}
+	now := s.now().UTC()
+	return s.store.UpdateApp(ctx, tenantID, appID, func(a *App, sec *SealedSecrets) error {
+		set(&a.LegacySHA1, p.LegacySHA1)
+		if p.AppSecret != nil {
+			old, err := s.keys.Open(sec.Current, AppSecretBinding(a.AppID))
+			if err != nil {
+				return fmt.Errorf("open secret of app %s: %w", a.AppID, err)
+			}
+			exp := now.Add(s.cfg.RotationGrace)
+			sec.Previous = s.keys.Seal(old, AppPreviousSecretBinding(a.AppID))
+			sec.PreviousExpiresAt = &exp
+			sec.Current = s.keys.Seal([]byte(*p.AppSecret), AppSecretBinding(a.AppID))
+			a.PreviousSecretExpiresAt = &exp
+		}
+		a.UpdatedAt = now
+		return nil
+	})
+}
+
+// DeleteApp deletes an app of tenantID and the Pages registered for it.
+func (s *Service) DeleteApp(ctx context.Context, tenantID, appID string) error {
+	return s.store.DeleteApp(ctx, tenantID, appID)
+}
+
+// PageInput registers a Page for one of the tenant's apps. An empty
+// Object is ObjectPage.
+type PageInput struct {
+	PageID string
+	AppID  string
+	Object Object
+}
+
+// RegisterPage registers a Page. The app must be tenantID's (else a
+// *FieldError on app_id wrapping ErrInvalid); a (Page, app) pair is
+// registered once (ErrConflict).
+func (s *Service) RegisterPage(ctx context.Context, tenantID string, in PageInput) (Page, error) {
+	if !reMetaID.MatchString(in.PageID) {
+		return Page{}, invalid("page_id", "must be 1 to 20 digits")
+	}
+	if !reMetaID.MatchString(in.AppID) {
+		return Page{}, invalid("app_id", "must be 1 to 20 digits")
+	}
+	if in.Object == "" {
+		in.Object = ObjectPage
+	}
+	if in.Object != ObjectPage && in.Object != ObjectInstagram {
+		return Page{}, invalid("object", "must be page or instagram")
+	}
+	if _, err := s.store.GetTenant(ctx, tenantID); err != nil {
+		return Page{}, err
+	}
+	return s.store.CreatePage(ctx, Page{PageID: in.PageID, AppID: in.AppID, TenantID: tenantID, Object: in.Object, CreatedAt: s.now().UTC()})
+}
+
+// ListPages lists tenantID's Pages in (page_id, app_id) order.
+func (s *Service) ListPages(ctx context.Context, tenantID string, opts ListOptions) (Results[Page], error) {
+	if _, err := s.store.GetTenant(ctx, tenantID); err != nil {
+		return Results[Page]{}, err
+	}
+	return s.store.ListPages(ctx, tenantID, opts)
+}
+
+// DeletePage deletes a Page of tenantID from appID; appID may be empty when
+// the Page is on only one of the tenant's apps.
+func (s *Service) DeletePage(ctx context.Context, tenantID, pageID, appID string) error {
+	return s.store.DeletePage(ctx, tenantID, pageID, appID)
+}
+
+// ListEvents lists tenantID's events in (received_at, id) order.
+func (s *Service) ListEvents(ctx context.Context, tenantID string, f EventFilter, opts ListOptions) (Results[Event], error) {
+	if err := checkWindow(f.Status, f.Since, f.Until, true); err != nil {
+		return Results[Event]{}, err
+	}
+	if _, err := s.store.GetTenant(ctx, tenantID); err != nil {
+		return Results[Event]{}, err
+	}
+	return s.store.ListEvents(ctx, tenantID, f, opts)
+}
+
+func checkWindow(status EventStatus, since, until time.Time, statusOptional bool) error {
+	switch status {
+	case StatusPending, StatusFailed, StatusDelivered, StatusDead:
+	case "":
+		if !statusOptional {
+			return invalid("status", "is required")
+		}
+	default:
+		return invalid("status", "must be pending, failed, delivered or dead")
+	}
+	if !since.IsZero() && !until.IsZero() && !since.Before(until) {
+		return invalid("until", "must be after since")
+	}
+	return nil
+}
+
+// GetEvent reads one event of tenantID by its public id ("evt_…") with its
+// delivery attempts. Attempts are not recorded yet: the list is empty.
+func (s *Service) GetEvent(ctx context.Context, tenantID, eventID string) (Event, []Attempt, error) {
+	id, err := ParseEventID(eventID)
+	if err != nil {
+		return Event{}, nil, notFound("event")
+	}
+	e, err := s.store.GetEvent(ctx, tenantID, id)
+	if err != nil {
+		return Event{}, nil, err
+	}
+	return e, []Attempt{}, nil
+}
+
+// ReplayEvent queues one event of tenantID for delivery again, whatever
+// its status, with the same id (so the same webhook-id) and a fresh retry
+// schedule.
+func (s *Service) ReplayEvent(ctx context.Context, tenantID, eventID string) (Event, error) {
+	id, err := ParseEventID(eventID)
+	if err != nil {
+		return Event{}, notFound("event")
+	}
+	return s.store.ReplayEvent(ctx, tenantID, id)
+}
+
+// ReplayEvents queues again every event of tenantID that f picks and
+// returns how many. Status is required.
+func (s *Service) ReplayEvents(ctx context.Context, tenantID string, f ReplayFilter) (int64, error) {
+	if err := checkWindow(f.Status, f.Since, f.Until, false); err != nil {
+		return 0, err
+	}
+	if _, err := s.store.GetTenant(ctx, tenantID); err != nil {
+		return 0, err
+	}
+	return s.store.ReplayEvents(ctx, tenantID, f)
+}
+
+// ListQuarantine lists tenantID's quarantined bodies, oldest first.
+func (s *Service) ListQuarantine(ctx context.Context, tenantID string, opts ListOptions) (Results[Quarantined], error) {
+	if _, err := s.store.GetTenant(ctx, tenantID); err != nil {
+		return Results[Quarantined]{}, err
+	}
+	return s.store.ListQuarantine(ctx, tenantID, opts)
+}
+
+// newSigningSecret is a Standard Webhooks secret: whsec_ and the base64 of
+// 24 random bytes.
+func newSigningSecret() string {
+	return SigningSecretPrefix + base64.StdEncoding.EncodeToString(randomBytes(24))
+}
+
+// newVerifyToken is 32 random bytes, base64url: it identifies one app.
+func newVerifyToken() string {
+	return base64.RawURLEncoding.EncodeToString(randomBytes(32))
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic("tenant: crypto/rand failed: " + err.Error())
+	}
+	return b
+}

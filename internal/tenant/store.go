@@ -1,0 +1,591 @@
+package tenant
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/postgate/postgate/internal/database"
+)
+
+// Store keeps tenants, apps, Pages, and reads and requeues events, in
+// Postgres through GORM. It enforces no business rule beyond the schema's:
+// that is the Service's job. Every method scoped to a tenant takes its id
+// and never touches another tenant's rows.
+//
+// Errors: ErrNotFound for a missing row (or an id that cannot exist),
+// ErrConflict for a unique violation, ErrInvalid (as *FieldError) for a bad
+// cursor; anything else is wrapped with the operation.
+type Store struct {
+	db *gorm.DB
+}
+
+// NewStore returns a store on db's GORM handle.
+func NewStore(db *database.DB) *Store {
+	return &Store{db: db.Gorm}
+}
+
+// SealedSecrets are a row's encrypted secrets as UpdateTenant and
+// UpdateApp hand them to their apply function: the current one and, during
+// a rotation, the previous one with its expiry.
+type SealedSecrets struct {
+	Current           []byte
+	Previous          []byte
+	PreviousExpiresAt *time.Time
+}
+
+// CreateTenant inserts t (its ID and timestamps already set) with its
+// sealed signing secret.
+func (s *Store) CreateTenant(ctx context.Context, t Tenant, signingSecret []byte) (Tenant, error) {
+	id, err := uuid.Parse(t.ID)
+	if err != nil {
+		return Tenant{}, fmt.Errorf("create tenant: %w", err)
+	}
+	row := tenantRow{
+		ID:                     id,
+		Name:                   t.Name,
+		CallbackURL:            t.CallbackURL,
+		Events:                 textArray(t.Events),
+		Rate:                   nullInt(t.Rate),
+		Burst:                  nullInt(t.Burst),
+		Concurrency:            nullInt(t.Concurrency),
+		DeliverTestEvents:      t.DeliverTestEvents,
+		EndpointDisabledAt:     t.EndpointDisabledAt,
+		EndpointDisabledReason: nullString(t.EndpointDisabledReason),
+		SigningSecret:          signingSecret,
+		CreatedAt:              t.CreatedAt,
+		UpdatedAt:              t.UpdatedAt,
+	}
+	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
+		return Tenant{}, storeErr("create tenant", err)
+	}
+	return row.domain(), nil
+}
+
+// GetTenant reads one tenant.
+func (s *Store) GetTenant(ctx context.Context, id string) (Tenant, error) {
+	uid, err := uuid.Parse(id)
+	if err != nil {
+		return Tenant{}, notFound("tenant")
+	}
+	var row tenantRow
+	if err := s.db.WithContext(ctx).Where("id = ?", uid).Take(&row).Error; err != nil {
+		return Tenant{}, storeErr("get tenant", err, "tenant")
+	}
+	return row.domain(), nil
+}
+
+// ListTenants lists tenants in id order (UUIDv7: creation order, so new
+// tenants land after every cursor already handed out).
+func (s *Store) ListTenants(ctx context.Context, opts ListOptions) (Results[Tenant], error) {
+	q := s.db.WithContext(ctx).Order("id")
+	if opts.Cursor != "" {
+		k, err := decodeCursor(opts.Cursor, 1)
+		if err != nil {
+			return Results[Tenant]{}, err
+		}
+		after, err := uuid.Parse(k[0])
+		if err != nil {
+			return Results[Tenant]{}, errBadCursor
+		}
+		q = q.Where("id > ?", after)
+	}
+	var rows []tenantRow
+	if err := q.Limit(opts.limit() + 1).Find(&rows).Error; err != nil {
+		return Results[Tenant]{}, storeErr("list tenants", err)
+	}
+	return page(rows, opts.limit(), (*tenantRow).domain, func(r *tenantRow) []string {
+		return []string{r.ID.String()}
+	}), nil
+}
+
+// UpdateTenant reads tenant id under a row lock, lets apply change it and
+// its secrets, and writes every field back, in one transaction.
+func (s *Store) UpdateTenant(ctx context.Context, id string, apply func(*Tenant, *SealedSecrets) error) (Tenant, error) {
+	uid, err := uuid.Parse(id)
+	if err != nil {
+		return Tenant{}, notFound("tenant")
+	}
+	var out Tenant
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var row tenantRow
+		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("id = ?", uid).Take(&row).Error; err != nil {
+			return storeErr("get tenant", err, "tenant")
+		}
+		t := row.domain()
+		sec := SealedSecrets{Current: row.SigningSecret, Previous: row.PreviousSigningSecret, PreviousExpiresAt: row.PreviousSigningSecretExpiresAt}
+		if err := apply(&t, &sec); err != nil {
+			return err
+		}
+		row = tenantRow{
+			ID:                             uid,
+			Name:                           t.Name,
+			CallbackURL:                    t.CallbackURL,
+			Events:                         textArray(t.Events),
+			Rate:                           nullInt(t.Rate),
+			Burst:                          nullInt(t.Burst),
+			Concurrency:                    nullInt(t.Concurrency),
+			DeliverTestEvents:              t.DeliverTestEvents,
+			EndpointDisabledAt:             t.EndpointDisabledAt,
+			EndpointDisabledReason:         nullString(t.EndpointDisabledReason),
+			SigningSecret:                  sec.Current,
+			PreviousSigningSecret:          sec.Previous,
+			PreviousSigningSecretExpiresAt: sec.PreviousExpiresAt,
+			CreatedAt:                      row.CreatedAt,
+			UpdatedAt:                      t.UpdatedAt,
+		}
+		// Select("*") writes every column, NULLs and zero values included.
+		if err := tx.Model(&tenantRow{}).Where("id = ?", uid).Select("*").Omit("id", "created_at").Updates(&row).Error; err != nil {
+			return storeErr("update tenant", err)
+		}
+		out = row.domain()
+		return nil
+	})
+	return out, err
+}
+
+// DeleteTenant deletes a tenant; its apps, Pages, events and quarantine go
+// with it (ON DELETE CASCADE), which stops its deliveries.
+func (s *Store) DeleteTenant(ctx context.Context, id string) error {
+	uid, err := uuid.Parse(id)
+	if err != nil {
+		return notFound("tenant")
+	}
+	res := s.db.WithContext(ctx).Where("id = ?", uid).Delete(&tenantRow{})
+	if res.Error != nil {
+		return storeErr("delete tenant", res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return notFound("tenant")
+	}
+	return nil
+}
+
+// CreateApp inserts a (with its timestamps set) and its sealed secret. A
+// taken app_id or verify token is a *FieldError wrapping ErrConflict.
+func (s *Store) CreateApp(ctx context.Context, a App, secret []byte) (App, error) {
+	tid, err := uuid.Parse(a.TenantID)
+	if err != nil {
+		return App{}, notFound("tenant")
+	}
+	row := appRow{
+		AppID:       a.AppID,
+		TenantID:    tid,
+		Secret:      secret,
+		VerifyToken: a.VerifyToken,
+		LegacySHA1:  a.LegacySHA1,
+		CreatedAt:   a.CreatedAt,
+		UpdatedAt:   a.UpdatedAt,
+	}
+	err = s.db.WithContext(ctx).Create(&row).Error
+	switch {
+	case err == nil:
+		return row.domain(), nil
+	case errors.Is(err, gorm.ErrDuplicatedKey) && constraint(err) == "apps_verify_token_key":
+		return App{}, conflict("verify_token", "is already used by another app")
+	case errors.Is(err, gorm.ErrDuplicatedKey):
+		return App{}, conflict("app_id", "app %s is already registered", a.AppID)
+	case errors.Is(err, gorm.ErrForeignKeyViolated):
+		return App{}, notFound("tenant")
+	}
+	return App{}, storeErr("create app", err)
+}
+
+// GetApp reads one app of a tenant.
+func (s *Store) GetApp(ctx context.Context, tenantID, appID string) (App, error) {
+	tid, err := uuid.Parse(tenantID)
+	if err != nil {
+		return App{}, notFound("app")
+	}
+	var row appRow
+	if err := s.db.WithContext(ctx).Where("tenant_id = ? AND app_id = ?", tid, appID).Take(&row).Error; err != nil {
+		return App{}, storeErr("get app", err, "app")
+	}
+	return row.domain(), nil
+}
+
+// ListApps lists a tenant's apps in app_id order.
+func (s *Store) ListApps(ctx context.Context, tenantID string, opts ListOptions) (Results[App], error) {
+	tid, err := uuid.Parse(tenantID)
+	if err != nil {
+		return Results[App]{}, notFound("tenant")
+	}
+	q := s.db.WithContext(ctx).Where("tenant_id = ?", tid).Order("app_id")
+	if opts.Cursor != "" {
+		k, err := decodeCursor(opts.Cursor, 1)
+		if err != nil {
+			return Results[App]{}, err
+		}
+		q = q.Where("app_id > ?", k[0])
+	}
+	var rows []appRow
+	if err := q.Limit(opts.limit() + 1).Find(&rows).Error; err != nil {
+		return Results[App]{}, storeErr("list apps", err)
+	}
+	return page(rows, opts.limit(), (*appRow).domain, func(r *appRow) []string { return []string{r.AppID} }), nil
+}
+
+// UpdateApp reads an app under a row lock, lets apply change it and its
+// secrets, and writes it back, in one transaction.
+func (s *Store) UpdateApp(ctx context.Context, tenantID, appID string, apply func(*App, *SealedSecrets) error) (App, error) {
+	tid, err := uuid.Parse(tenantID)
+	if err != nil {
+		return App{}, notFound("app")
+	}
+	var out App
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var row appRow
+		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("tenant_id = ? AND app_id = ?", tid, appID).Take(&row).Error; err != nil {
+			return storeErr("get app", err, "app")
+		}
+		a := row.domain()
+		sec := SealedSecrets{Current: row.Secret, Previous: row.PreviousSecret, PreviousExpiresAt: row.PreviousSecretExpiresAt}
+		if err := apply(&a, &sec); err != nil {
+			return err
+		}
+		row = appRow{
+			AppID:                   row.AppID,
+			TenantID:                tid,
+			Secret:                  sec.Current,
+			PreviousSecret:          sec.Previous,
+			PreviousSecretExpiresAt: sec.PreviousExpiresAt,
+			VerifyToken:             row.VerifyToken,
+			LegacySHA1:              a.LegacySHA1,
+			CreatedAt:               row.CreatedAt,
+			UpdatedAt:               a.UpdatedAt,
+		}
+		if err := tx.Model(&appRow{}).Where("app_id = ?", appID).Select("*").Omit("app_id", "tenant_id", "created_at").Updates(&row).Error; err != nil {
+			return storeErr("update app", err)
+		}
+		out = row.domain()
+		return nil
+	})
+	return out, err
+}
+
+// DeleteApp deletes an app of a tenant and its Pages.
+func (s *Store) DeleteApp(ctx context.Context, tenantID, appID string) error {
+	tid, err := uuid.Parse(tenantID)
+	if err != nil {
+		return notFound("app")
+	}
+	res := s.db.WithContext(ctx).Where("tenant_id = ? AND app_id = ?", tid, appID).Delete(&appRow{})
+	if res.Error != nil {
+		return storeErr("delete app", res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return notFound("app")
+	}
+	return nil
+}
+
+// CreatePage registers p. The schema's foreign key on (tenant_id, app_id)
+// refuses an app that is not p's tenant's: that is a *FieldError on app_id
+// wrapping ErrInvalid; a taken (Page, app) wraps ErrConflict.
+func (s *Store) CreatePage(ctx context.Context, p Page) (Page, error) {
+	tid, err := uuid.Parse(p.TenantID)
+	if err != nil {
+		return Page{}, notFound("tenant")
+	}
+	row := pageRow{PageID: p.PageID, AppID: p.AppID, TenantID: tid, Object: string(p.Object), CreatedAt: p.CreatedAt}
+	err = s.db.WithContext(ctx).Create(&row).Error
+	switch {
+	case err == nil:
+		return row.domain(), nil
+	case errors.Is(err, gorm.ErrDuplicatedKey):
+		return Page{}, conflict("page_id", "Page %s is already registered for app %s", p.PageID, p.AppID)
+	case errors.Is(err, gorm.ErrForeignKeyViolated):
+		return Page{}, invalid("app_id", "app %s is not registered for this tenant", p.AppID)
+	}
+	return Page{}, storeErr("create page", err)
+}
+
+// ListPages lists a tenant's Pages in (page_id, app_id) order.
+func (s *Store) ListPages(ctx context.Context, tenantID string, opts ListOptions) (Results[Page], error) {
+	tid, err := uuid.Parse(tenantID)
+	if err != nil {
+		return Results[Page]{}, notFound("tenant")
+	}
+	q := s.db.WithContext(ctx).Where("tenant_id = ?", tid).Order("page_id").Order("app_id")
+	if opts.Cursor != "" {
+		k, err := decodeCursor(opts.Cursor, 2)
+		if err != nil {
+			return Results[Page]{}, err
+		}
+		q = q.Where("(page_id, app_id) > (?, ?)", k[0], k[1])
+	}
+	var rows []pageRow
+	if err := q.Limit(opts.limit() + 1).Find(&rows).Error; err != nil {
+		return Results[Page]{}, storeErr("list pages", err)
+	}
+	return page(rows, opts.limit(), (*pageRow).domain, func(r *pageRow) []string { return []string{r.PageID, r.AppID} }), nil
+}
+
+// DeletePage deletes a Page of a tenant from appID, or, when appID is
+// empty, from the only app of the tenant it is registered on. A Page on
+// several of the tenant's apps needs appID (a *FieldError on app_id).
+func (s *Store) DeletePage(ctx context.Context, tenantID, pageID, appID string) error {
+	tid, err := uuid.Parse(tenantID)
+	if err != nil {
+		return notFound("page")
+	}
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var rows []pageRow
+		q := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("tenant_id = ? AND page_id = ?", tid, pageID)
+		if appID != "" {
+			q = q.Where("app_id = ?", appID)
+		}
+		if err := q.Find(&rows).Error; err != nil {
+			return storeErr("find page", err)
+		}
+		switch {
+		case len(rows) == 0:
+			return notFound("page")
+		case len(rows) > 1:
+			return invalid("app_id", "Page %s is registered on %d apps of this tenant; name one with ?app_id=", pageID, len(rows))
+		}
+		if err := tx.Where("page_id = ? AND app_id = ?", rows[0].PageID, rows[0].AppID).Delete(&pageRow{}).Error; err != nil {
+			return storeErr("delete page", err)
+		}
+		return nil
+	})
+}
+
+// EventFilter narrows a list of events; zero fields do not filter. Since
+// is inclusive and Until exclusive, both on received_at.
+type EventFilter struct {
+	Status EventStatus
+	Type   string
+	PageID string
+	Since  time.Time
+	Until  time.Time
+}
+
+// ListEvents lists a tenant's events in (received_at, id) order, without
+// their bodies.
+func (s *Store) ListEvents(ctx context.Context, tenantID string, f EventFilter, opts ListOptions) (Results[Event], error) {
+	tid, err := uuid.Parse(tenantID)
+	if err != nil {
+		return Results[Event]{}, notFound("tenant")
+	}
+	q := s.db.WithContext(ctx).Select(eventListColumns).Where("tenant_id = ?", tid).Order("received_at").Order("id")
+	if f.Status != "" {
+		q = q.Where("status = ?", string(f.Status))
+	}
+	if f.Type != "" {
+		q = q.Where("type = ?", f.Type)
+	}
+	if f.PageID != "" {
+		q = q.Where("page_id = ?", f.PageID)
+	}
+	if !f.Since.IsZero() {
+		q = q.Where("received_at >= ?", f.Since)
+	}
+	if !f.Until.IsZero() {
+		q = q.Where("received_at < ?", f.Until)
+	}
+	if opts.Cursor != "" {
+		at, id, err := timeIDCursor(opts.Cursor)
+		if err != nil {
+			return Results[Event]{}, err
+		}
+		q = q.Where("(received_at, id) > (?, ?)", at, id)
+	}
+	var rows []eventRow
+	if err := q.Limit(opts.limit() + 1).Find(&rows).Error; err != nil {
+		return Results[Event]{}, storeErr("list events", err)
+	}
+	return page(rows, opts.limit(), (*eventRow).domain, func(r *eventRow) []string {
+		return []string{r.ReceivedAt.UTC().Format(time.RFC3339Nano), r.ID.String()}
+	}), nil
+}
+
+// GetEvent reads one event of a tenant, with its body.
+func (s *Store) GetEvent(ctx context.Context, tenantID string, id uuid.UUID) (Event, error) {
+	tid, err := uuid.Parse(tenantID)
+	if err != nil {
+		return Event{}, notFound("event")
+	}
+	var row eventRow
+	if err := s.db.WithContext(ctx).Where("tenant_id = ? AND id = ?", tid, id).Take(&row).Error; err != nil {
+		return Event{}, storeErr("get event", err, "event")
+	}
+	return row.domain(), nil
+}
+
+// requeue is what a replay does to an event row: due now, unleased, with a
+// fresh retry schedule. The id (the webhook-id) does not change, and the
+// dedup key is not consulted, so a replay bypasses dedup.
+func requeue() map[string]any {
+	return map[string]any{
+		"status":          string(StatusPending),
+		"next_attempt_at": gorm.Expr("now()"),
+		"leased_until":    nil,
+		"attempts":        0,
+	}
+}
+
+// ReplayEvent puts one event of a tenant back in the delivery queue.
+func (s *Store) ReplayEvent(ctx context.Context, tenantID string, id uuid.UUID) (Event, error) {
+	tid, err := uuid.Parse(tenantID)
+	if err != nil {
+		return Event{}, notFound("event")
+	}
+	var rows []eventRow
+	res := s.db.WithContext(ctx).Model(&rows).Clauses(clause.Returning{Columns: columns(eventListColumns)}).
+		Where("tenant_id = ? AND id = ?", tid, id).Updates(requeue())
+	if res.Error != nil {
+		return Event{}, storeErr("replay event", res.Error)
+	}
+	if res.RowsAffected == 0 || len(rows) == 0 {
+		return Event{}, notFound("event")
+	}
+	return rows[0].domain(), nil
+}
+
+// ReplayFilter picks the events a bulk replay requeues: every event of the
+// tenant with Status received in [Since, Until) (zero bounds are open).
+type ReplayFilter struct {
+	Status EventStatus
+	Since  time.Time
+	Until  time.Time
+}
+
+// ReplayEvents requeues every event f picks and returns how many.
+func (s *Store) ReplayEvents(ctx context.Context, tenantID string, f ReplayFilter) (int64, error) {
+	tid, err := uuid.Parse(tenantID)
+	if err != nil {
+		return 0, notFound("tenant")
+	}
+	q := s.db.WithContext(ctx).Model(&eventRow{}).Where("tenant_id = ? AND status = ?", tid, string(f.Status))
+	if !f.Since.IsZero() {
+		q = q.Where("received_at >= ?", f.Since)
+	}
+	if !f.Until.IsZero() {
+		q = q.Where("received_at < ?", f.Until)
+	}
+	res := q.Updates(requeue())
+	if res.Error != nil {
+		return 0, storeErr("replay events", res.Error)
+	}
+	return res.RowsAffected, nil
+}
+
+// ListQuarantine lists a tenant's quarantined bodies in (received_at, id)
+// order.
+func (s *Store) ListQuarantine(ctx context.Context, tenantID string, opts ListOptions) (Results[Quarantined], error) {
+	tid, err := uuid.Parse(tenantID)
+	if err != nil {
+		return Results[Quarantined]{}, notFound("tenant")
+	}
+	q := s.db.WithContext(ctx).Where("tenant_id = ?", tid).Order("received_at").Order("id")
+	if opts.Cursor != "" {
+		at, id, err := timeIDCursor(opts.Cursor)
+		if err != nil {
+			return Results[Quarantined]{}, err
+		}
+		q = q.Where("(received_at, id) > (?, ?)", at, id)
+	}
+	var rows []quarantineRow
+	if err := q.Limit(opts.limit() + 1).Find(&rows).Error; err != nil {
+		return Results[Quarantined]{}, storeErr("list quarantine", err)
+	}
+	return page(rows, opts.limit(), (*quarantineRow).domain, func(r *quarantineRow) []string {
+		return []string{r.ReceivedAt.UTC().Format(time.RFC3339Nano), r.ID.String()}
+	}), nil
+}
+
+// page turns limit+1 rows into one page of results: the extra row only
+// says that there is a next page, whose cursor is the key of the last item.
+func page[R, T any](rows []R, limit int, domain func(*R) T, key func(*R) []string) Results[T] {
+	out := Results[T]{Items: make([]T, 0, min(len(rows), limit))}
+	for i := range rows {
+		if i == limit {
+			out.NextCursor = encodeCursor(key(&rows[limit-1]))
+			break
+		}
+		out.Items = append(out.Items, domain(&rows[i]))
+	}
+	return out
+}
+
+var errBadCursor = invalid("cursor", "is not a cursor of this list")
+
+// encodeCursor makes the opaque cursor of a row's sort key: base64url of a
+// JSON array of strings.
+func encodeCursor(key []string) string {
+	b, _ := json.Marshal(key)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(c string, n int) ([]string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return nil, errBadCursor
+	}
+	var key []string
+	if err := json.Unmarshal(b, &key); err != nil || len(key) != n {
+		return nil, errBadCursor
+	}
+	return key, nil
+}
+
+func timeIDCursor(c string) (time.Time, uuid.UUID, error) {
+	k, err := decodeCursor(c, 2)
+	if err != nil {
+		return time.Time{}, uuid.Nil, err
+	}
+	at, err := time.Parse(time.RFC3339Nano, k[0])
+	if err != nil {
+		return time.Time{}, uuid.Nil, errBadCursor
+	}
+	id, err := uuid.Parse(k[1])
+	if err != nil {
+		return time.Time{}, uuid.Nil, errBadCursor
+	}
+	return at, id, nil
+}
+
+func columns(names []string) []clause.Column {
+	cols := make([]clause.Column, len(names))
+	for i, n := range names {
+		cols[i] = clause.Column{Name: n}
+	}
+	return cols
+}
+
+// notFound is ErrNotFound about one kind of thing: "tenant not found".
+func notFound(thing string) error { return fmt.Errorf("%s %w", thing, ErrNotFound) }
+
+// storeErr translates GORM's errors at the boundary; thing names what a
+// lookup did not find.
+func storeErr(op string, err error, thing ...string) error {
+	switch {
+	case errors.Is(err, gorm.ErrRecordNotFound) && len(thing) > 0:
+		return notFound(thing[0])
+	case errors.Is(err, gorm.ErrRecordNotFound):
+		return fmt.Errorf("%s: %w", op, ErrNotFound)
+	case errors.Is(err, gorm.ErrDuplicatedKey):
+		return fmt.Errorf("%s: %w", op, ErrConflict)
+	case errors.Is(err, gorm.ErrForeignKeyViolated):
+		return fmt.Errorf("%s: %w", op, ErrInvalid)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// constraint names the constraint a Postgres error is about, if any.
+func constraint(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.ConstraintName
+	}
+	return ""
+}

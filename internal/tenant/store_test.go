@@ -1,0 +1,278 @@
+package tenant
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/postgate/postgate/internal/secrets"
+	"github.com/postgate/postgate/internal/testenv"
+)
+
+// TestRowsMatchSchema proves every GORM row model matches the migrated
+// schema: each field's column exists with a compatible type and a nullable
+// column maps to a type that can hold NULL.
+func TestRowsMatchSchema(t *testing.T) {
+	db := testenv.Postgres(t)
+	// Compatible Postgres types (information_schema udt names) per Go type.
+	compatible := map[reflect.Type][]string{
+		reflect.TypeFor[uuid.UUID]():  {"uuid"},
+		reflect.TypeFor[string]():     {"text", "varchar"},
+		reflect.TypeFor[*string]():    {"text", "varchar"},
+		reflect.TypeFor[bool]():       {"bool"},
+		reflect.TypeFor[int32]():      {"int4"},
+		reflect.TypeFor[*int32]():     {"int4"},
+		reflect.TypeFor[time.Time]():  {"timestamptz"},
+		reflect.TypeFor[*time.Time](): {"timestamptz"},
+		reflect.TypeFor[[]byte]():     {"bytea"},
+		reflect.TypeFor[textArray]():  {"_text", "text[]"},
+	}
+	nullable := func(t reflect.Type) bool {
+		return t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice
+	}
+	for _, row := range []any{&tenantRow{}, &appRow{}, &pageRow{}, &eventRow{}, &quarantineRow{}} {
+		stmt := &gorm.Statement{DB: db.Gorm}
+		if err := stmt.Parse(row); err != nil {
+			t.Fatal(err)
+		}
+		table := stmt.Schema.Table
+		t.Run(table, func(t *testing.T) {
+			cols, err := db.Gorm.Migrator().ColumnTypes(row)
+			if err != nil {
+				t.Fatal(err)
+			}
+			byName := map[string]gorm.ColumnType{}
+			for _, c := range cols {
+				byName[c.Name()] = c
+			}
+			if len(cols) == 0 {
+				t.Fatalf("table %s has no columns (does it exist?)", table)
+			}
+			seen := map[string]bool{}
+			for _, f := range stmt.Schema.Fields {
+				if f.DBName == "" {
+					continue
+				}
+				if !strings.Contains(string(f.Tag), "column:"+f.DBName) {
+					t.Errorf("%s.%s: no explicit gorm column tag", table, f.Name)
+				}
+				seen[f.DBName] = true
+				c, ok := byName[f.DBName]
+				if !ok {
+					t.Errorf("%s: field %s maps to column %s, which does not exist", table, f.Name, f.DBName)
+					continue
+				}
+				want, known := compatible[f.FieldType]
+				if !known {
+					t.Errorf("%s.%s: Go type %s has no known column types", table, f.DBName, f.FieldType)
+					continue
+				}
+				if got := strings.ToLower(c.DatabaseTypeName()); !slices.Contains(want, got) {
+					t.Errorf("%s.%s: got column type %s, want one of %v for %s", table, f.DBName, got, want, f.FieldType)
+				}
+				if null, ok := c.Nullable(); ok && null && !nullable(f.FieldType) {
+					t.Errorf("%s.%s: column is nullable but field %s is %s", table, f.DBName, f.Name, f.FieldType)
+				}
+			}
+			for name := range byName {
+				if !seen[name] {
+					t.Errorf("%s: column %s has no field in the row model", table, name)
+				}
+			}
+		})
+	}
+}
+
+func newKeyring(t *testing.T, previous []byte) (*secrets.Keyring, []byte) {
+	t.Helper()
+	k := make([]byte, 32)
+	_, _ = rand.Read(k)
+	ring, err := secrets.NewKeyring(k, previous)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ring, k
+}
+
+// TestRekey: secrets sealed under key A, rekeyed with current B and
+// previous A, then open with a keyring that holds only B.
+func TestRekey(t *testing.T) {
+	ctx := context.Background()
+	db := testenv.Postgres(t)
+	store := NewStore(db)
+	ringA, keyA := newKeyring(t, nil)
+	svcA := newService(t, store, ringA)
+
+	tn, signing, err := svcA.CreateTenant(ctx, TenantInput{Name: "acme", CallbackURL: "https://hooks.example.com/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svcA.RegisterApp(ctx, tn.ID, AppInput{AppID: "1", AppSecret: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svcA.UpdateApp(ctx, tn.ID, "1", AppPatch{AppSecret: ptr("second")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svcA.RegisterApp(ctx, tn.ID, AppInput{AppID: "2", AppSecret: "other"}); err != nil {
+		t.Fatal(err)
+	}
+
+	ringB, keyB := newKeyring(t, keyA)
+	counts, err := store.Rekey(ctx, ringB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []RekeyCount{
+		{Column: "tenants.signing_secret", Rekeyed: 1},
+		{Column: "tenants.previous_signing_secret"},
+		{Column: "apps.secret", Rekeyed: 2},
+		{Column: "apps.previous_secret", Rekeyed: 1},
+	}
+	if !slices.Equal(counts, want) {
+		t.Errorf("first rekey: got %+v, want %+v", counts, want)
+	}
+	// A second run finds everything current.
+	counts, err = store.Rekey(ctx, ringB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts[0].Current != 1 || counts[2].Current != 2 || counts[3].Current != 1 || counts[2].Rekeyed != 0 {
+		t.Errorf("second rekey: got %+v, want everything current", counts)
+	}
+
+	onlyB, err := secrets.NewKeyring(keyB, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(query, binding, want string, args ...any) {
+		t.Helper()
+		var ct []byte
+		if err := db.Pool.QueryRow(ctx, query, args...).Scan(&ct); err != nil {
+			t.Fatal(err)
+		}
+		got, err := onlyB.Open(ct, binding)
+		if err != nil || string(got) != want {
+			t.Errorf("open %s with only key B: got %v, want the secret", binding, err)
+		}
+	}
+	open(`SELECT signing_secret FROM tenants WHERE id = $1`, SigningSecretBinding(tn.ID), signing, tn.ID)
+	open(`SELECT secret FROM apps WHERE app_id = '1'`, AppSecretBinding("1"), "second")
+	open(`SELECT previous_secret FROM apps WHERE app_id = '1'`, AppPreviousSecretBinding("1"), "first")
+	open(`SELECT secret FROM apps WHERE app_id = '2'`, AppSecretBinding("2"), "other")
+
+	// A keyring that cannot open a secret changes nothing and says which row.
+	ringC, _ := newKeyring(t, nil)
+	if _, err := store.Rekey(ctx, ringC); !errors.Is(err, secrets.ErrDecrypt) || !strings.Contains(err.Error(), "tenants.signing_secret") {
+		t.Errorf("rekey with an unrelated key: got %v, want ErrDecrypt naming the column", err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func newService(t *testing.T, store *Store, keys *secrets.Keyring) *Service {
+	t.Helper()
+	tokens, err := NewTokens(TokenConfig{Secret: []byte(strings.Repeat("k", 32)), Issuer: "i", Audience: "a"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := NewService(Config{PublicURL: "https://gw.example.com/"}, store, keys, tokens, testResolver, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+func TestServiceRules(t *testing.T) {
+	ctx := context.Background()
+	db := testenv.Postgres(t)
+	keys, _ := newKeyring(t, nil)
+	svc := newService(t, NewStore(db), keys)
+
+	if got := svc.WebhookURL("42"); got != "https://gw.example.com/webhook/42" {
+		t.Errorf("got webhook URL %s, want https://gw.example.com/webhook/42", got)
+	}
+	a, _, err := svc.CreateTenant(ctx, TenantInput{Name: "a", CallbackURL: "https://hooks.example.com/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := svc.CreateTenant(ctx, TenantInput{Name: "b", CallbackURL: "https://hooks.example.com/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.ID >= b.ID {
+		t.Errorf("tenant ids do not sort by creation: %s then %s", a.ID, b.ID)
+	}
+	if _, err := svc.RegisterApp(ctx, a.ID, AppInput{AppID: "1", AppSecret: "s", VerifyToken: "a-verify-token-16"}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		err       error
+		wantErr   error
+		wantField string
+	}{
+		{"verify token taken", second(svc.RegisterApp(ctx, b.ID, AppInput{AppID: "2", AppSecret: "s", VerifyToken: "a-verify-token-16"})), ErrConflict, "verify_token"},
+		{"app id taken by another tenant", second(svc.RegisterApp(ctx, b.ID, AppInput{AppID: "1", AppSecret: "s"})), ErrConflict, "app_id"},
+		{"app of an unknown tenant", second(svc.RegisterApp(ctx, uuid.NewString(), AppInput{AppID: "3", AppSecret: "s"})), ErrNotFound, ""},
+		{"Page on another tenant's app", second(svc.RegisterPage(ctx, b.ID, PageInput{PageID: "10", AppID: "1"})), ErrInvalid, "app_id"},
+		{"bad page id", second(svc.RegisterPage(ctx, a.ID, PageInput{PageID: "1x", AppID: "1"})), ErrInvalid, "page_id"},
+		{"bad object", second(svc.RegisterPage(ctx, a.ID, PageInput{PageID: "10", AppID: "1", Object: "x"})), ErrInvalid, "object"},
+		{"unknown event type", second(svc.UpdateTenant(ctx, a.ID, TenantPatch{Events: &[]string{"nope"}})), ErrInvalid, "events"},
+		{"name too long", second(svc.UpdateTenant(ctx, a.ID, TenantPatch{Name: ptr(strings.Repeat("n", 201))})), ErrInvalid, "name"},
+		{"unknown tenant", second(svc.UpdateTenant(ctx, uuid.NewString(), TenantPatch{})), ErrNotFound, ""},
+		{"token ttl too long", third(svc.IssueToken(ctx, a.ID, 10*365*24*time.Hour)), ErrInvalid, "ttl"},
+		{"bulk replay without status", second(svc.ReplayEvents(ctx, a.ID, ReplayFilter{})), ErrInvalid, "status"},
+		{"event id of another shape", third(svc.GetEvent(ctx, a.ID, "qrn_00000000000000000000000000000000")), ErrNotFound, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !errors.Is(tt.err, tt.wantErr) {
+				t.Fatalf("got %v, want %v", tt.err, tt.wantErr)
+			}
+			var fe *FieldError
+			if got := ""; errors.As(tt.err, &fe) {
+				got = fe.Field
+				if got != tt.wantField {
+					t.Errorf("got field %q, want %q", got, tt.wantField)
+				}
+			} else if tt.wantField != "" {
+				t.Errorf("got %v, want a *FieldError on %s", tt.err, tt.wantField)
+			}
+		})
+	}
+
+	// A minted tenant token verifies as that tenant.
+	tok, _, err := svc.IssueToken(ctx, a.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := svc.tokens.Verify(tok)
+	if err != nil || p.Role != RoleTenant || p.TenantID != a.ID {
+		t.Errorf("minted token: got %+v, %v; want tenant %s", p, err, a.ID)
+	}
+}
+
+func second[T any](_ T, err error) error { return err }
+
+func third[T, U any](_ T, _ U, err error) error { return err }
+
+func TestCursor(t *testing.T) {
+	c := encodeCursor([]string{"2026-01-01T00:00:00.123456Z", "0190a8a0-0000-7000-8000-000000000000"})
+	at, id, err := timeIDCursor(c)
+	if err != nil || at.Nanosecond() != 123456000 || id.String() != "0190a8a0-0000-7000-8000-000000000000" {
+		t.Errorf("round trip: got %s %s %v", at, id, err)
+	}
+	for _, bad := range []string{"%%%", "bm90IGpzb24", encodeCursor([]string{"a"}), encodeCursor([]string{"not a time", "x"})} {
+		if _, _, err := timeIDCursor(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("cursor %q: got %v, want ErrInvalid", bad, err)
+		}
+	}
+}
