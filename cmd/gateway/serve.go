@@ -221,4 +221,3 @@ func waitFor(ctx context.Context, log *slog.Logger, name string, check func(cont
 		}
 	}
 }
-
