@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	stdjson "encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -123,50 +122,6 @@ func (m *millis) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-type party struct {
-	ID      ID `json:"id"`
-	UserRef ID `json:"user_ref"`
-}
-
-type rawEntry struct {
-	ID        ID                   `json:"id"`
-	Time      millis               `json:"time"`
-	Messaging []stdjson.RawMessage `json:"messaging"`
-	Standby   []stdjson.RawMessage `json:"standby"`
-	Changes   []rawChange          `json:"changes"`
-}
-
-type rawChange struct {
-	Field string             `json:"field"`
-	Value stdjson.RawMessage `json:"value"`
-}
-
-// rawEvent decodes only what routing needs; everything else stays in Raw.
-// Presence of a key decides the type, so those fields are raw too.
-type rawEvent struct {
-	Sender    *party             `json:"sender"`
-	Recipient *party             `json:"recipient"`
-	Timestamp millis             `json:"timestamp"`
-	Postback  stdjson.RawMessage `json:"postback"`
-	Message   stdjson.RawMessage `json:"message"`
-	Delivery  stdjson.RawMessage `json:"delivery"`
-	Read      stdjson.RawMessage `json:"read"`
-	Referral  stdjson.RawMessage `json:"referral"`
-	Optin     stdjson.RawMessage `json:"optin"`
-	Reaction  stdjson.RawMessage `json:"reaction"`
-	Pass      stdjson.RawMessage `json:"pass_thread_control"`
-	Take      stdjson.RawMessage `json:"take_thread_control"`
-	Request   stdjson.RawMessage `json:"request_thread_control"`
-	AppRoles  stdjson.RawMessage `json:"app_roles"`
-	Policy    stdjson.RawMessage `json:"policy-enforcement"`
-	Linking   stdjson.RawMessage `json:"account_linking"`
-}
-
-type midHead struct {
-	Mid    ID                 `json:"mid"`
-	IsEcho stdjson.RawMessage `json:"is_echo"`
-}
-
 // messagingFields are the changes[] fields that carry messaging events.
 var messagingFields = map[string]bool{
 	tenant.TypePostbacks: true, tenant.TypeMessages: true, tenant.TypeEchoes: true,
@@ -176,9 +131,18 @@ var messagingFields = map[string]bool{
 	"standby": true,
 }
 
-// Parse checks depth and syntax, then decodes the envelope. A body that is
+var (
+	errEntry    = errors.New("malformed entry")
+	errEvent    = errors.New("malformed event")
+	errPostback = errors.New("malformed postback")
+	errMessage  = errors.New("malformed message")
+)
+
+// Parse checks depth and syntax, then walks the envelope. A body that is
 // JSON but not the envelope's shape returns ErrShape; a malformed entry or
 // event is marked on itself and does not fail the rest.
+//
+// Events' Raw and Postback are sub-slices of body: they live as long as it.
 func Parse(body []byte) (*Envelope, error) {
 	if err := checkDepth(body, MaxDepth); err != nil {
 		return nil, err
@@ -186,55 +150,97 @@ func Parse(body []byte) (*Envelope, error) {
 	if !json.Valid(body) {
 		return nil, ErrNotJSON
 	}
-	var top struct {
-		Object stdjson.RawMessage `json:"object"`
-		Entry  stdjson.RawMessage `json:"entry"`
-	}
-	if err := json.Unmarshal(body, &top); err != nil {
+	body = body[skipSpace(body, 0):]
+	var object, entry []byte
+	if !eachField(body, func(k, v []byte) {
+		switch string(k) {
+		case "object":
+			object = v
+		case "entry":
+			entry = v
+		}
+	}) {
 		return nil, ErrShape // valid JSON, but not an object
 	}
 	var env Envelope
-	if err := json.Unmarshal(top.Object, &env.Object); err != nil || env.Object == "" {
+	s, err := unquoteString(object)
+	if err != nil || s == "" {
 		return nil, ErrShape
 	}
-	var entries []stdjson.RawMessage
-	if err := json.Unmarshal(top.Entry, &entries); err != nil {
-		return nil, ErrShape
+	env.Object = s
+	if string(entry) == "null" {
+		return &env, nil
 	}
-	env.Entries = make([]Entry, len(entries))
-	for i, raw := range entries {
-		env.Entries[i] = parseEntry(raw)
+	if !eachElem(entry, func(e []byte) { env.Entries = append(env.Entries, parseEntry(e)) }) {
+		return nil, ErrShape
 	}
 	return &env, nil
 }
 
 func parseEntry(raw []byte) Entry {
-	var re rawEntry
-	if err := json.Unmarshal(raw, &re); err != nil {
-		return Entry{Err: errors.New("malformed entry")}
+	var e Entry
+	var messaging, standby, changes []byte
+	bad := false
+	if !eachField(raw, func(k, v []byte) {
+		switch string(k) {
+		case "id":
+			bad = bad || e.ID.UnmarshalJSON(v) != nil
+		case "time":
+			var m millis
+			bad = bad || m.UnmarshalJSON(v) != nil
+			e.TimeMS = int64(m)
+		case "messaging":
+			messaging = v
+		case "standby":
+			standby = v
+		case "changes":
+			changes = v
+		}
+	}) || bad {
+		return Entry{Err: errEntry}
 	}
-	e := Entry{ID: re.ID, TimeMS: int64(re.Time)}
-	n := len(re.Messaging) + len(re.Standby) + len(re.Changes)
-	e.Events = make([]Event, 0, n)
-	for _, m := range re.Messaging {
-		e.Events = append(e.Events, parseEvent(m, SourceMessaging))
-	}
-	for _, m := range re.Standby {
-		e.Events = append(e.Events, parseEvent(m, SourceStandby))
-	}
-	for _, c := range re.Changes {
-		if !messagingFields[c.Field] || len(c.Value) == 0 {
-			// A non-messaging field (feed, comments, ...): not an event here.
-			e.Events = append(e.Events, Event{Source: SourceChanges, Raw: c.Value})
+	for _, arr := range [...]struct {
+		v   []byte
+		src Source
+	}{{messaging, SourceMessaging}, {standby, SourceStandby}} {
+		if !present(arr.v) {
 			continue
 		}
-		ev := parseEvent(c.Value, SourceChanges)
-		if ev.Err == nil && c.Field != "standby" {
-			ev.Type = fieldType(c.Field, ev.Type)
+		if !eachElem(arr.v, func(ev []byte) { e.Events = append(e.Events, parseEvent(ev, arr.src)) }) {
+			return Entry{Err: errEntry}
 		}
-		e.Events = append(e.Events, ev)
+	}
+	if present(changes) && !eachElem(changes, func(c []byte) { e.Events = append(e.Events, parseChange(c)) }) {
+		return Entry{Err: errEntry}
 	}
 	return e
+}
+
+// parseChange reads one changes[] item: {"field": ..., "value": {...}}.
+func parseChange(c []byte) Event {
+	var field string
+	var value []byte
+	fieldOK := true
+	if !eachField(c, func(k, v []byte) {
+		switch string(k) {
+		case "field":
+			s, err := unquoteString(v)
+			field, fieldOK = s, err == nil
+		case "value":
+			value = v
+		}
+	}) || !fieldOK {
+		return Event{Source: SourceChanges, Raw: c, Err: errEvent}
+	}
+	if !messagingFields[field] || !present(value) {
+		// A non-messaging field (feed, comments, ...): not an event here.
+		return Event{Source: SourceChanges, Raw: value}
+	}
+	ev := parseEvent(value, SourceChanges)
+	if ev.Err == nil && field != "standby" {
+		ev.Type = fieldType(field, ev.Type)
+	}
+	return ev
 }
 
 // fieldType prefers the field Meta named for a changes[] item.
@@ -248,60 +254,111 @@ func fieldType(field, detected string) string {
 	return field
 }
 
+// parseParty reads {"id": ..., "user_ref": ...}; null is no party.
+func parseParty(v []byte, id, ref *ID) bool {
+	if string(v) == "null" {
+		return true
+	}
+	ok := true
+	return eachField(v, func(k, val []byte) {
+		switch string(k) {
+		case "id":
+			ok = ok && id.UnmarshalJSON(val) == nil
+		case "user_ref":
+			ok = ok && ref.UnmarshalJSON(val) == nil
+		}
+	}) && ok
+}
+
+// parseMid reads mid (and is_echo) of a postback or message object.
+func parseMid(v []byte, ev *Event) bool {
+	ok := true
+	return eachField(v, func(k, val []byte) {
+		switch string(k) {
+		case "mid":
+			var id ID
+			ok = ok && id.UnmarshalJSON(val) == nil
+			ev.Mid = id.Value
+		case "is_echo":
+			ev.IsEcho = string(val) == "true"
+		}
+	}) && ok
+}
+
+// The keys whose presence gives an event its type, after postback and
+// message, in order of precedence.
+var typeKeys = []struct{ key, typ string }{
+	{"delivery", tenant.TypeDeliveries},
+	{"read", tenant.TypeReads},
+	{"reaction", tenant.TypeReactions},
+	{"referral", tenant.TypeReferrals},
+	{"optin", tenant.TypeOptins},
+	{"pass_thread_control", tenant.TypeHandovers},
+	{"take_thread_control", tenant.TypeHandovers},
+	{"request_thread_control", tenant.TypeHandovers},
+	{"app_roles", tenant.TypeHandovers},
+	{"policy-enforcement", tenant.TypePolicy},
+	{"account_linking", tenant.TypeAccountLinking},
+}
+
 func parseEvent(raw []byte, src Source) Event {
 	ev := Event{Source: src, Raw: raw}
-	var re rawEvent
-	if err := json.Unmarshal(raw, &re); err != nil {
-		ev.Err = errors.New("malformed event")
-		return ev
+	var postback, message []byte
+	var has uint32
+	var unused ID
+	ok := true
+	if !eachField(raw, func(k, v []byte) {
+		switch string(k) {
+		case "sender":
+			ok = ok && parseParty(v, &ev.Sender, &ev.SenderRef)
+		case "recipient":
+			ok = ok && parseParty(v, &ev.Recipient, &unused)
+		case "timestamp":
+			var m millis
+			ok = ok && m.UnmarshalJSON(v) == nil
+			ev.TimestampMS = int64(m)
+		case "postback":
+			postback = v
+		case "message":
+			message = v
+		default:
+			if present(v) {
+				for i, tk := range typeKeys {
+					if string(k) == tk.key {
+						has |= 1 << i
+					}
+				}
+			}
+		}
+	}) || !ok {
+		return Event{Source: src, Raw: raw, Err: errEvent}
 	}
-	if re.Sender != nil {
-		ev.Sender, ev.SenderRef = re.Sender.ID, re.Sender.UserRef
-	}
-	if re.Recipient != nil {
-		ev.Recipient = re.Recipient.ID
-	}
-	ev.TimestampMS = int64(re.Timestamp)
 	switch {
-	case present(re.Postback):
+	case present(postback):
 		ev.Type = tenant.TypePostbacks
-		ev.Postback = re.Postback
-		var h midHead
-		if err := json.Unmarshal(re.Postback, &h); err != nil {
-			ev.Err = errors.New("malformed postback")
+		ev.Postback = postback
+		if !parseMid(postback, &ev) {
+			ev.Err = errPostback
 			return ev
 		}
-		ev.Mid = h.Mid.Value
-	case present(re.Message):
-		var h midHead
-		if err := json.Unmarshal(re.Message, &h); err != nil {
-			ev.Err = errors.New("malformed message")
+		ev.IsEcho = false
+	case present(message):
+		if !parseMid(message, &ev) {
+			ev.Err = errMessage
 			return ev
 		}
-		ev.Mid = h.Mid.Value
-		ev.IsEcho = string(h.IsEcho) == "true"
 		ev.Type = tenant.TypeMessages
 		if ev.IsEcho {
 			ev.Type = tenant.TypeEchoes
 		}
-	case present(re.Delivery):
-		ev.Type = tenant.TypeDeliveries
-	case present(re.Read):
-		ev.Type = tenant.TypeReads
-	case present(re.Reaction):
-		ev.Type = tenant.TypeReactions
-	case present(re.Referral):
-		ev.Type = tenant.TypeReferrals
-	case present(re.Optin):
-		ev.Type = tenant.TypeOptins
-	case present(re.Pass), present(re.Take), present(re.Request), present(re.AppRoles):
-		ev.Type = tenant.TypeHandovers
-	case present(re.Policy):
-		ev.Type = tenant.TypePolicy
-	case present(re.Linking):
-		ev.Type = tenant.TypeAccountLinking
 	default:
 		ev.Type = tenant.TypeOther
+		for i, tk := range typeKeys {
+			if has&(1<<i) != 0 {
+				ev.Type = tk.typ
+				break
+			}
+		}
 	}
 	if src == SourceStandby {
 		ev.Type = tenant.TypeStandby
@@ -314,22 +371,11 @@ func present(raw []byte) bool { return len(raw) > 0 && string(raw) != "null" }
 // checkDepth rejects bodies nested deeper than max before any decoder sees
 // them, in one pass over the bytes.
 func checkDepth(b []byte, max int) error {
-	depth, inString, escaped := 0, false, false
-	for _, c := range b {
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-			continue
-		}
-		switch c {
+	depth := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
 		case '"':
-			inString = true
+			i = stringEnd(b, i) - 1
 		case '{', '[':
 			depth++
 			if depth > max {
@@ -340,6 +386,14 @@ func checkDepth(b []byte, max int) error {
 		}
 	}
 	return nil
+}
+
+// unquoteString decodes a JSON string value, refusing any other type.
+func unquoteString(b []byte) (string, error) {
+	if len(b) < 2 || b[0] != '"' {
+		return "", errors.New("not a string")
+	}
+	return unquote(b)
 }
 
 func unquote(b []byte) (string, error) {
