@@ -9,6 +9,10 @@
 -- body is the exact JSON document POSTed to the tenant (bytea: jsonb would
 -- reorder keys and rewrite Meta's escapes).
 --
+-- Ids are UUIDv7, so the primary key (tenant_id, id) also lists a tenant's
+-- events in the order they arrived; no separate time index is kept (every
+-- index is paid for on the ingest hot path).
+--
 -- (tenant_id, page_id, dedup_key) is the durable de-duplication key: the
 -- ingress inserts with ON CONFLICT DO NOTHING, so a redelivery by Meta is
 -- caught here even when Redis has forgotten it.
@@ -32,7 +36,6 @@ CREATE TABLE events (
     CONSTRAINT events_dedup_key UNIQUE (tenant_id, page_id, dedup_key)
 );
 CREATE INDEX events_due_idx ON events (next_attempt_at) WHERE status IN ('pending', 'failed');
-CREATE INDEX events_tenant_received_idx ON events (tenant_id, received_at, id);
 
 -- +goose Down
 DROP TABLE events;

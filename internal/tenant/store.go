@@ -369,14 +369,15 @@ type EventFilter struct {
 	Until  time.Time
 }
 
-// ListEvents lists a tenant's events in (received_at, id) order, without
+// ListEvents lists a tenant's events in id order (ids are UUIDv7, so that
+// is the order they were received in, and the primary key serves it), without
 // their bodies.
 func (s *Store) ListEvents(ctx context.Context, tenantID string, f EventFilter, opts ListOptions) (Results[Event], error) {
 	tid, err := uuid.Parse(tenantID)
 	if err != nil {
 		return Results[Event]{}, notFound("tenant")
 	}
-	q := s.db.WithContext(ctx).Select(eventListColumns).Where("tenant_id = ?", tid).Order("received_at").Order("id")
+	q := s.db.WithContext(ctx).Select(eventListColumns).Where("tenant_id = ?", tid).Order("id")
 	if f.Status != "" {
 		q = q.Where("status = ?", string(f.Status))
 	}
@@ -393,18 +394,22 @@ func (s *Store) ListEvents(ctx context.Context, tenantID string, f EventFilter, 
 		q = q.Where("received_at < ?", f.Until)
 	}
 	if opts.Cursor != "" {
-		at, id, err := timeIDCursor(opts.Cursor)
+		k, err := decodeCursor(opts.Cursor, 1)
 		if err != nil {
 			return Results[Event]{}, err
 		}
-		q = q.Where("(received_at, id) > (?, ?)", at, id)
+		after, err := uuid.Parse(k[0])
+		if err != nil {
+			return Results[Event]{}, errBadCursor
+		}
+		q = q.Where("id > ?", after)
 	}
 	var rows []eventRow
 	if err := q.Limit(opts.limit() + 1).Find(&rows).Error; err != nil {
 		return Results[Event]{}, storeErr("list events", err)
 	}
 	return page(rows, opts.limit(), (*eventRow).domain, func(r *eventRow) []string {
-		return []string{r.ReceivedAt.UTC().Format(time.RFC3339Nano), r.ID.String()}
+		return []string{r.ID.String()}
 	}), nil
 }
 
