@@ -10,9 +10,10 @@ import (
 
 // Group commit: every request hands its rows to one of CommitWorkers
 // loops and waits. A loop takes one request, then every request queued
-// behind it (up to MaxBatchEvents), and stores them all in one INSERT,
-// one transaction and one WAL flush. While a commit is in flight the next
-// batch gathers, so the batch grows with the load without a fixed wait.
+// behind it (up to MaxBatchEvents), checks them all against Redis in one
+// pipeline (dedup.go), and stores the rest in one INSERT, one transaction
+// and one WAL flush. While a commit is in flight the next batch gathers,
+// so the batch grows with the load without a fixed wait.
 
 var errStopped = errors.New("ingest is shutting down")
 
@@ -109,9 +110,13 @@ func (in *Ingestor) flush(batch []*commitReq, n int) {
 		received = make([]time.Time, 0, n)
 		bodies   = make([][]byte, 0, n)
 	)
+	in.knownCommitted(batch, n)
 	for _, req := range batch {
 		for i := range req.rows {
 			r := &req.rows[i]
+			if r.known {
+				continue
+			}
 			ids = append(ids, r.id)
 			tenants = append(tenants, r.tenantID)
 			pages = append(pages, r.pageID)
@@ -127,14 +132,18 @@ func (in *Ingestor) flush(batch []*commitReq, n int) {
 	// batch it shares with others.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	inserted := make(map[[16]byte]struct{}, n)
-	rows, err := in.pool.Query(ctx, insertEvents, ids, tenants, pages, apps, keys, types, tests, received, bodies)
-	if err == nil {
-		var id [16]byte
-		_, err = pgx.ForEachRow(rows, []any{&id}, func() error {
-			inserted[id] = struct{}{}
-			return nil
-		})
+	inserted := make(map[[16]byte]struct{}, len(ids))
+	var err error
+	if len(ids) > 0 {
+		var rows pgx.Rows
+		rows, err = in.pool.Query(ctx, insertEvents, ids, tenants, pages, apps, keys, types, tests, received, bodies)
+		if err == nil {
+			var id [16]byte
+			_, err = pgx.ForEachRow(rows, []any{&id}, func() error {
+				inserted[id] = struct{}{}
+				return nil
+			})
+		}
 	}
 	in.m.commitTime.Observe(time.Since(start).Seconds())
 	in.m.batchEvents.Observe(float64(n))

@@ -256,7 +256,7 @@ type row struct {
 	receivedAt time.Time
 	body       []byte
 	redisKey   string
-	claimed    bool // this request set the Redis key (and must release it on failure)
+	known      bool // Redis says this key was committed before: a duplicate
 }
 
 // accept walks the envelope for app and stores the routable events.
@@ -264,12 +264,8 @@ func (in *Ingestor) accept(ctx context.Context, env *Envelope, app *tenant.AppKe
 	res := Result{Outcome: OutcomeAccepted, AppID: app.AppID}
 	rows, tests := in.walk(env, app, pathApp, recv, &res)
 	if len(rows) > 0 {
-		rows = in.dedupFast(ctx, rows, &res)
-	}
-	if len(rows) > 0 {
 		inserted, err := in.commit(ctx, rows)
 		if err != nil {
-			in.release(rows)
 			in.log.Error("webhook not stored; answering 503 so Meta retries", "app_id", app.AppID, "events", len(rows), "err", err)
 			return Result{Outcome: OutcomeUnavailable, AppID: app.AppID, Message: "storage unavailable, retry later"}
 		}

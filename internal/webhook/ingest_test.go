@@ -223,6 +223,13 @@ func TestDedup(t *testing.T) {
 	if res := e.post("1001", body, sig); res.Accepted != 0 || res.Duplicates != 3 {
 		t.Fatalf("redelivery: accepted %d duplicates %d, want 0 and 3", res.Accepted, res.Duplicates)
 	}
+	// Redis alone answers for known events: even with Postgres refusing
+	// inserts, the redelivery is a 200 duplicate, not a 503.
+	e.exec(`ALTER TABLE events ADD CONSTRAINT refuse CHECK (false) NOT VALID`)
+	if res := e.post("1001", body, sig); res.Outcome != webhook.OutcomeAccepted || res.Duplicates != 3 {
+		t.Fatalf("redelivery known to Redis: outcome %d duplicates %d, want 200 and 3", res.Outcome, res.Duplicates)
+	}
+	e.exec(`ALTER TABLE events DROP CONSTRAINT refuse`)
 	testenv.DeletePrefix(context.Background(), e.rdb, e.prefix) // Redis lost everything
 	if res := e.post("", body, sig); res.Accepted != 0 || res.Duplicates != 3 {
 		t.Fatalf("redelivery after a Redis flush: accepted %d duplicates %d, want 0 and 3", res.Accepted, res.Duplicates)
@@ -232,26 +239,43 @@ func TestDedup(t *testing.T) {
 	}
 }
 
-// TestPendingKeyIsNotTrusted: a Redis key left "pending" by a request whose
-// insert failed (or whose process died) must not turn Meta's retry into a
-// duplicate.
-func TestPendingKeyIsNotTrusted(t *testing.T) {
+// TestFailedInsertLeavesNoDuplicateMark: when the insert fails (or the
+// process dies before the commit), nothing in Redis may turn Meta's retry
+// into a duplicate; only a key marked committed is trusted.
+func TestFailedInsertLeavesNoDuplicateMark(t *testing.T) {
 	e := newEnv(t)
-	e.standard()
+	tenantID := e.standard()
 	body := fixture(t, "01-postback-basic.json")
-	// First attempt: Postgres refuses the insert.
 	e.exec(`ALTER TABLE events ADD CONSTRAINT refuse CHECK (false) NOT VALID`)
 	if res := e.post("1001", body, sign256(fixtureSecret, body)); res.Outcome != webhook.OutcomeUnavailable {
 		t.Fatalf("with inserts failing: outcome %d, want unavailable (503)", res.Outcome)
 	}
-	// Simulate a crash that left the pending key behind.
-	keys, _ := e.rdb.Keys(context.Background(), e.prefix+"*").Result()
-	for _, k := range keys {
-		e.rdb.Set(context.Background(), k, "p", time.Minute)
+	if keys, _ := e.rdb.Keys(context.Background(), e.prefix+"*").Result(); len(keys) != 0 {
+		t.Fatalf("a failed insert left Redis keys: %v", keys)
 	}
+	// A key in any state but committed (say, written by an older version
+	// or by hand) is not trusted either.
+	var mid struct {
+		Entry []struct {
+			Messaging []struct {
+				Postback struct{ Mid string } `json:"postback"`
+			} `json:"messaging"`
+		} `json:"entry"`
+	}
+	if err := stdjson.Unmarshal(body, &mid); err != nil {
+		t.Fatal(err)
+	}
+	key := e.prefix + "t:" + tenantID + ":dedup:" + pageA + ":m:" + mid.Entry[0].Messaging[0].Postback.Mid
+	e.rdb.Set(context.Background(), key, "p", time.Minute)
 	e.exec(`ALTER TABLE events DROP CONSTRAINT refuse`)
 	if res := e.post("1001", body, sign256(fixtureSecret, body)); res.Accepted != 1 {
 		t.Fatalf("Meta's retry: accepted %d, want 1 (%+v)", res.Accepted, res)
+	}
+	if v, _ := e.rdb.Get(context.Background(), key).Result(); v != "c" {
+		t.Fatalf("after the commit the key is %q, want c", v)
+	}
+	if res := e.post("1001", body, sign256(fixtureSecret, body)); res.Accepted != 0 || res.Duplicates != 1 {
+		t.Fatalf("redelivery: accepted %d duplicates %d, want 0 and 1", res.Accepted, res.Duplicates)
 	}
 }
 

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const usage = `loadgen: end-to-end load test of the webhook ingress (gateway serve --role ingress).
+
+Scenarios (comma separated, -scenarios):
+  closed:<events per POST>:c<workers>   closed loop: each worker sends back to back
+  rate:<events per POST>:<POSTs/s>      open loop at a fixed rate; latency from the scheduled time
+
+Flags:
+`
+
+// options are the command-line flags.
+type options struct {
+	gateway     string
+	duration    time.Duration
+	warmup      time.Duration
+	scenarios   []scenario
+	databaseURL string
+	redisURL    string
+	jsonOut     bool
+	pages       int
+	rateWorkers int
+	timeout     time.Duration
+	keep        bool
+	timeline    bool
+}
+
+func parseFlags(args []string, out io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.gateway, "gateway", "./bin/gateway", "path to the built gateway binary")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured window per scenario")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "load before the measured window of each scenario")
+	sc := fs.String("scenarios", "closed:1:c64,closed:50:c8,rate:1:4000,rate:50:350", "scenarios to run, in order")
+	fs.StringVar(&o.databaseURL, "database-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+		"Postgres to create the benchmark database in (a fresh postgate_bench_* database, dropped at the end)")
+	fs.StringVar(&o.redisURL, "redis-url", "redis://127.0.0.1:6379/9", "Redis for the gateway (its keys are deleted at the end)")
+	fs.BoolVar(&o.jsonOut, "json", false, "print the results as JSON instead of a table")
+	fs.IntVar(&o.pages, "pages", 20, "Pages registered for the app; events go to them round-robin")
+	fs.IntVar(&o.rateWorkers, "rate-workers", 1024, "goroutines (and at most as many connections) sending in fixed-rate scenarios")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "per-request timeout")
+	fs.BoolVar(&o.timeline, "timeline", false, "also print each second of every window (POSTs, ack p50/p99/max) to stderr, and add it to -json")
+	fs.BoolVar(&o.keep, "keep", false, "keep the benchmark database and Redis keys (for inspection)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.duration <= 0 || o.warmup < 0 {
+		return o, errors.New("-duration must be positive and -warmup not negative")
+	}
+	if o.pages < 1 || o.pages > 1000 {
+		return o, errors.New("-pages must be between 1 and 1000")
+	}
+	if o.rateWorkers < 1 {
+		return o, errors.New("-rate-workers must be positive")
+	}
+	var err error
+	if o.scenarios, err = parseScenarios(*sc); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// scenario is one load shape.
+type scenario struct {
+	Name    string  `json:"name"`
+	Kind    string  `json:"kind"` // closed or rate
+	Batch   int     `json:"events_per_post"`
+	Workers int     `json:"workers,omitempty"`            // closed loop
+	Rate    float64 `json:"target_posts_per_s,omitempty"` // fixed rate, POSTs/s
+}
+
+func parseScenarios(s string) ([]scenario, error) {
+	var out []scenario
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		f := strings.Split(part, ":")
+		if len(f) != 3 {
+			return nil, fmt.Errorf("scenario %q: want kind:batch:param", part)
+		}
+		batch, err := strconv.Atoi(f[1])
+		if err != nil || batch < 1 || batch > 1000 {
+			return nil, fmt.Errorf("scenario %q: events per POST must be 1..1000", part)
+		}
+		sc := scenario{Name: part, Kind: f[0], Batch: batch}
+		switch f[0] {
+		case "closed":
+			w, err := strconv.Atoi(strings.TrimPrefix(f[2], "c"))
+			if err != nil || !strings.HasPrefix(f[2], "c") || w < 1 || w > 10000 {
+				return nil, fmt.Errorf("scenario %q: want c<workers>, 1..10000", part)
+			}
+			sc.Workers = w
+		case "rate":
+			r, err := strconv.ParseFloat(f[2], 64)
+			if err != nil || r <= 0 || r > 1e6 {
+				return nil, fmt.Errorf("scenario %q: want a rate in POSTs/s", part)
+			}
+			sc.Rate = r
+		default:
+			return nil, fmt.Errorf("scenario %q: kind must be closed or rate", part)
+		}
+		out = append(out, sc)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no scenarios")
+	}
+	return out, nil
+}
+
+// run is the whole program; main turns signals into ctx.
+func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
+	opts, err := parseFlags(args, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	progress := func(format string, a ...any) {
+		fmt.Fprintf(os.Stderr, "loadgen: "+format+"\n", a...)
+	}
+
+	rep := report{
+		Command:   "loadgen " + strings.Join(args, " "),
+		Machine:   machineInfo(),
+		StartedAt: time.Now().UTC().Format(time.RFC3339),
+		Duration:  opts.duration.String(),
+		Warmup:    opts.warmup.String(),
+	}
+	if rep.GatewayVersion, err = gatewayVersion(ctx, opts.gateway); err != nil {
+		return err
+	}
+
+	// Everything below is undone on the way out, even after an error or
+	// Ctrl-C: the deferred cleanups use their own contexts.
+	b, err := newBench(ctx, opts, progress)
+	if b != nil {
+		defer func() {
+			if cerr := b.close(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}()
+	}
+	if err != nil {
+		return err
+	}
+	rep.GatewayCommand = b.gw.commandLine()
+	rep.Machine.Postgres, rep.Machine.Redis = b.versions(ctx)
+
+	for _, sc := range opts.scenarios {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		progress("scenario %s: %s warm-up + %s measured", sc.Name, opts.warmup, opts.duration)
+		res, err := b.runScenario(ctx, sc)
+		if err != nil {
+			return fmt.Errorf("scenario %s: %w", sc.Name, err)
+		}
+		progress("scenario %s: %.0f events/s, ack p99 %.1f ms, %s", sc.Name, res.EventsPerSec, res.Ack.P99, res.Stored.String())
+		if opts.timeline {
+			printTimeline(os.Stderr, res)
+		} else {
+			res.Timeline = nil
+		}
+		rep.Scenarios = append(rep.Scenarios, res)
+	}
+	rep.Targets = checkTargets(rep.Scenarios)
+	if rep.GatewayLogs = b.gw.logLines(); rep.GatewayLogs > 0 {
+		progress("the gateway logged %d lines; %s", rep.GatewayLogs, b.gw.logTail())
+	}
+	if opts.jsonOut {
+		return rep.writeJSON(stdout)
+	}
+	rep.writeTable(stdout)
+	return nil
+}
