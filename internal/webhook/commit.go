@@ -55,7 +55,11 @@ func (in *Ingestor) Run(ctx context.Context) {
 			done <- struct{}{}
 		}()
 	}
-	for range in.cfg.CommitWorkers {
+	go func() {
+		in.markLoop(ctx)
+		done <- struct{}{}
+	}()
+	for range in.cfg.CommitWorkers + 1 {
 		<-done
 	}
 	for {
@@ -148,6 +152,9 @@ func (in *Ingestor) flush(batch []*commitReq, n int) {
 	in.m.commitTime.Observe(time.Since(start).Seconds())
 	in.m.batchEvents.Observe(float64(n))
 	in.m.batchReqs.Observe(float64(len(batch)))
+	// The marker reads the rows after the requests are answered, so the
+	// batch slice must be its own, not the loop's reused one.
+	batch = append([]*commitReq(nil), batch...)
 	for _, req := range batch {
 		if err != nil {
 			req.done <- commitResult{err: err}
@@ -162,6 +169,24 @@ func (in *Ingestor) flush(batch []*commitReq, n int) {
 		req.done <- commitResult{inserted: c}
 	}
 	if err == nil {
-		in.markCommitted(batch)
+		// Off the commit loop: the next batch must not wait for Redis.
+		select {
+		case in.marks <- batch:
+		default:
+			in.m.redisErrors.Inc() // marker behind: these keys stay Postgres-only
+		}
+	}
+}
+
+// markLoop writes committed marks to Redis in the background. Losing one
+// costs nothing but a Postgres round trip for a later redelivery.
+func (in *Ingestor) markLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case batch := <-in.marks:
+			in.markCommitted(batch)
+		}
 	}
 }

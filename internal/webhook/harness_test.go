@@ -189,3 +189,20 @@ func (e *env) count(sql string, args ...any) int {
 	}
 	return n
 }
+
+// waitKeys waits until n keys under the test's prefix exist: the committed
+// marks are written in the background after the answer.
+func (e *env) waitKeys(n int) {
+	e.t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		keys, _ := e.rdb.Keys(context.Background(), e.prefix+"*").Result()
+		if len(keys) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%d Redis keys after 2s, want %d", len(keys), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -78,6 +78,7 @@ type Ingestor struct {
 	m       *metrics
 	macs    macPools
 	commits chan *commitReq
+	marks   chan []*commitReq
 	// redisDownUntil is the Unix nano time until which Redis is skipped.
 	redisDownUntil atomic.Int64
 }
@@ -98,6 +99,7 @@ func NewIngestor(cfg Config, reg Routing, pool *pgxpool.Pool, rdb redis.Universa
 	return &Ingestor{
 		cfg: cfg, reg: reg, pool: pool, rdb: rdb, log: log, m: newMetrics(mreg),
 		commits: make(chan *commitReq, 1024),
+		marks:   make(chan []*commitReq, 256),
 	}, nil
 }
 

@@ -225,6 +225,7 @@ func TestDedup(t *testing.T) {
 	}
 	// Redis alone answers for known events: even with Postgres refusing
 	// inserts, the redelivery is a 200 duplicate, not a 503.
+	e.waitKeys(3)
 	e.exec(`ALTER TABLE events ADD CONSTRAINT refuse CHECK (false) NOT VALID`)
 	if res := e.post("1001", body, sig); res.Outcome != webhook.OutcomeAccepted || res.Duplicates != 3 {
 		t.Fatalf("redelivery known to Redis: outcome %d duplicates %d, want 200 and 3", res.Outcome, res.Duplicates)
@@ -271,8 +272,16 @@ func TestFailedInsertLeavesNoDuplicateMark(t *testing.T) {
 	if res := e.post("1001", body, sign256(fixtureSecret, body)); res.Accepted != 1 {
 		t.Fatalf("Meta's retry: accepted %d, want 1 (%+v)", res.Accepted, res)
 	}
-	if v, _ := e.rdb.Get(context.Background(), key).Result(); v != "c" {
-		t.Fatalf("after the commit the key is %q, want c", v)
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		v, _ := e.rdb.Get(context.Background(), key).Result()
+		if v == "c" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the commit the key is %q, want c", v)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	if res := e.post("1001", body, sign256(fixtureSecret, body)); res.Accepted != 0 || res.Duplicates != 1 {
 		t.Fatalf("redelivery: accepted %d duplicates %d, want 0 and 1", res.Accepted, res.Duplicates)
