@@ -19,7 +19,7 @@ import (
 
 func seedFixtures(f *testing.F, add func(body []byte)) {
 	f.Helper()
-	dir := filepath.Join("..", "..", "..", "shared", "fixtures", "messenger")
+	dir := filepath.Join("testdata", "messenger")
 	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 	if len(files) == 0 {
 		f.Fatalf("no fixtures under %s", dir)

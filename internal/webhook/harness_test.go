@@ -36,7 +36,7 @@ const (
 
 func fixture(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "messenger", name))
+	b, err := os.ReadFile(filepath.Join("testdata", "messenger", name))
 	if err != nil {
 		t.Fatalf("read fixture: %v", err)
 	}
