@@ -19,6 +19,7 @@ import (
 	"github.com/postgate/postgate/internal/api"
 	"github.com/postgate/postgate/internal/config"
 	"github.com/postgate/postgate/internal/database"
+	"github.com/postgate/postgate/internal/delivery"
 	"github.com/postgate/postgate/internal/redisdb"
 	"github.com/postgate/postgate/internal/secrets"
 	"github.com/postgate/postgate/internal/tenant"
@@ -123,13 +124,15 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground()
 
+	// The registry (tenants, apps, Pages, endpoints, keys) serves both roles.
+	registry := tenant.NewRegistry(tenant.RegistryConfig{}, db.Pool, keys, log, nil)
+	if err := registry.Load(ctx); err != nil {
+		return err
+	}
+	background.Go(func() { registry.Run(bgCtx) })
+
 	var ingestor *webhook.Ingestor
 	if *role != "worker" {
-		registry := tenant.NewRegistry(tenant.RegistryConfig{}, db.Pool, keys, log, nil)
-		if err := registry.Load(ctx); err != nil {
-			return err
-		}
-		background.Go(func() { registry.Run(bgCtx) })
 		ingestor, err = webhook.NewIngestor(webhook.Config{DedupTTL: cfg.DedupTTL}, registry, db.Pool, rdb, reg, log)
 		if err != nil {
 			return err
@@ -140,8 +143,34 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			return err
 		}
 	}
+	// Workers get their own context: they stop claiming when shutdown
+	// begins and drain (in-flight attempts, within SHUTDOWN_TIMEOUT) while
+	// the HTTP server drains.
+	workerCtx, stopWorker := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWorker()
+	var workerDone chan struct{}
 	if *role != "ingress" {
-		log.Warn("delivery workers are not part of this build yet; accepted events stay pending")
+		worker, err := delivery.New(delivery.Config{
+			Timeout:           cfg.CallbackTimeout,
+			RetrySchedule:     cfg.RetrySchedule,
+			Concurrency:       cfg.DeliveryConcurrency,
+			TenantRate:        cfg.TenantRate,
+			TenantBurst:       cfg.TenantBurst,
+			TenantConcurrency: cfg.TenantConcurrency,
+			AllowPrivate:      cfg.CallbackAllowPrivate,
+			RetainDelivered:   cfg.RetentionDelivered,
+			RetainDead:        cfg.RetentionDead,
+			ShutdownTimeout:   cfg.ShutdownTimeout,
+			UserAgent:         "Postgate/" + version,
+		}, registry, db.Pool, rdb, reg, log)
+		if err != nil {
+			return err
+		}
+		workerDone = make(chan struct{})
+		go func() {
+			worker.Run(workerCtx)
+			close(workerDone)
+		}()
 	}
 
 	srv := api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes, Version: version}, deps)
@@ -174,6 +203,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	// Readiness off, a short delay for load balancers to notice, then stop
 	// taking requests and wait for in-flight ones, then stop the rest.
 	srv.Drain()
+	stopWorker()
 	if runErr == nil && cfg.ShutdownDelay > 0 {
 		time.Sleep(cfg.ShutdownDelay)
 	}
@@ -181,6 +211,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Warn("http shutdown", "err", err)
+	}
+	if workerDone != nil {
+		<-workerDone // bounded by SHUTDOWN_TIMEOUT inside Run
 	}
 	_ = metricsSrv.Shutdown(shutdownCtx)
 	stopBackground()

@@ -70,10 +70,12 @@ func (h *adminAPI) listEvents(ctx context.Context, in *listEventsIn) (*listOut[E
 
 // Attempt is one delivery attempt of an event.
 type Attempt struct {
+	Attempt    int       `json:"attempt" doc:"1 for the first attempt since the event was accepted or last replayed."`
 	At         time.Time `json:"at"`
 	StatusCode int       `json:"status_code,omitempty" doc:"The endpoint's HTTP status; absent when no answer came."`
 	LatencyMS  int64     `json:"latency_ms"`
-	Error      string    `json:"error,omitempty"`
+	Class      string    `json:"class" enum:"ok,http_3xx,http_4xx,http_410,http_429,http_5xx,timeout,dns,refused,tls,blocked,connection" doc:"The outcome: ok (2xx), the status class, or why no answer came (blocked: the address is private and CALLBACK_ALLOW_PRIVATE is off)."`
+	Error      string    `json:"error,omitempty" doc:"What went wrong, when the attempt failed."`
 	Response   string    `json:"response,omitempty" doc:"The first KiB of the endpoint's answer."`
 }
 
@@ -81,7 +83,7 @@ type Attempt struct {
 type EventDetail struct {
 	Event
 	Payload  json.RawMessage `json:"payload,omitempty" doc:"The JSON document POSTed to the callback URL."`
-	Attempts []Attempt       `json:"attempts" doc:"Every delivery attempt, oldest first. Not recorded yet: always empty in this version."`
+	Attempts []Attempt       `json:"attempts" doc:"Every delivery attempt, oldest first (the latest 200)."`
 }
 
 type eventOut struct {
@@ -99,7 +101,8 @@ func (h *adminAPI) getEvent(ctx context.Context, in *EventParams) (*eventOut, er
 	}
 	for _, a := range attempts {
 		out.Body.Attempts = append(out.Body.Attempts, Attempt{
-			At: a.At, StatusCode: a.StatusCode, LatencyMS: a.Latency.Milliseconds(), Error: a.Error, Response: a.Response,
+			Attempt: a.Number, At: a.At, StatusCode: a.StatusCode, LatencyMS: a.Latency.Milliseconds(),
+			Class: a.Class, Error: a.Error, Response: a.Response,
 		})
 	}
 	return out, nil

@@ -35,8 +35,12 @@ type Config struct {
 	TenantRate           int
 	TenantBurst          int
 	TenantConcurrency    int
-	LogLevel             slog.Level
-	LogFormat            string
+	// RetentionDelivered is how long delivered events (and their attempts)
+	// are kept; RetentionDead the same for dead events.
+	RetentionDelivered time.Duration
+	RetentionDead      time.Duration
+	LogLevel           slog.Level
+	LogFormat          string
 	// ShutdownDelay is how long readiness reports "draining" before the
 	// listener closes, so load balancers stop sending new requests.
 	ShutdownDelay time.Duration
@@ -115,6 +119,14 @@ var settings = []setting{
 		parse: func(c *Config, v string) error { return parseInt(&c.TenantBurst, v, 1, 1000000) }},
 	{env: "TENANT_CONCURRENCY", def: "16", usage: "default in-flight deliveries per tenant",
 		parse: func(c *Config, v string) error { return parseInt(&c.TenantConcurrency, v, 1, 100000) }},
+	{env: "RETENTION_DELIVERED", def: "168h", usage: "how long delivered events and their attempts are kept",
+		parse: func(c *Config, v string) error {
+			return parseDuration(&c.RetentionDelivered, v, time.Minute, 10*365*24*time.Hour)
+		}},
+	{env: "RETENTION_DEAD", def: "720h", usage: "how long dead events and their attempts are kept",
+		parse: func(c *Config, v string) error {
+			return parseDuration(&c.RetentionDead, v, time.Minute, 10*365*24*time.Hour)
+		}},
 	{env: "LOG_LEVEL", def: "info", usage: "debug, info, warn or error",
 		parse: func(c *Config, v string) error {
 			if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {

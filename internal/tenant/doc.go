@@ -5,7 +5,8 @@
 //
 // The Store keeps this in Postgres (rows are unexported beside the store; the
 // domain types here carry no storage or wire tags). The Registry is the
-// ingress's in-memory copy: Page → (app, tenant) and app → secrets, rebuilt
+// in-memory copy the ingress and the delivery workers read: Page → (app,
+// tenant), app → secrets, and tenant → endpoint, limits and signing keys, rebuilt
 // on every change (LISTEN postgate_registry) and periodically as a
 // backstop, so resolving a webhook never queries the database.
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -68,11 +69,41 @@ type Route struct {
 	Object   Object
 }
 
-// TenantInfo is what the ingress needs to know of a tenant.
+// TenantInfo is what the ingress and the delivery workers need to know of
+// a tenant.
 type TenantInfo struct {
 	ID                string
 	DeliverTestEvents bool
 	events            map[string]bool
+
+	// CallbackURL is where deliveries go.
+	CallbackURL string
+	// Rate, Burst and Concurrency are the tenant's overrides; 0 means the
+	// gateway's default.
+	Rate, Burst, Concurrency int
+	// EndpointDisabled is set while deliveries are paused (a 410 from the
+	// endpoint, or an operator).
+	EndpointDisabled bool
+	// signingKey is the HMAC key of the current signing secret (nil when it
+	// cannot be opened: the tenant then cannot be delivered to);
+	// previousKey signs too until previousExpires.
+	signingKey      []byte
+	previousKey     []byte
+	previousExpires time.Time
+}
+
+// SigningKeys appends the HMAC keys that sign a delivery made at now: the
+// current signing secret's, and the previous one's during a rotation. It
+// appends nothing when the tenant's secret could not be opened.
+func (t *TenantInfo) SigningKeys(now time.Time, dst [][]byte) [][]byte {
+	if t.signingKey == nil {
+		return dst
+	}
+	dst = append(dst, t.signingKey)
+	if t.previousKey != nil && now.Before(t.previousExpires) {
+		dst = append(dst, t.previousKey)
+	}
+	return dst
 }
 
 // Subscribed reports whether the tenant receives events of type typ;
@@ -86,6 +117,7 @@ type snapshot struct {
 	tokens  map[string]*AppKeys
 	pages   map[string][]Route
 	tenants map[string]*TenantInfo
+	list    []*TenantInfo // every tenant, in id order
 	loaded  time.Time
 }
 
@@ -100,6 +132,9 @@ type Registry struct {
 	snap atomic.Pointer[snapshot]
 	// loads counts completed reloads (tests wait on it).
 	loads atomic.Int64
+	// loadMu serialises Load: a reload that began before a change must
+	// not finish after, and overwrite, one that began after it.
+	loadMu sync.Mutex
 }
 
 // NewRegistry returns an empty registry; call Load, then Run.
@@ -152,12 +187,24 @@ func (r *Registry) Tenant(id string) (*TenantInfo, bool) {
 	return t, ok
 }
 
+// Tenants returns every tenant, in id order. The slice is shared: do not
+// modify it.
+func (r *Registry) Tenants() []*TenantInfo {
+	return r.snap.Load().list
+}
+
+// LoadedAt is when the current snapshot started reading: it reflects every
+// change committed before that instant.
+func (r *Registry) LoadedAt() time.Time { return r.snap.Load().loaded }
+
 // Loads is the number of completed reloads.
 func (r *Registry) Loads() int64 { return r.loads.Load() }
 
 // Load reads everything from Postgres and swaps the snapshot. An app whose
 // secret cannot be decrypted is left out and logged (by id only).
 func (r *Registry) Load(ctx context.Context) error {
+	r.loadMu.Lock()
+	defer r.loadMu.Unlock()
 	s := &snapshot{
 		apps: map[string]*AppKeys{}, tokens: map[string]*AppKeys{},
 		pages: map[string][]Route{}, tenants: map[string]*TenantInfo{},
@@ -169,16 +216,35 @@ func (r *Registry) Load(ctx context.Context) error {
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck
 
-	rows, _ := tx.Query(ctx, `SELECT id::text, deliver_test_events, events FROM tenants`)
-	var id string
-	var deliverTest bool
-	var events []string
-	if _, err := pgx.ForEachRow(rows, []any{&id, &deliverTest, &events}, func() error {
-		t := &TenantInfo{ID: id, DeliverTestEvents: deliverTest, events: make(map[string]bool, len(events))}
+	rows, _ := tx.Query(ctx, `SELECT id::text, deliver_test_events, events, callback_url,
+		coalesce(rate, 0), coalesce(burst, 0), coalesce(concurrency, 0), endpoint_disabled_at IS NOT NULL,
+		signing_secret, previous_signing_secret, previous_signing_secret_expires_at
+		FROM tenants ORDER BY id`)
+	var (
+		id, callback          string
+		deliverTest, disabled bool
+		events                []string
+		rate, burst, conc     int32
+		signing, prevSigning  []byte
+		prevSigningExp        *time.Time
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&id, &deliverTest, &events, &callback, &rate, &burst, &conc, &disabled,
+		&signing, &prevSigning, &prevSigningExp}, func() error {
+		t := &TenantInfo{
+			ID: id, DeliverTestEvents: deliverTest, events: make(map[string]bool, len(events)),
+			CallbackURL: callback, Rate: int(rate), Burst: int(burst), Concurrency: int(conc), EndpointDisabled: disabled,
+		}
 		for _, e := range events {
 			t.events[e] = true
 		}
+		t.signingKey = r.openSigningKey(signing, SigningSecretBinding(id), id)
+		if prevSigning != nil && prevSigningExp != nil && r.now().Before(*prevSigningExp) {
+			if k := r.openSigningKey(prevSigning, PreviousSigningSecretBinding(id), id); k != nil {
+				t.previousKey, t.previousExpires = k, *prevSigningExp
+			}
+		}
 		s.tenants[id] = t
+		s.list = append(s.list, t)
 		return nil
 	}); err != nil {
 		return fmt.Errorf("load tenants: %w", err)
@@ -225,6 +291,22 @@ func (r *Registry) Load(ctx context.Context) error {
 	r.snap.Store(s)
 	r.loads.Add(1)
 	return nil
+}
+
+// openSigningKey opens a sealed "whsec_..." signing secret and returns its
+// HMAC key, or nil (logged by tenant id only) when it cannot.
+func (r *Registry) openSigningKey(sealed []byte, binding, tenantID string) []byte {
+	secret, err := r.keys.Open(sealed, binding)
+	if err != nil {
+		r.log.Error("signing secret cannot be decrypted; deliveries to this tenant wait", "tenant_id", tenantID, "err", err)
+		return nil
+	}
+	key, err := SigningKey(string(secret))
+	if err != nil {
+		r.log.Error("signing secret is malformed; deliveries to this tenant wait", "tenant_id", tenantID, "err", err)
+		return nil
+	}
+	return key
 }
 
 // Run keeps the registry current until ctx ends: it LISTENs for change

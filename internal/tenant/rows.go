@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-// The rows below mirror migrations/0000{1..5}_*.sql column by column; the
+// The rows below mirror migrations/*.sql column by column; the
 // schema is the migrations, never these structs (TestRowsMatchSchema checks
 // that they agree). Secrets are kept as sealed bytes (package secrets) and
 // never leave the store in plaintext except through the Service.
@@ -133,6 +133,38 @@ func (r *eventRow) domain() Event {
 		DeliveredAt:   r.DeliveredAt,
 		Body:          r.Body,
 	}
+}
+
+type attemptRow struct {
+	TenantID        uuid.UUID `gorm:"column:tenant_id;primaryKey"`
+	EventID         uuid.UUID `gorm:"column:event_id;primaryKey"`
+	ID              int64     `gorm:"column:id;primaryKey"`
+	Attempt         int32     `gorm:"column:attempt"`
+	AttemptedAt     time.Time `gorm:"column:attempted_at"`
+	StatusCode      *int32    `gorm:"column:status_code"`
+	LatencyUS       int64     `gorm:"column:latency_us"`
+	ErrorClass      string    `gorm:"column:error_class"`
+	ErrorMessage    *string   `gorm:"column:error_message"`
+	ResponseSnippet *string   `gorm:"column:response_snippet"`
+}
+
+func (attemptRow) TableName() string { return "delivery_attempts" }
+
+func (r *attemptRow) domain() Attempt {
+	a := Attempt{
+		Number:     int(r.Attempt),
+		At:         r.AttemptedAt,
+		StatusCode: intOf(r.StatusCode),
+		Latency:    time.Duration(r.LatencyUS) * time.Microsecond,
+		Class:      r.ErrorClass,
+	}
+	if r.ErrorMessage != nil {
+		a.Error = *r.ErrorMessage
+	}
+	if r.ResponseSnippet != nil {
+		a.Response = *r.ResponseSnippet
+	}
+	return a
 }
 
 type quarantineRow struct {

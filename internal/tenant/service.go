@@ -481,17 +481,13 @@ func checkWindow(status EventStatus, since, until time.Time, statusOptional bool
 }
 
 // GetEvent reads one event of tenantID by its public id ("evt_…") with its
-// delivery attempts. Attempts are not recorded yet: the list is empty.
+// delivery attempts, oldest first.
 func (s *Service) GetEvent(ctx context.Context, tenantID, eventID string) (Event, []Attempt, error) {
 	id, err := ParseEventID(eventID)
 	if err != nil {
 		return Event{}, nil, notFound("event")
 	}
-	e, err := s.store.GetEvent(ctx, tenantID, id)
-	if err != nil {
-		return Event{}, nil, err
-	}
-	return e, []Attempt{}, nil
+	return s.store.GetEvent(ctx, tenantID, id)
 }
 
 // ReplayEvent queues one event of tenantID for delivery again, whatever

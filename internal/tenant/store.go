@@ -413,17 +413,32 @@ func (s *Store) ListEvents(ctx context.Context, tenantID string, f EventFilter, 
 	}), nil
 }
 
-// GetEvent reads one event of a tenant, with its body.
-func (s *Store) GetEvent(ctx context.Context, tenantID string, id uuid.UUID) (Event, error) {
+// MaxAttemptsShown bounds the attempts GetEvent returns: the most recent
+// ones. The retry schedule makes a dozen per replay; this only guards
+// against an event replayed without end.
+const MaxAttemptsShown = 200
+
+// GetEvent reads one event of a tenant, with its body and its delivery
+// attempts (oldest first; the most recent MaxAttemptsShown).
+func (s *Store) GetEvent(ctx context.Context, tenantID string, id uuid.UUID) (Event, []Attempt, error) {
 	tid, err := uuid.Parse(tenantID)
 	if err != nil {
-		return Event{}, notFound("event")
+		return Event{}, nil, notFound("event")
 	}
 	var row eventRow
 	if err := s.db.WithContext(ctx).Where("tenant_id = ? AND id = ?", tid, id).Take(&row).Error; err != nil {
-		return Event{}, storeErr("get event", err, "event")
+		return Event{}, nil, storeErr("get event", err, "event")
 	}
-	return row.domain(), nil
+	var rows []attemptRow
+	if err := s.db.WithContext(ctx).Where("tenant_id = ? AND event_id = ?", tid, id).
+		Order("id DESC").Limit(MaxAttemptsShown).Find(&rows).Error; err != nil {
+		return Event{}, nil, storeErr("get attempts", err)
+	}
+	attempts := make([]Attempt, len(rows))
+	for i := range rows {
+		attempts[len(rows)-1-i] = rows[i].domain()
+	}
+	return row.domain(), attempts, nil
 }
 
 // requeue is what a replay does to an event row: due now, unleased, with a

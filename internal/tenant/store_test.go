@@ -29,6 +29,7 @@ func TestRowsMatchSchema(t *testing.T) {
 		reflect.TypeFor[*string]():    {"text", "varchar"},
 		reflect.TypeFor[bool]():       {"bool"},
 		reflect.TypeFor[int32]():      {"int4"},
+		reflect.TypeFor[int64]():      {"int8"},
 		reflect.TypeFor[*int32]():     {"int4"},
 		reflect.TypeFor[time.Time]():  {"timestamptz"},
 		reflect.TypeFor[*time.Time](): {"timestamptz"},
@@ -38,7 +39,7 @@ func TestRowsMatchSchema(t *testing.T) {
 	nullable := func(t reflect.Type) bool {
 		return t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice
 	}
-	for _, row := range []any{&tenantRow{}, &appRow{}, &pageRow{}, &eventRow{}, &quarantineRow{}} {
+	for _, row := range []any{&tenantRow{}, &appRow{}, &pageRow{}, &eventRow{}, &quarantineRow{}, &attemptRow{}} {
 		stmt := &gorm.Statement{DB: db.Gorm}
 		if err := stmt.Parse(row); err != nil {
 			t.Fatal(err)

@@ -149,10 +149,16 @@ type Event struct {
 
 // Attempt is one delivery attempt of an event.
 type Attempt struct {
+	// Number counts from 1 since the event was accepted or last replayed.
+	Number     int
 	At         time.Time
-	StatusCode int
+	StatusCode int // 0 when no answer came
 	Latency    time.Duration
-	Error      string
+	// Class is the outcome class: ok, http_4xx, http_5xx, http_410,
+	// http_429, http_3xx, timeout, dns, refused, tls, blocked, connection.
+	Class string
+	// Error says what went wrong, without the URL; empty on success.
+	Error string
 	// Response is the first KiB of the endpoint's answer.
 	Response string
 }

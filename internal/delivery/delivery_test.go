@@ -1,0 +1,450 @@
+package delivery_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/postgate/postgate/internal/tenant"
+	"github.com/postgate/postgate/internal/webhook"
+)
+
+const (
+	fixtureSecret = "gateway-test-secret-not-real"
+	fixturePage   = "104832957710001"
+)
+
+func fixture(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "webhook", "testdata", "messenger", name))
+	if err != nil {
+		t.Fatalf("read fixture: %v", err)
+	}
+	return b
+}
+
+// ingest posts a signed fixture through the real ingest, as Meta would on
+// /webhook/1001, and returns how many events were accepted.
+func (e *env) ingest(body []byte) int {
+	e.t.Helper()
+	ing, err := webhook.NewIngestor(webhook.Config{KeyPrefix: e.prefix}, e.reg, e.db.Pool, e.rdb, prometheus.NewRegistry(), nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { ing.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	m := hmac.New(sha256.New, []byte(fixtureSecret))
+	m.Write(body)
+	res := ing.Ingest(context.Background(), webhook.Request{
+		AppID: "1001", Body: body, Signature256: "sha256=" + hex.EncodeToString(m.Sum(nil)), ReceivedAt: time.Now(),
+	})
+	return res.Accepted
+}
+
+// TestDeliveryBodyAndHeaders ingests Meta fixtures and checks what the
+// tenant's endpoint receives: the stored body byte for byte, Meta's event
+// object byte for byte inside it, and Standard Webhooks headers that the
+// Standard Webhooks library verifies.
+func TestDeliveryBodyAndHeaders(t *testing.T) {
+	tests := []struct {
+		file string
+		// event is Meta's event object: the bytes between these markers.
+		eventFrom, eventTo string
+		test               bool
+		sender             string // the sender JSON
+		referral           bool
+	}{
+		{"01-postback-basic.json", `"messaging":[`, `]}]}`, false, `{"id":"7081529936124401"}`, false},
+		{"02-postback-referral-shortlink.json", `"messaging":[`, `]}]}`, false, `{"id":"6934410275588102"}`, true},
+		{"04-postback-user-ref.json", `"messaging":[`, `]}]}`, false, `{"user_ref":"ur-checkout-5f3c2a1b9e8d7c6b"}`, false},
+		{"05-dashboard-test-changes-postback.json", `"value":`, `}]}],"object"`, true, `{"user_ref":"12334"}`, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			rc := newReceiver(t, nil)
+			tenantID, secret := e.addTenant(rc.srv.URL+"/hook?token=abc", tenantOpts{})
+			e.exec(`INSERT INTO apps (app_id, tenant_id, secret, verify_token) VALUES ('1001', $1, $2, 'vt-1001')`,
+				tenantID, e.keys.Seal([]byte(fixtureSecret), tenant.AppSecretBinding("1001")))
+			e.exec(`INSERT INTO pages (page_id, app_id, tenant_id) VALUES ($1, '1001', $2)`, fixturePage, tenantID)
+			e.reload()
+			in := fixture(t, tt.file)
+			if n := e.ingest(in); n != 1 {
+				t.Fatalf("ingest accepted %d events, want 1", n)
+			}
+			var stored []byte
+			if err := e.db.Pool.QueryRow(context.Background(), `SELECT body FROM events`).Scan(&stored); err != nil {
+				t.Fatal(err)
+			}
+			e.start(e.baseConfig())
+			waitFor(t, 5*time.Second, "delivery", func() bool { return len(rc.requests()) == 1 })
+			got := rc.requests()[0]
+
+			if !bytes.Equal(got.body, stored) {
+				t.Errorf("body: got\n%s\nwant the stored body\n%s", got.body, stored)
+			}
+			var doc map[string]json.RawMessage
+			if err := json.Unmarshal(got.body, &doc); err != nil {
+				t.Fatalf("body is not JSON: %v", err)
+			}
+			start := bytes.Index(in, []byte(tt.eventFrom)) + len(tt.eventFrom)
+			end := bytes.LastIndex(in, []byte(tt.eventTo))
+			if want := in[start:end]; !bytes.Equal(doc["event"], want) {
+				t.Errorf("event: got %s, want Meta's bytes %s", doc["event"], want)
+			}
+			if got, want := string(doc["test"]), strconv.FormatBool(tt.test); got != want {
+				t.Errorf("test: got %s, want %s", got, want)
+			}
+			if got := string(doc["sender"]); got != tt.sender {
+				t.Errorf("sender: got %s, want %s", got, tt.sender)
+			}
+			if got := string(doc["type"]); got != `"messaging_postbacks"` {
+				t.Errorf("type: got %s, want messaging_postbacks", got)
+			}
+			if got := bytes.Contains(doc["postback"], []byte(`"referral":`)); got != tt.referral {
+				t.Errorf("postback has a referral: got %v, want %v (%s)", got, tt.referral, doc["postback"])
+			}
+			var id string
+			_ = json.Unmarshal(doc["id"], &id)
+
+			h := got.header
+			for name, want := range map[string]string{
+				"webhook-id":   id,
+				"Content-Type": "application/json",
+				"User-Agent":   "Postgate/test",
+			} {
+				if got := h.Get(name); got != want {
+					t.Errorf("header %s: got %q, want %q", name, got, want)
+				}
+			}
+			if ts, err := strconv.ParseInt(h.Get("webhook-timestamp"), 10, 64); err != nil || time.Since(time.Unix(ts, 0)).Abs() > 10*time.Second {
+				t.Errorf("webhook-timestamp: got %q, want Unix seconds of now", h.Get("webhook-timestamp"))
+			}
+			if n := strings.Count(h.Get("webhook-signature"), "v1,"); n != 1 {
+				t.Errorf("webhook-signature has %d signatures, want 1: %q", n, h.Get("webhook-signature"))
+			}
+			wh, err := standardwebhooks.NewWebhook(secret)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := wh.Verify(got.body, h); err != nil {
+				t.Errorf("Standard Webhooks verification: %v", err)
+			}
+
+			// The admin API's event detail: delivered, one attempt.
+			eid, _ := tenant.ParseEventID(id)
+			e.waitStatus(tenantID, eid, "delivered", 2*time.Second)
+			as := e.attempts(tenantID, eid)
+			if len(as) != 1 || as[0].Number != 1 || as[0].StatusCode != 200 || as[0].Class != "ok" || as[0].Response != "thanks" {
+				t.Errorf("attempts: got %+v, want one: number 1, 200, ok, response \"thanks\"", as)
+			}
+		})
+	}
+}
+
+// TestRotationSignsWithBoth: during a signing-secret rotation each
+// delivery carries one signature per valid secret; either verifies.
+func TestRotationSignsWithBoth(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rc := newReceiver(t, nil)
+	old := newSecret()
+	tenantID, current := e.addTenant(rc.srv.URL, tenantOpts{previousSecret: old})
+	e.addEvent(tenantID)
+	e.start(e.baseConfig())
+	waitFor(t, 5*time.Second, "delivery", func() bool { return len(rc.requests()) == 1 })
+	got := rc.requests()[0]
+	if sig := got.header.Get("webhook-signature"); len(strings.Fields(sig)) != 2 {
+		t.Fatalf("webhook-signature: got %q, want two space-separated signatures", sig)
+	}
+	for name, secret := range map[string]string{"current": current, "previous": old} {
+		wh, _ := standardwebhooks.NewWebhook(secret)
+		if err := wh.Verify(got.body, got.header); err != nil {
+			t.Errorf("%s secret: %v", name, err)
+		}
+	}
+}
+
+// TestRetries: each kind of failure is retried on the schedule until the
+// endpoint recovers; the event is then delivered once, with the same
+// webhook-id on every attempt.
+func TestRetries(t *testing.T) {
+	status := func(codes ...int) func(n int, w http.ResponseWriter, r *http.Request) {
+		return func(n int, w http.ResponseWriter, r *http.Request) {
+			if n <= len(codes) {
+				if codes[n-1] == http.StatusServiceUnavailable {
+					w.Header().Set("Retry-After", "1")
+				}
+				w.WriteHeader(codes[n-1])
+				_, _ = w.Write([]byte("busy"))
+				return
+			}
+			_, _ = w.Write([]byte("ok"))
+		}
+	}
+	tests := []struct {
+		name    string
+		respond func(n int, w http.ResponseWriter, r *http.Request)
+		host    string // "refused": a port that opens later; "dns": a name that resolves later
+		want    []string
+		minGap  time.Duration // between the first two attempts
+	}{
+		{name: "500 twice", respond: status(500, 502), want: []string{"http_5xx", "http_5xx", "ok"}},
+		{name: "503 with Retry-After", respond: status(503), want: []string{"http_5xx", "ok"}, minGap: 900 * time.Millisecond},
+		{name: "429", respond: status(429), want: []string{"http_429", "ok"}},
+		{name: "timeout", respond: func(n int, w http.ResponseWriter, r *http.Request) {
+			if n == 1 {
+				select {
+				case <-r.Context().Done():
+				case <-time.After(3 * time.Second):
+				}
+				return
+			}
+			_, _ = w.Write([]byte("ok"))
+		}, want: []string{"timeout", "ok"}},
+		{name: "connection refused", host: "refused", want: []string{"refused", "ok"}},
+		{name: "dns failure", host: "dns", want: []string{"dns", "dns", "ok"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			cfg := e.baseConfig()
+			cfg.Timeout = 300 * time.Millisecond
+			var rc *receiver
+			var url string
+			switch tt.host {
+			case "refused":
+				// A port nobody listens on until the first attempt failed.
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				addr := ln.Addr().String()
+				_ = ln.Close()
+				url = "http://" + addr + "/hook"
+				rc = &receiver{}
+				go func() {
+					for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+						var n int
+						_ = e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM delivery_attempts`).Scan(&n)
+						if n > 0 {
+							break
+						}
+					}
+					ln, err := net.Listen("tcp", addr)
+					if err != nil {
+						t.Errorf("listen again on %s: %v", addr, err)
+						return
+					}
+					srv := &http.Server{Handler: http.HandlerFunc(rc.serve)}
+					t.Cleanup(func() { _ = srv.Close() })
+					go func() { _ = srv.Serve(ln) }()
+				}()
+			case "dns":
+				rc = newReceiver(t, tt.respond)
+				_, port, _ := net.SplitHostPort(strings.TrimPrefix(rc.srv.URL, "http://"))
+				cfg.Resolver = &mapResolver{addrs: map[string]string{"hook.test": "127.0.0.1"}, fail: map[string]int{"hook.test": 2}}
+				url = "http://hook.test:" + port + "/hook"
+			default:
+				rc = newReceiver(t, tt.respond)
+				url = rc.srv.URL
+			}
+			tenantID, _ := e.addTenant(url, tenantOpts{})
+			id := e.addEvent(tenantID)
+			e.start(cfg)
+			s := e.waitStatus(tenantID, id, "delivered", 8*time.Second)
+			if s.Attempts != len(tt.want) {
+				t.Errorf("attempts: got %d, want %d", s.Attempts, len(tt.want))
+			}
+			as := e.attempts(tenantID, id)
+			if got := classes(as); !slices.Equal(got, tt.want) {
+				t.Errorf("attempt classes: got %v, want %v", got, tt.want)
+			}
+			for i, a := range as {
+				if a.Number != i+1 {
+					t.Errorf("attempt %d: got number %d", i+1, a.Number)
+				}
+				if a.Class != "ok" && a.Error == "" {
+					t.Errorf("attempt %d: failed (%s) without an error message", i+1, a.Class)
+				}
+				if strings.Contains(a.Error, "/hook") {
+					t.Errorf("attempt %d: error %q repeats the callback URL", i+1, a.Error)
+				}
+			}
+			if tt.minGap > 0 && len(as) >= 2 {
+				if gap := as[1].At.Sub(as[0].At); gap < tt.minGap {
+					t.Errorf("gap after Retry-After: got %s, want at least %s", gap, tt.minGap)
+				}
+			}
+			wantID := tenant.FormatEventID(id)
+			for i, r := range rc.requests() {
+				if got := r.header.Get("webhook-id"); got != wantID {
+					t.Errorf("request %d: webhook-id %q, want %q", i+1, got, wantID)
+				}
+			}
+		})
+	}
+}
+
+// TestDeadAndReplay: an endpoint that always fails makes the event dead
+// after the last retry (kept, listed); a replay delivers it with the same
+// webhook-id once the endpoint works.
+func TestDeadAndReplay(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rc := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) })
+	tenantID, _ := e.addTenant(rc.srv.URL, tenantOpts{})
+	id := e.addEvent(tenantID)
+	cfg := e.baseConfig()
+	cfg.BreakerFailures = 100
+	e.start(cfg)
+	s := e.waitStatus(tenantID, id, "dead", 5*time.Second)
+	if s.Attempts != 3 {
+		t.Errorf("attempts: got %d, want 3 (1 + 2 retries)", s.Attempts)
+	}
+	list, err := e.store.ListEvents(context.Background(), tenantID, tenant.EventFilter{Status: tenant.StatusDead}, tenant.ListOptions{})
+	if err != nil || len(list.Items) != 1 || list.Items[0].ID != id {
+		t.Fatalf("dead list: got %+v, %v; want the event", list.Items, err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := len(rc.requests()); n != 3 {
+		t.Fatalf("a dead event was attempted again: %d requests, want 3", n)
+	}
+
+	rc.setRespond(nil)
+	if _, err := e.store.ReplayEvent(context.Background(), tenantID, id); err != nil {
+		t.Fatal(err)
+	}
+	e.waitStatus(tenantID, id, "delivered", 5*time.Second)
+	reqs := rc.requests()
+	if len(reqs) != 4 {
+		t.Fatalf("requests: got %d, want 4", len(reqs))
+	}
+	for i, r := range reqs {
+		if got, want := r.header.Get("webhook-id"), tenant.FormatEventID(id); got != want {
+			t.Errorf("request %d: webhook-id %q, want %q", i+1, got, want)
+		}
+	}
+	as := e.attempts(tenantID, id)
+	if got, want := classes(as), []string{"http_5xx", "http_5xx", "http_5xx", "ok"}; !slices.Equal(got, want) {
+		t.Errorf("attempt classes: got %v, want %v", got, want)
+	}
+	if len(as) == 4 && as[3].Number != 1 {
+		t.Errorf("first attempt after the replay: got number %d, want 1", as[3].Number)
+	}
+}
+
+// TestGoneDisablesEndpoint: a 410 pauses the tenant (visible on the
+// tenant, the event stays pending with its retries unspent); re-enabling
+// through the service resumes deliveries.
+func TestGoneDisablesEndpoint(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rc := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusGone) })
+	tenantID, _ := e.addTenant(rc.srv.URL, tenantOpts{})
+	first := e.addEvent(tenantID)
+	e.start(e.baseConfig())
+	waitFor(t, 5*time.Second, "the 410", func() bool {
+		tn, err := e.store.GetTenant(context.Background(), tenantID)
+		return err == nil && tn.EndpointDisabledAt != nil
+	})
+	e.waitStatus(tenantID, first, "pending", 2*time.Second)
+	second := e.addEvent(tenantID)
+	time.Sleep(300 * time.Millisecond)
+	if n := len(rc.requests()); n != 1 {
+		t.Fatalf("requests while paused: got %d, want 1", n)
+	}
+	if s := e.state(tenantID, first); s.Attempts != 0 || s.Status != "pending" {
+		t.Errorf("paused event: got %+v, want pending with 0 attempts", s)
+	}
+
+	rc.setRespond(nil)
+	svc, err := tenant.NewService(tenant.Config{AllowPrivateCallbacks: true}, e.store, e.keys, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enabled := true
+	if _, err := svc.UpdateTenant(context.Background(), tenantID, tenant.TenantPatch{EndpointEnabled: &enabled}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitStatus(tenantID, first, "delivered", 5*time.Second)
+	e.waitStatus(tenantID, second, "delivered", 5*time.Second)
+}
+
+// TestSSRFRefusedAtDial: with private callbacks off, a callback that
+// resolves to loopback or the metadata address is refused when
+// connecting; nothing reaches the listener.
+func TestSSRFRefusedAtDial(t *testing.T) {
+	tests := []struct {
+		name, host string
+	}{
+		{"loopback by name", "loopback.test"},
+		{"metadata by name", "metadata.test"},
+		{"loopback literal", "127.0.0.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			rc := newReceiver(t, nil)
+			_, port, _ := net.SplitHostPort(strings.TrimPrefix(rc.srv.URL, "http://"))
+			cfg := e.baseConfig()
+			cfg.AllowPrivate = false
+			cfg.RetrySchedule = []time.Duration{10 * time.Millisecond}
+			cfg.Resolver = &mapResolver{addrs: map[string]string{"loopback.test": "127.0.0.1", "metadata.test": "169.254.169.254"}}
+			tenantID, _ := e.addTenant("http://"+net.JoinHostPort(tt.host, port)+"/hook", tenantOpts{})
+			id := e.addEvent(tenantID)
+			e.start(cfg)
+			e.waitStatus(tenantID, id, "dead", 5*time.Second)
+			if got, want := classes(e.attempts(tenantID, id)), []string{"blocked", "blocked"}; !slices.Equal(got, want) {
+				t.Errorf("attempt classes: got %v, want %v", got, want)
+			}
+			if n := len(rc.requests()); n != 0 {
+				t.Errorf("the listener got %d requests, want 0", n)
+			}
+		})
+	}
+}
+
+// TestRedirectNotFollowed: a 3xx is the answer, a failure; its target is
+// never requested.
+func TestRedirectNotFollowed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	target := newReceiver(t, nil)
+	rc := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.srv.URL, http.StatusTemporaryRedirect)
+	})
+	tenantID, _ := e.addTenant(rc.srv.URL, tenantOpts{})
+	id := e.addEvent(tenantID)
+	cfg := e.baseConfig()
+	cfg.RetrySchedule = []time.Duration{10 * time.Millisecond}
+	e.start(cfg)
+	e.waitStatus(tenantID, id, "dead", 5*time.Second)
+	if n := len(target.requests()); n != 0 {
+		t.Errorf("redirect target got %d requests, want 0", n)
+	}
+	if got := classes(e.attempts(tenantID, id)); !slices.Equal(got, []string{"http_3xx", "http_3xx"}) {
+		t.Errorf("classes: got %v, want two http_3xx", got)
+	}
+}

@@ -1,0 +1,291 @@
+package delivery_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/postgate/postgate/internal/database"
+	"github.com/postgate/postgate/internal/delivery"
+	"github.com/postgate/postgate/internal/secrets"
+	"github.com/postgate/postgate/internal/tenant"
+	"github.com/postgate/postgate/internal/testenv"
+)
+
+// env is a database, a Redis prefix, a keyring and a running Registry.
+type env struct {
+	t      *testing.T
+	db     *database.DB
+	rdb    redis.UniversalClient
+	prefix string
+	keys   *secrets.Keyring
+	reg    *tenant.Registry
+	store  *tenant.Store
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	db := testenv.Postgres(t)
+	rdb, prefix := testenv.Redis(t)
+	k := make([]byte, 32)
+	_, _ = rand.Read(k)
+	keys, err := secrets.NewKeyring(k, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, db: db, rdb: rdb, prefix: prefix, keys: keys, store: tenant.NewStore(db)}
+	e.reg = tenant.NewRegistry(tenant.RegistryConfig{RetryEvery: 100 * time.Millisecond}, db.Pool, keys, nil, nil)
+	if err := e.reg.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.reg.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return e
+}
+
+// tenantOpts are a test tenant's settings.
+type tenantOpts struct {
+	rate, burst, concurrency int
+	previousSecret           string // signs too, for an hour
+}
+
+func newSecret() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return tenant.SigningSecretPrefix + base64.StdEncoding.EncodeToString(b)
+}
+
+// addTenant inserts a tenant delivering to url and returns its id and
+// signing secret. The registry is reloaded before it returns.
+func (e *env) addTenant(url string, o tenantOpts) (string, string) {
+	e.t.Helper()
+	id := uuid.Must(uuid.NewV7()).String()
+	secret := newSecret()
+	null := func(v int) any {
+		if v == 0 {
+			return nil
+		}
+		return v
+	}
+	var prev []byte
+	var prevExp any
+	if o.previousSecret != "" {
+		prev = e.keys.Seal([]byte(o.previousSecret), tenant.PreviousSigningSecretBinding(id))
+		prevExp = time.Now().Add(time.Hour)
+	}
+	e.exec(`INSERT INTO tenants (id, name, callback_url, rate, burst, concurrency, signing_secret,
+		previous_signing_secret, previous_signing_secret_expires_at) VALUES ($1, 't', $2, $3, $4, $5, $6, $7, $8)`,
+		id, url, null(o.rate), null(o.burst), null(o.concurrency),
+		e.keys.Seal([]byte(secret), tenant.SigningSecretBinding(id)), prev, prevExp)
+	e.reload()
+	return id, secret
+}
+
+func (e *env) reload() {
+	e.t.Helper()
+	if err := e.reg.Load(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) exec(sql string, args ...any) {
+	e.t.Helper()
+	if _, err := e.db.Pool.Exec(context.Background(), sql, args...); err != nil {
+		e.t.Fatalf("exec %q: %v", sql, err)
+	}
+}
+
+// addEvent inserts a due postback for tenantID and returns its id.
+func (e *env) addEvent(tenantID string) uuid.UUID {
+	e.t.Helper()
+	id := uuid.Must(uuid.NewV7())
+	now := time.Now()
+	body := fmt.Sprintf(`{"id":%q,"type":"messaging_postbacks","test":false,"tenant_id":%q,"app_id":"1001","page_id":"1",`+
+		`"object":"page","source":"messaging","sender":{"id":"2"},"timestamp":%d,"received_at":%q,`+
+		`"postback":{"mid":"m-%s","title":"t","payload":"p"},"event":{"sender":{"id":"2"},"recipient":{"id":"1"}}}`,
+		tenant.FormatEventID(id), tenantID, now.UnixMilli(), now.UTC().Format(time.RFC3339Nano), id)
+	e.exec(`INSERT INTO events (id, tenant_id, page_id, app_id, dedup_key, type, received_at, body)
+		VALUES ($1, $2, '1', '1001', $3, 'messaging_postbacks', $4, $5)`, id, tenantID, id.String(), now, []byte(body))
+	return id
+}
+
+// state is an event's delivery columns.
+type state struct {
+	Status   string
+	Attempts int
+	Leased   bool
+}
+
+func (e *env) state(tenantID string, id uuid.UUID) state {
+	e.t.Helper()
+	var s state
+	if err := e.db.Pool.QueryRow(context.Background(),
+		`SELECT status, attempts, leased_until IS NOT NULL FROM events WHERE tenant_id = $1 AND id = $2`, tenantID, id).
+		Scan(&s.Status, &s.Attempts, &s.Leased); err != nil {
+		e.t.Fatalf("read event: %v", err)
+	}
+	return s
+}
+
+// waitStatus waits until the event has status want (its lease released).
+func (e *env) waitStatus(tenantID string, id uuid.UUID, want string, within time.Duration) state {
+	e.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		s := e.state(tenantID, id)
+		if s.Status == want && !s.Leased {
+			return s
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("event %s: got %+v after %s, want status %s", id, s, within, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// attempts reads an event's attempt log, oldest first.
+func (e *env) attempts(tenantID string, id uuid.UUID) []tenant.Attempt {
+	e.t.Helper()
+	_, a, err := e.store.GetEvent(context.Background(), tenantID, id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return a
+}
+
+func classes(as []tenant.Attempt) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.Class
+	}
+	return out
+}
+
+// baseConfig is a fast worker: short timeouts and schedule, private
+// callbacks allowed (the receivers are on loopback).
+func (e *env) baseConfig() delivery.Config {
+	return delivery.Config{
+		Timeout:          time.Second,
+		RetrySchedule:    []time.Duration{50 * time.Millisecond, 100 * time.Millisecond},
+		AllowPrivate:     true,
+		PollInterval:     10 * time.Millisecond,
+		MinClaimInterval: time.Millisecond,
+		BreakerOpenFor:   200 * time.Millisecond,
+		ShutdownTimeout:  2 * time.Second,
+		KeyPrefix:        e.prefix,
+		UserAgent:        "Postgate/test",
+	}
+}
+
+// start runs a worker until the test ends (or stop is called).
+func (e *env) start(cfg delivery.Config) (w *delivery.Worker, stop func()) {
+	e.t.Helper()
+	w, err := delivery.New(cfg, e.reg, e.db.Pool, e.rdb, prometheus.NewRegistry(), nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	e.t.Cleanup(stop)
+	return w, stop
+}
+
+// receiver is a tenant endpoint that records every request.
+type receiver struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+	got []received
+	// respond answers the n-th request (1-based); nil answers 200 "thanks".
+	respond func(n int, w http.ResponseWriter, r *http.Request)
+}
+
+type received struct {
+	at     time.Time
+	header http.Header
+	body   []byte
+}
+
+func newReceiver(t *testing.T, respond func(n int, w http.ResponseWriter, r *http.Request)) *receiver {
+	t.Helper()
+	rc := &receiver{respond: respond}
+	rc.srv = httptest.NewServer(http.HandlerFunc(rc.serve))
+	t.Cleanup(rc.srv.Close)
+	return rc
+}
+
+func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	rc.mu.Lock()
+	rc.got = append(rc.got, received{at: time.Now(), header: r.Header.Clone(), body: body})
+	n := len(rc.got)
+	respond := rc.respond
+	rc.mu.Unlock()
+	if respond != nil {
+		respond(n, w, r)
+		return
+	}
+	_, _ = io.WriteString(w, "thanks")
+}
+
+func (rc *receiver) requests() []received {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]received(nil), rc.got...)
+}
+
+func (rc *receiver) setRespond(f func(n int, w http.ResponseWriter, r *http.Request)) {
+	rc.mu.Lock()
+	rc.respond = f
+	rc.mu.Unlock()
+}
+
+// mapResolver resolves names from a map; fail makes the first lookups of
+// a name fail as "no such host".
+type mapResolver struct {
+	mu    sync.Mutex
+	addrs map[string]string
+	fail  map[string]int
+}
+
+func (m *mapResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail[host] > 0 {
+		m.fail[host]--
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	a, ok := m.addrs[host]
+	if !ok {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	return []netip.Addr{netip.MustParseAddr(a)}, nil
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,135 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
+)
+
+// tenantState is what one worker tracks of a tenant between claims. It is
+// guarded by Worker.mu.
+type tenantState struct {
+	inFlight int
+	// notBefore keeps the tenant out of claims (its rate limit is spent).
+	notBefore time.Time
+	// pausedAt is when this worker disabled the endpoint after a 410; the
+	// tenant stays out of claims until the Registry has reloaded since.
+	pausedAt   time.Time
+	breaker    *gobreaker.TwoStepCircuitBreaker[struct{}]
+	breakerURL string
+}
+
+// errAttemptFailed and errNotAnAttempt are what the breaker is told.
+var (
+	errAttemptFailed = errors.New("attempt failed")
+	errNotAnAttempt  = errors.New("not an attempt")
+)
+
+func (w *Worker) newBreaker(tenantID string) *gobreaker.TwoStepCircuitBreaker[struct{}] {
+	return gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        tenantID,
+		MaxRequests: 1,
+		Timeout:     w.cfg.BreakerOpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= uint32(w.cfg.BreakerFailures)
+		},
+		IsExcluded: func(err error) bool { return errors.Is(err, errNotAnAttempt) },
+		OnStateChange: func(name string, from, to gobreaker.State) {
+			w.m.breaker.WithLabelValues(to.String()).Inc()
+			w.log.Warn("tenant endpoint circuit breaker", "tenant_id", name, "from", from.String(), "to", to.String())
+		},
+	})
+}
+
+// rateLimiter is the per-tenant GCRA in Redis. It fails open: with Redis
+// unreachable every event is allowed, and Redis is skipped for a second
+// after each failure so an outage costs one timeout, not one per claim.
+type rateLimiter struct {
+	limiter *redis_rate.Limiter
+	prefix  string
+	down    time.Time // guarded by Worker.mu
+}
+
+func newRateLimiter(rdb redis.UniversalClient, prefix string) *rateLimiter {
+	if rdb == nil {
+		return nil
+	}
+	return &rateLimiter{limiter: redis_rate.NewLimiter(unprefixed{rdb}), prefix: prefix}
+}
+
+// key is the tenant's GCRA key: every Redis key starts with its tenant.
+func (r *rateLimiter) key(tenantID string) string {
+	return r.prefix + "t:" + tenantID + ":rate"
+}
+
+// unprefixed hands redis_rate's scripts our keys as they are: the library
+// puts "rate:" before every key, and our keys must start with the tenant
+// (and the test prefix).
+type unprefixed struct {
+	redis.UniversalClient
+}
+
+func stripRatePrefix(keys []string) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = strings.TrimPrefix(k, "rate:")
+	}
+	return out
+}
+
+func (u unprefixed) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return u.UniversalClient.Eval(ctx, script, stripRatePrefix(keys), args...)
+}
+
+func (u unprefixed) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return u.UniversalClient.EvalSha(ctx, sha1, stripRatePrefix(keys), args...)
+}
+
+func (u unprefixed) EvalRO(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return u.UniversalClient.EvalRO(ctx, script, stripRatePrefix(keys), args...)
+}
+
+func (u unprefixed) EvalShaRO(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return u.UniversalClient.EvalShaRO(ctx, sha1, stripRatePrefix(keys), args...)
+}
+
+func (u unprefixed) Del(ctx context.Context, keys ...string) *redis.IntCmd {
+	return u.UniversalClient.Del(ctx, stripRatePrefix(keys)...)
+}
+
+// allow takes up to n events of the tenant's rate and returns how many it
+// may send now and, when fewer than n, how long until the next one.
+func (w *Worker) allow(tenantID string, rate, burst, n int) (int, time.Duration) {
+	r := w.rate
+	if r == nil {
+		return n, 0
+	}
+	now := w.cfg.Now()
+	w.mu.Lock()
+	down := now.Before(r.down)
+	w.mu.Unlock()
+	if down {
+		return n, 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	res, err := r.limiter.AllowAtMost(ctx, r.key(tenantID), redis_rate.Limit{Rate: rate, Burst: burst, Period: time.Second}, n)
+	if err != nil {
+		w.m.redisErrors.Inc()
+		w.mu.Lock()
+		r.down = now.Add(time.Second)
+		w.mu.Unlock()
+		w.log.Warn("rate limit check failed; allowing (fail open)", "tenant_id", tenantID, "err", err)
+		return n, 0
+	}
+	wait := res.RetryAfter
+	if res.Allowed < n {
+		wait = max(wait, time.Second/time.Duration(rate))
+	}
+	return res.Allowed, wait
+}

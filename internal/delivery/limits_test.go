@@ -1,0 +1,287 @@
+package delivery_test
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/postgate/postgate/internal/delivery"
+	"github.com/postgate/postgate/internal/tenant"
+)
+
+// TestIsolation: tenant A's endpoint hangs until the timeout and tenant C's
+// fails every request, both with a backlog; tenant B's events, arriving
+// meanwhile, keep their latency.
+func TestIsolation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	hang := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(6 * time.Second):
+		}
+	})
+	fail := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) })
+
+	var mu sync.Mutex
+	sent := map[string]time.Time{}
+	var latencies []time.Duration
+	b := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		if at, ok := sent[r.Header.Get("webhook-id")]; ok {
+			latencies = append(latencies, time.Since(at))
+		}
+		mu.Unlock()
+	})
+	a, _ := e.addTenant(hang.srv.URL, tenantOpts{})
+	c, _ := e.addTenant(fail.srv.URL, tenantOpts{})
+	tb, _ := e.addTenant(b.srv.URL, tenantOpts{})
+	for range 100 {
+		e.addEvent(a)
+		e.addEvent(c)
+	}
+	cfg := e.baseConfig()
+	cfg.Timeout = 4 * time.Second
+	cfg.Concurrency = 16
+	cfg.TenantConcurrency = 4
+	cfg.RetrySchedule = []time.Duration{10 * time.Millisecond, 10 * time.Millisecond, 10 * time.Millisecond}
+	cfg.BreakerOpenFor = time.Second
+	e.start(cfg)
+	time.Sleep(200 * time.Millisecond) // A's attempts are hanging, C's failing
+
+	const n = 60
+	for range n {
+		id := e.addEvent(tb)
+		mu.Lock()
+		sent[tenant.FormatEventID(id)] = time.Now()
+		mu.Unlock()
+		time.Sleep(25 * time.Millisecond)
+	}
+	waitFor(t, 5*time.Second, "B's deliveries", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(latencies) == n
+	})
+	mu.Lock()
+	got := slices.Clone(latencies)
+	mu.Unlock()
+	slices.Sort(got)
+	p50, p99, worst := got[len(got)/2], got[len(got)*99/100], got[len(got)-1]
+	t.Logf("tenant B while A hangs and C fails: p50 %s, p99 %s, max %s over %d events; A got %d requests, C got %d",
+		p50, p99, worst, n, len(hang.requests()), len(fail.requests()))
+	if p99 > 500*time.Millisecond {
+		t.Errorf("tenant B p99: got %s, want under 500ms", p99)
+	}
+	if got := len(hang.requests()); got > cfg.TenantConcurrency {
+		t.Errorf("hanging tenant A: got %d requests in flight at once, want at most its cap %d", got, cfg.TenantConcurrency)
+	}
+	// C's breaker opened: it got probes, not its whole backlog times the schedule.
+	if got := len(fail.requests()); got >= 100 {
+		t.Errorf("failing tenant C got %d requests in ~2s, want the breaker to hold it under 100", got)
+	}
+}
+
+// TestRateLimit: a tenant limited to 5 events/s (burst 5) receives no more
+// than the limit allows in any window, and waiting for the limit is never
+// recorded as a failed attempt.
+func TestRateLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rc := newReceiver(t, nil)
+	tenantID, _ := e.addTenant(rc.srv.URL, tenantOpts{rate: 5, burst: 5})
+	var ids []uuid.UUID
+	for range 15 {
+		ids = append(ids, e.addEvent(tenantID))
+	}
+	start := time.Now()
+	e.start(e.baseConfig())
+	for _, id := range ids {
+		e.waitStatus(tenantID, id, "delivered", 10*time.Second)
+	}
+	reqs := rc.requests()
+	if len(reqs) != 15 {
+		t.Fatalf("requests: got %d, want 15", len(reqs))
+	}
+	first := reqs[0].at
+	for i, r := range reqs {
+		// GCRA: burst 5 at once, then one per 200ms.
+		elapsed := r.at.Sub(first).Seconds()
+		if allowed := 5 + 5*elapsed + 1; float64(i+1) > allowed {
+			t.Errorf("request %d arrived %.2fs after the first: more than the limit allows (%.1f)", i+1, elapsed, allowed)
+		}
+	}
+	t.Logf("15 events at 5/s, burst 5: took %s", time.Since(start).Round(time.Millisecond))
+	for _, id := range ids {
+		if s := e.state(tenantID, id); s.Attempts != 1 {
+			t.Errorf("event %s: %d attempts, want 1 (waiting is not an attempt)", id, s.Attempts)
+		}
+		if got := classes(e.attempts(tenantID, id)); !slices.Equal(got, []string{"ok"}) {
+			t.Errorf("event %s: attempts %v, want [ok]", id, got)
+		}
+	}
+}
+
+// TestRateLimitFailsOpen: with Redis unreachable, deliveries go on.
+func TestRateLimitFailsOpen(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.rdb = redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
+	rc := newReceiver(t, nil)
+	tenantID, _ := e.addTenant(rc.srv.URL, tenantOpts{rate: 1, burst: 1})
+	var ids []uuid.UUID
+	for range 5 {
+		ids = append(ids, e.addEvent(tenantID))
+	}
+	e.start(e.baseConfig())
+	for _, id := range ids {
+		e.waitStatus(tenantID, id, "delivered", 5*time.Second)
+	}
+}
+
+// TestLeaseRecovery: events claimed by a worker that died (kill -9: its
+// leases are simply left behind) are delivered by another worker once the
+// leases expire, and not before.
+func TestLeaseRecovery(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rc := newReceiver(t, nil)
+	tenantID, _ := e.addTenant(rc.srv.URL, tenantOpts{})
+	var ids []uuid.UUID
+	for range 5 {
+		ids = append(ids, e.addEvent(tenantID))
+	}
+	const lease = 700 * time.Millisecond
+	e.exec(`UPDATE events SET leased_until = now() + $1::interval`, lease)
+	start := time.Now()
+	e.start(e.baseConfig())
+	waitFor(t, lease+2*time.Second, "recovered deliveries", func() bool { return len(rc.requests()) == 5 })
+	took := time.Since(start)
+	if first := rc.requests()[0].at.Sub(start); first < lease-50*time.Millisecond {
+		t.Errorf("a leased event was delivered after %s, before its lease (%s) expired", first, lease)
+	}
+	t.Logf("dead worker's leases (%s) recovered after %s", lease, took.Round(time.Millisecond))
+	for _, id := range ids {
+		e.waitStatus(tenantID, id, "delivered", time.Second)
+	}
+}
+
+// TestShutdown: stopping a worker lets an in-flight attempt finish and
+// records it; an attempt that outlives ShutdownTimeout is abandoned, not
+// counted, and its event released for another worker at once.
+func TestShutdown(t *testing.T) {
+	tests := []struct {
+		name      string
+		hold      time.Duration // how long the endpoint takes
+		want      state
+		attempts  int
+		maxReturn time.Duration
+	}{
+		{"attempt finishes", 300 * time.Millisecond, state{Status: "delivered", Attempts: 1}, 1, time.Second},
+		{"attempt abandoned", 3 * time.Second, state{Status: "pending", Attempts: 0}, 0, time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			rc := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-r.Context().Done():
+				case <-time.After(tt.hold):
+				}
+			})
+			tenantID, _ := e.addTenant(rc.srv.URL, tenantOpts{})
+			id := e.addEvent(tenantID)
+			cfg := e.baseConfig()
+			cfg.Timeout = 5 * time.Second
+			cfg.ShutdownTimeout = 500 * time.Millisecond
+			_, stop := e.start(cfg)
+			waitFor(t, 5*time.Second, "attempt in flight", func() bool { return len(rc.requests()) == 1 })
+			begin := time.Now()
+			stop()
+			if took := time.Since(begin); took > tt.maxReturn {
+				t.Errorf("Run returned after %s, want under %s", took, tt.maxReturn)
+			}
+			if got := e.state(tenantID, id); got != tt.want {
+				t.Errorf("event after shutdown: got %+v, want %+v", got, tt.want)
+			}
+			if got := len(e.attempts(tenantID, id)); got != tt.attempts {
+				t.Errorf("attempts logged: got %d, want %d", got, tt.attempts)
+			}
+		})
+	}
+}
+
+// TestRetention: delivered events older than RetainDelivered and dead
+// events older than RetainDead go, with their attempts; everything else
+// stays.
+func TestRetention(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tenantID, _ := e.addTenant("http://127.0.0.1:9/unused", tenantOpts{})
+	day := 24 * time.Hour
+	add := func(status string, age time.Duration) uuid.UUID {
+		t.Helper()
+		at := time.Now().Add(-age)
+		id := uuidV7At(at)
+		e.exec(`INSERT INTO events (id, tenant_id, page_id, app_id, dedup_key, type, status, received_at, next_attempt_at, delivered_at, body)
+			VALUES ($1, $2, '1', '1001', $3, 'messaging_postbacks', $4, $5, $5, CASE WHEN $4 = 'delivered' THEN $5::timestamptz END, '{}')`,
+			id, tenantID, id.String(), status, at)
+		e.exec(`INSERT INTO delivery_attempts (tenant_id, event_id, attempt, attempted_at, latency_us, error_class)
+			VALUES ($1, $2, 1, $3, 1000, 'ok')`, tenantID, id, at)
+		return id
+	}
+	tests := []struct {
+		status string
+		age    time.Duration
+		kept   bool
+	}{
+		{"delivered", 8 * day, false},
+		{"delivered", 6 * day, true},
+		{"dead", 31 * day, false},
+		{"dead", 10 * day, true},
+		{"pending", 40 * day, true},
+		{"failed", 40 * day, true},
+	}
+	ids := make([]uuid.UUID, len(tests))
+	for i, tt := range tests {
+		ids[i] = add(tt.status, tt.age)
+	}
+	w, err := delivery.New(delivery.Config{}, e.reg, e.db.Pool, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := w.Purge(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Errorf("purged %d events, want 2", n)
+	}
+	for i, tt := range tests {
+		var events, attempts int
+		_ = e.db.Pool.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM events WHERE id = $1),
+			(SELECT count(*) FROM delivery_attempts WHERE event_id = $1)`, ids[i]).Scan(&events, &attempts)
+		want := 0
+		if tt.kept {
+			want = 1
+		}
+		if events != want || attempts != want {
+			t.Errorf("%s event %s old: got %d events, %d attempts; want %d of each", tt.status, tt.age, events, attempts, want)
+		}
+	}
+}
+
+func uuidV7At(at time.Time) uuid.UUID {
+	id := uuid.Must(uuid.NewV7())
+	ms := uint64(at.UnixMilli())
+	for i := range 6 {
+		id[i] = byte(ms >> (8 * (5 - i)))
+	}
+	return id
+}

@@ -1,0 +1,487 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/postgate/postgate/internal/tenant"
+)
+
+// Tenants is what the worker needs from the tenant Registry.
+type Tenants interface {
+	// Tenants lists every tenant with its endpoint, limits and keys.
+	Tenants() []*tenant.TenantInfo
+	// Tenant returns one tenant.
+	Tenant(id string) (*tenant.TenantInfo, bool)
+	// LoadedAt is when the current copy started reading the database.
+	LoadedAt() time.Time
+}
+
+// Worker delivers events. Build it with New and call Run.
+type Worker struct {
+	cfg    Config
+	reg    Tenants
+	pool   *pgxpool.Pool
+	rate   *rateLimiter
+	sender *sender
+	log    *slog.Logger
+	m      *metrics
+
+	mu       sync.Mutex
+	tenants  map[string]*tenantState
+	inFlight int
+
+	outcomes chan outcome
+	wake     chan struct{}
+	sends    sync.WaitGroup
+	// draining is set once Run's context has ended: outcome writes then
+	// give up after a bounded time instead of retrying forever.
+	draining atomic.Bool
+}
+
+// job is one claimed event.
+type job struct {
+	tenantID   string
+	id         uuid.UUID
+	attempts   int       // attempts before this one
+	receivedAt time.Time // accepted at
+	lease      time.Time // the leased_until our claim wrote: our claim's token
+	body       []byte
+}
+
+// New builds a worker. rdb may be nil (no rate limiting); mreg nil means a
+// private registry; log nil discards.
+func New(cfg Config, reg Tenants, pool *pgxpool.Pool, rdb redis.UniversalClient, mreg prometheus.Registerer, log *slog.Logger) (*Worker, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	if reg == nil || pool == nil {
+		return nil, errors.New("delivery: a tenant registry and a postgres pool are required")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if mreg == nil {
+		mreg = prometheus.NewRegistry()
+	}
+	return &Worker{
+		cfg: cfg, reg: reg, pool: pool, rate: newRateLimiter(rdb, cfg.KeyPrefix), sender: newSender(&cfg),
+		log: log, m: newMetrics(mreg), tenants: map[string]*tenantState{},
+		outcomes: make(chan outcome, 4096), wake: make(chan struct{}, 1),
+	}, nil
+}
+
+// Run delivers until ctx ends, then drains and returns: it stops claiming,
+// lets in-flight attempts finish within ShutdownTimeout (attempts still
+// running then are abandoned and do not count), writes every outcome, and
+// releases every event it still holds so another worker can take it at
+// once. A worker killed without draining leaves leases that expire after
+// Lease; nothing is lost either way. Run returns once everything it
+// started has stopped.
+func (w *Worker) Run(ctx context.Context) {
+	sendCtx, abortSends := context.WithCancel(context.WithoutCancel(ctx))
+	defer abortSends()
+	flushed := make(chan struct{})
+	go func() {
+		w.flushLoop()
+		close(flushed)
+	}()
+	var bg sync.WaitGroup
+	bg.Go(func() { w.maintain(ctx) })
+
+	w.claimLoop(ctx, sendCtx)
+	w.draining.Store(true)
+
+	// Drain: in-flight attempts get ShutdownTimeout, then are abandoned.
+	done := make(chan struct{})
+	go func() { w.sends.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(w.cfg.ShutdownTimeout):
+		w.log.Warn("delivery shutdown timeout; abandoning in-flight attempts")
+		abortSends()
+		<-done
+	}
+	close(w.outcomes)
+	<-flushed
+	bg.Wait()
+}
+
+func (w *Worker) claimLoop(ctx, sendCtx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-w.wake:
+		}
+		if wait := time.Until(last.Add(w.cfg.MinClaimInterval)); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		last = time.Now()
+		more, err := w.claimRound(ctx, sendCtx)
+		delay := w.cfg.PollInterval
+		switch {
+		case err != nil && ctx.Err() == nil:
+			w.log.Error("claim deliveries", "err", err)
+			delay = time.Second
+		case more:
+			delay = w.cfg.MinClaimInterval
+		}
+		timer.Reset(delay)
+	}
+}
+
+// claimSQL takes, for each tenant in $1 with quota $2, up to quota of its
+// oldest due events that no one holds (SKIP LOCKED: other workers' claims
+// in progress are passed over), ranks each tenant's events, and keeps the
+// $3 best by rank: every tenant's first before any tenant's second. The
+// kept rows are leased until now() + $4 in the same statement.
+const claimSQL = `WITH quota AS (
+	SELECT * FROM unnest($1::uuid[], $2::int[]) AS q(tenant_id, k)
+), candidates AS (
+	SELECT c.tenant_id, c.id, c.next_attempt_at,
+	       row_number() OVER (PARTITION BY c.tenant_id ORDER BY c.next_attempt_at, c.id) AS rank
+	FROM quota q CROSS JOIN LATERAL (
+		SELECT e.tenant_id, e.id, e.next_attempt_at FROM events e
+		WHERE e.tenant_id = q.tenant_id AND e.status IN ('pending', 'failed')
+		  AND e.next_attempt_at <= now()
+		  AND (e.leased_until IS NULL OR e.leased_until < now())
+		ORDER BY e.next_attempt_at
+		LIMIT q.k
+		FOR UPDATE SKIP LOCKED
+	) c
+), picked AS (
+	SELECT tenant_id, id FROM candidates ORDER BY rank, next_attempt_at LIMIT $3
+)
+UPDATE events e SET leased_until = now() + $4::interval
+FROM picked p
+WHERE e.tenant_id = p.tenant_id AND e.id = p.id
+RETURNING e.tenant_id::text, e.id, e.attempts, e.received_at, e.leased_until, e.body`
+
+// claimRound claims what every eligible tenant may take now and starts
+// sending it. more reports that there may be more work right away.
+func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error) {
+	now := w.cfg.Now()
+	var (
+		ids   []string
+		quota []int32
+	)
+	var keys [2][]byte
+	w.mu.Lock()
+	free := w.cfg.Concurrency - w.inFlight
+	for _, t := range w.reg.Tenants() {
+		if free <= 0 {
+			break
+		}
+		if t.EndpointDisabled || t.CallbackURL == "" || len(t.SigningKeys(now, keys[:0])) == 0 {
+			continue
+		}
+		st := w.stateLocked(t)
+		if !st.pausedAt.IsZero() {
+			if !w.reg.LoadedAt().After(st.pausedAt) {
+				continue
+			}
+			st.pausedAt = time.Time{}
+		}
+		if now.Before(st.notBefore) {
+			continue
+		}
+		k := min(w.tenantConcurrency(t)-st.inFlight, w.cfg.ClaimPerTenant)
+		switch st.breaker.State() {
+		case gobreaker.StateOpen:
+			continue
+		case gobreaker.StateHalfOpen:
+			if st.inFlight > 0 {
+				continue
+			}
+			k = 1
+		}
+		if k <= 0 {
+			continue // a finishing attempt wakes the claim loop
+		}
+		ids = append(ids, t.ID)
+		quota = append(quota, int32(k))
+	}
+	w.mu.Unlock()
+	if free <= 0 {
+		return false, nil // a finishing attempt wakes the claim loop
+	}
+	if len(ids) == 0 {
+		return more, nil
+	}
+
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rows, err := w.pool.Query(qctx, claimSQL, ids, quota, free, w.cfg.Lease)
+	if err != nil {
+		return false, fmt.Errorf("claim deliveries: %w", err)
+	}
+	byTenant := map[string][]job{}
+	var order []string
+	var j job
+	var id [16]byte
+	n := 0
+	_, err = pgx.ForEachRow(rows, []any{&j.tenantID, &id, &j.attempts, &j.receivedAt, &j.lease, &j.body}, func() error {
+		jj := j
+		jj.id = uuid.UUID(id)
+		jj.body = append([]byte(nil), j.body...)
+		if _, ok := byTenant[jj.tenantID]; !ok {
+			order = append(order, jj.tenantID)
+		}
+		byTenant[jj.tenantID] = append(byTenant[jj.tenantID], jj)
+		n++
+		return nil
+	})
+	if err != nil {
+		// Rows leased by a statement that failed were not committed.
+		return false, fmt.Errorf("claim deliveries: %w", err)
+	}
+	w.m.claims.Observe(float64(n))
+	if n == 0 {
+		return more, nil
+	}
+	w.mu.Lock()
+	for i, tid := range order {
+		jobs := byTenant[tid]
+		st := w.tenants[tid]
+		st.inFlight += len(jobs)
+		w.inFlight += len(jobs)
+		if len(jobs) >= int(quota[indexOf(ids, tid, i)]) {
+			more = true
+		}
+	}
+	w.m.inFlight.Set(float64(w.inFlight))
+	w.mu.Unlock()
+	if n >= free {
+		more = true
+	}
+	for _, tid := range order {
+		jobs := byTenant[tid]
+		w.sends.Go(func() { w.dispatch(sendCtx, tid, jobs) })
+	}
+	return more, nil
+}
+
+func indexOf(ids []string, id string, hint int) int {
+	if hint < len(ids) && ids[hint] == id {
+		return hint
+	}
+	for i, v := range ids {
+		if v == id {
+			return i
+		}
+	}
+	return 0
+}
+
+func (w *Worker) stateLocked(t *tenant.TenantInfo) *tenantState {
+	st, ok := w.tenants[t.ID]
+	if !ok {
+		st = &tenantState{}
+		w.tenants[t.ID] = st
+	}
+	// One breaker per endpoint: a new callback URL starts closed.
+	if st.breaker == nil || st.breakerURL != t.CallbackURL {
+		st.breaker, st.breakerURL = w.newBreaker(t.ID), t.CallbackURL
+	}
+	return st
+}
+
+func (w *Worker) tenantConcurrency(t *tenant.TenantInfo) int {
+	if t.Concurrency > 0 {
+		return t.Concurrency
+	}
+	return w.cfg.TenantConcurrency
+}
+
+// dispatch spends the tenant's rate on its claimed jobs, sends what it
+// may, and releases the rest, unattempted, for when the rate allows.
+func (w *Worker) dispatch(ctx context.Context, tenantID string, jobs []job) {
+	t, ok := w.reg.Tenant(tenantID)
+	if !ok {
+		for _, j := range jobs {
+			w.release(j, w.cfg.Now(), "no_tenant")
+		}
+		return
+	}
+	rate, burst := w.cfg.TenantRate, w.cfg.TenantBurst
+	if t.Rate > 0 {
+		rate = t.Rate
+	}
+	if t.Burst > 0 {
+		burst = t.Burst
+	}
+	allowed, wait := w.allow(tenantID, rate, burst, len(jobs))
+	if allowed < len(jobs) {
+		until := w.cfg.Now().Add(wait)
+		w.mu.Lock()
+		if st := w.tenants[tenantID]; st != nil && until.After(st.notBefore) {
+			st.notBefore = until
+		}
+		w.mu.Unlock()
+		for _, j := range jobs[allowed:] {
+			w.release(j, until, "rate_limited")
+		}
+	}
+	for _, j := range jobs[:allowed] {
+		w.sends.Go(func() { w.attempt(ctx, t, j) })
+	}
+}
+
+// release puts a job back, unattempted, due at next.
+func (w *Worker) release(j job, next time.Time, reason string) {
+	w.m.deferred.WithLabelValues(reason).Inc()
+	w.outcomes <- outcome{tenantID: j.tenantID, id: j.id, lease: j.lease, nextAt: next}
+	w.finish(j.tenantID)
+}
+
+// finish frees the job's slots and wakes the claim loop.
+func (w *Worker) finish(tenantID string) {
+	w.mu.Lock()
+	if st := w.tenants[tenantID]; st != nil {
+		st.inFlight--
+	}
+	w.inFlight--
+	w.m.inFlight.Set(float64(w.inFlight))
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// attempt makes one delivery attempt of j and records what came of it.
+func (w *Worker) attempt(ctx context.Context, t *tenant.TenantInfo, j job) {
+	w.mu.Lock()
+	breaker := w.stateLocked(t).breaker
+	w.mu.Unlock()
+	done, err := breaker.Allow()
+	if err != nil {
+		// Open, or a probe is already out: wait without an attempt.
+		w.release(j, w.cfg.Now().Add(min(w.cfg.BreakerOpenFor, 5*time.Second)), "breaker_open")
+		return
+	}
+	now := w.cfg.Now()
+	var keys [2][]byte
+	signing := t.SigningKeys(now, keys[:0])
+	if len(signing) == 0 {
+		// Never send unsigned; the claim skips such a tenant from now on.
+		done(errNotAnAttempt)
+		w.release(j, now.Add(time.Second), "no_signing_key")
+		return
+	}
+	res := w.sender.send(ctx, request{
+		url: t.CallbackURL, msgID: tenant.FormatEventID(j.id), body: j.body, keys: signing, at: now,
+	})
+	if res.canceled {
+		done(errNotAnAttempt)
+		w.release(j, now, "shutdown")
+		return
+	}
+	if res.class == ClassOK {
+		done(nil)
+	} else {
+		done(errAttemptFailed)
+	}
+	w.m.attempts.WithLabelValues(res.class).Inc()
+	w.m.attemptSeconds.Observe(res.latency.Seconds())
+
+	o := outcome{
+		tenantID: j.tenantID, id: j.id, lease: j.lease,
+		attempt: &attemptRecord{
+			number: j.attempts + 1, at: now, status: res.status, latency: res.latency,
+			class: res.class, err: res.err, snippet: res.snippet,
+		},
+	}
+	end := w.cfg.Now()
+	var next time.Duration
+	var verdict string
+	switch {
+	case res.class == ClassOK:
+		verdict = string(tenant.StatusDelivered)
+		o.status, o.attempts, o.nextAt, o.deliveredAt = verdict, j.attempts+1, end, &end
+		w.m.latency.Observe(end.Sub(j.receivedAt).Seconds())
+	case res.class == Class410:
+		// Gone: pause the tenant; the event waits, its retries unspent.
+		verdict = "paused"
+		o.status, o.attempts, o.nextAt = string(tenant.StatusPending), j.attempts, end
+		w.disableEndpoint(t.ID)
+	case j.attempts+1 > len(w.cfg.RetrySchedule):
+		verdict = string(tenant.StatusDead)
+		// For a dead event next_attempt_at records when it died (retention).
+		o.status, o.attempts, o.nextAt = verdict, j.attempts+1, end
+		w.m.dead.Inc()
+	default:
+		verdict = string(tenant.StatusFailed)
+		next = w.retryDelay(j.attempts, res.retryAfter)
+		o.status, o.attempts, o.nextAt = verdict, j.attempts+1, end.Add(next)
+	}
+	level := slog.LevelInfo
+	if verdict == string(tenant.StatusDead) || verdict == "paused" {
+		level = slog.LevelWarn
+	}
+	w.log.Log(context.Background(), level, "delivery attempt",
+		"tenant_id", j.tenantID, "event_id", tenant.FormatEventID(j.id), "attempt", j.attempts+1,
+		"status_code", res.status, "latency_ms", res.latency.Milliseconds(), "class", res.class,
+		"outcome", verdict, "retry_in", next.String())
+	w.outcomes <- o
+	w.finish(j.tenantID)
+}
+
+// retryDelay is the wait after failed attempt number attempts+1: the
+// schedule's, ±Jitter, or the endpoint's Retry-After (already capped).
+func (w *Worker) retryDelay(attempts int, retryAfter time.Duration) time.Duration {
+	if retryAfter > 0 {
+		return retryAfter
+	}
+	return jitter(w.cfg.RetrySchedule[attempts], w.cfg.Jitter)
+}
+
+// jitter spreads d uniformly over [d·(1-f), d·(1+f)].
+func jitter(d time.Duration, f float64) time.Duration {
+	if f <= 0 {
+		return d
+	}
+	return time.Duration(float64(d) * (1 - f + 2*f*rand.Float64()))
+}
+
+// disableEndpoint pauses a tenant's deliveries after a 410, in Postgres
+// (visible in the API, shared by every worker, undone by PATCH
+// endpoint_enabled) and here until the Registry has caught up.
+func (w *Worker) disableEndpoint(tenantID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := w.pool.Exec(ctx, `UPDATE tenants SET endpoint_disabled_at = now(),
+		endpoint_disabled_reason = 'the endpoint answered 410 Gone', updated_at = now()
+		WHERE id = $1 AND endpoint_disabled_at IS NULL`, tenantID)
+	if err != nil {
+		w.log.Error("disable endpoint after 410", "tenant_id", tenantID, "err", err)
+	}
+	w.mu.Lock()
+	if st := w.tenants[tenantID]; st != nil {
+		st.pausedAt = w.cfg.Now()
+	}
+	w.mu.Unlock()
+	w.log.Warn("endpoint answered 410 Gone; deliveries paused until it is re-enabled", "tenant_id", tenantID)
+}
