@@ -31,9 +31,10 @@ test: services ## run every test against real Postgres and Redis
 	go test -race -count=1 ./...
 
 .PHONY: bench
-bench: services build ## measure ingest throughput and ack latency (see README "Performance")
+bench: services build ## measure ingest, then ingest + delivery (see README "Performance")
 	go test -run '^$$' -bench . -benchmem ./internal/webhook/
 	go run ./cmd/loadgen -gateway ./bin/gateway
+	go run ./cmd/loadgen -gateway ./bin/gateway -pipeline
 
 .PHONY: lint
 lint: ## gofmt, go vet, staticcheck and the import boundary (only internal/api imports Fiber)
@@ -42,6 +43,14 @@ lint: ## gofmt, go vet, staticcheck and the import boundary (only internal/api i
 	@test -x $(GOBIN)/staticcheck || GOBIN=$(GOBIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(GOBIN)/staticcheck ./...
 	@scripts/check-imports.sh
+
+.PHONY: helm-lint
+helm-lint: ## chart checks, offline: pinned helm, helm lint, strict decoding of every manifest
+	@scripts/helm-lint.sh
+
+.PHONY: image
+image: ## build the image without Docker (OCI layout + tarball in bin/image) and test it
+	@VERSION=$(VERSION) COMMIT=$(COMMIT) scripts/image.sh
 
 .PHONY: fuzz
 fuzz: services ## run each fuzz target briefly (FUZZTIME=10s)

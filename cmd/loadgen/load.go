@@ -73,11 +73,20 @@ type builder struct {
 }
 
 func newBuilder(b *bench, batch int) *builder {
+	return newBuilderFor(b, batch, appID, b.pages, b.appSecret)
+}
+
+// newHangBuilder builds requests for tenant A, whose endpoint hangs.
+func newHangBuilder(b *bench, batch int) *builder {
+	return newBuilderFor(b, batch, hangAppID, b.hangPages, b.hangSecret)
+}
+
+func newBuilderFor(b *bench, batch int, app string, pages []string, secret []byte) *builder {
 	return &builder{
-		pages: b.pages, runID: b.runID, cnt: b.counter, batch: batch,
-		prefix: []byte("POST /webhook/" + appID + " HTTP/1.1\r\nHost: " + b.gw.httpAddr +
+		pages: pages, runID: b.runID, cnt: b.counter, batch: batch,
+		prefix: []byte("POST /webhook/" + app + " HTTP/1.1\r\nHost: " + b.gw.httpAddr +
 			"\r\nUser-Agent: facebookexternalua\r\nContent-Type: application/json\r\nX-Hub-Signature-256: sha256="),
-		mac: hmac.New(sha256.New, b.appSecret),
+		mac: hmac.New(sha256.New, secret),
 	}
 }
 
@@ -352,20 +361,32 @@ func closedLoop(ctx context.Context, b *bench, sc scenario, w window, cl *client
 // scheduler is idle, so requests leave in small bursts; that slop (under a
 // millisecond) is included in the latency too.
 func rateLoop(ctx context.Context, b *bench, sc scenario, w window, cl *client, workers int) []*workerStats {
-	queue := make(chan time.Time, max(1024, int(2*sc.Rate)))
+	type job struct {
+		at   time.Time
+		hang bool
+	}
+	queue := make(chan job, max(1024, int(2*sc.Rate)))
 	builders := sync.Pool{New: func() any { return newBuilder(b, sc.Batch) }}
+	hangBuilders := sync.Pool{New: func() any { return newHangBuilder(b, sc.Batch) }}
 	stats := make([]*workerStats, workers)
 	var wg sync.WaitGroup
 	for i := range stats {
 		st := newWorkerStats()
 		stats[i] = st
 		wg.Go(func() {
-			for intended := range queue {
-				bld := builders.Get().(*builder)
+			for j := range queue {
+				pool := &builders
+				if j.hang {
+					pool = &hangBuilders
+				}
+				bld := pool.Get().(*builder)
 				req := bld.next()
 				code, err := cl.post(req)
-				builders.Put(bld)
-				st.record(w, intended, time.Now(), code, err)
+				pool.Put(bld)
+				if j.hang {
+					continue // tenant A's load is background, not measured
+				}
+				st.record(w, j.at, time.Now(), code, err)
 			}
 		})
 	}
@@ -378,7 +399,7 @@ schedule:
 			time.Sleep(d)
 		}
 		select {
-		case queue <- at:
+		case queue <- job{at: at, hang: sc.Kind == "hang" && i%10 == 9}:
 		case <-ctx.Done():
 			break schedule
 		}

@@ -32,7 +32,11 @@ func (r *report) writeJSON(w io.Writer) error {
 
 func (r *report) writeTable(w io.Writer) {
 	m := r.Machine
-	fmt.Fprintf(w, "Postgate webhook ingest benchmark (ingress only; gateway, Postgres and Redis on this machine)\n")
+	if len(r.Scenarios) > 0 && r.Scenarios[0].Pipeline != nil {
+		fmt.Fprintf(w, "Postgate pipeline benchmark (--role all: ingest and delivery to a local receiver; gateway, Postgres, Redis, receiver on this machine)\n")
+	} else {
+		fmt.Fprintf(w, "Postgate webhook ingest benchmark (ingress only; gateway, Postgres and Redis on this machine)\n")
+	}
 	fmt.Fprintf(w, "machine:  %d CPUs, %s, %s RAM, kernel %s\n", m.NumCPU, m.CPUModel, m.MemTotal, m.Kernel)
 	fmt.Fprintf(w, "software: %s (loadgen); %s; Postgres %s; Redis %s\n", m.GoVersion, r.GatewayVersion, m.Postgres, m.Redis)
 	fmt.Fprintf(w, "command:  %s\n", r.Command)
@@ -52,6 +56,18 @@ func (r *report) writeTable(w io.Writer) {
 			s.CPUPerEvent.Gateway, s.CPUPerEvent.Postgres, s.CPUPerEvent.Redis, s.CPUPerEvent.Loader, s.CPUPerEvent.Total)
 	}
 	tw.Flush()
+
+	if len(r.Scenarios) > 0 && r.Scenarios[0].Pipeline != nil {
+		fmt.Fprintln(w, "\nDelivery to tenant B's endpoint in the window (e2e = the event's received_at to its arrival at the endpoint):")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "scenario\taccepted/s\tdelivered/s\te2e p50 ms\tp99 ms\tp99.9 ms\tmax ms\tbacklog at end\tattempts at hanging A\t")
+		for _, s := range r.Scenarios {
+			p := s.Pipeline
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.1f\t%d\t%d\t\n", s.Name, thousands(s.EventsPerSec), thousands(p.DeliveredPerSec),
+				p.E2E.P50, p.E2E.P99, p.E2E.P999, p.E2E.Max, p.BacklogAtEnd, p.HangAttempts)
+		}
+		tw.Flush()
+	}
 
 	fmt.Fprintf(w, "\nCPU used during the window (in cores, of %d), and the stored-events check over the whole scenario:\n", m.NumCPU)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -84,7 +100,7 @@ func (r *report) writeTable(w io.Writer) {
 		}
 	}
 	if len(r.Targets) > 0 {
-		fmt.Fprintln(w, "\nTargets (issue: 2-core machine, ingest only):")
+		fmt.Fprintln(w, "\nTargets (issues 4 and 5: 2-core machine):")
 		for _, t := range r.Targets {
 			mark := "MET   "
 			if !t.Met {

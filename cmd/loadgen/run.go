@@ -17,6 +17,11 @@ const usage = `loadgen: end-to-end load test of the webhook ingress (gateway ser
 Scenarios (comma separated, -scenarios):
   closed:<events per POST>:c<workers>   closed loop: each worker sends back to back
   rate:<events per POST>:<POSTs/s>      open loop at a fixed rate; latency from the scheduled time
+  hang:<events per POST>:<POSTs/s>      (-pipeline) like rate, with 1 POST in 10 for a tenant whose
+                                        endpoint hangs until the gateway's CALLBACK_TIMEOUT
+
+-pipeline runs the gateway with --role all and delivers to a receiver in this process: each scenario
+also reports tenant B's delivered events/s and accepted-to-received latency.
 
 Flags:
 `
@@ -35,6 +40,7 @@ type options struct {
 	timeout     time.Duration
 	keep        bool
 	timeline    bool
+	pipeline    bool
 }
 
 func parseFlags(args []string, out io.Writer) (options, error) {
@@ -58,8 +64,14 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "per-request timeout")
 	fs.BoolVar(&o.timeline, "timeline", false, "also print each second of every window (POSTs, ack p50/p99/max) to stderr, and add it to -json")
 	fs.BoolVar(&o.keep, "keep", false, "keep the benchmark database and Redis keys (for inspection)")
+	fs.BoolVar(&o.pipeline, "pipeline", false, "run --role all and measure delivery to a local receiver too (default scenarios "+pipelineScenarios+")")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	scenariosSet := false
+	fs.Visit(func(f *flag.Flag) { scenariosSet = scenariosSet || f.Name == "scenarios" })
+	if o.pipeline && !scenariosSet {
+		*sc = pipelineScenarios
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -112,14 +124,14 @@ func parseScenarios(s string) ([]scenario, error) {
 				return nil, fmt.Errorf("scenario %q: want c<workers>, 1..10000", part)
 			}
 			sc.Workers = w
-		case "rate":
+		case "rate", "hang":
 			r, err := strconv.ParseFloat(f[2], 64)
 			if err != nil || r <= 0 || r > 1e6 {
 				return nil, fmt.Errorf("scenario %q: want a rate in POSTs/s", part)
 			}
 			sc.Rate = r
 		default:
-			return nil, fmt.Errorf("scenario %q: kind must be closed or rate", part)
+			return nil, fmt.Errorf("scenario %q: kind must be closed, rate or hang", part)
 		}
 		out = append(out, sc)
 	}
@@ -128,6 +140,12 @@ func parseScenarios(s string) ([]scenario, error) {
 	}
 	return out, nil
 }
+
+// pipelineScenarios are the defaults of -pipeline: the delivery targets'
+// maximum rates, half of them, and tenant B at that half rate (hang sends
+// 1 POST in 10 to tenant A, so 2222/s gives B 2000/s) while A's endpoint
+// hangs.
+const pipelineScenarios = "closed:1:c64,closed:50:c8,rate:1:2000,hang:1:2222,rate:50:150"
 
 // run is the whole program; main turns signals into ctx.
 func run(ctx context.Context, args []string, stdout io.Writer) (err error) {

@@ -26,7 +26,10 @@ import (
 	"github.com/postgate/postgate/internal/tenant"
 )
 
-const appID = "1001"
+const (
+	appID     = "1001"
+	hangAppID = "1002" // tenant A, whose endpoint hangs (-pipeline)
+)
 
 // bench is the system under test: a fresh database, the gateway process
 // and the seeded tenant.
@@ -43,8 +46,13 @@ type bench struct {
 	tenantID  string
 	appSecret []byte
 	pages     []string
-	runID     string
-	counter   *counter
+	// -pipeline: the receiver and the hanging tenant A.
+	recv       *receiver
+	hangTenant string
+	hangSecret []byte
+	hangPages  []string
+	runID      string
+	counter    *counter
 }
 
 func randHex(n int) string {
@@ -103,7 +111,7 @@ func newBench(ctx context.Context, opts options, progress func(string, ...any)) 
 	if err != nil {
 		return b, err
 	}
-	b.gw = &gatewayProc{path: opts.gateway, httpAddr: httpAddr, metricsAddr: metricsAddr}
+	b.gw = &gatewayProc{path: opts.gateway, httpAddr: httpAddr, metricsAddr: metricsAddr, role: "ingress"}
 	env := []string{
 		"DATABASE_URL=" + b.dbURL,
 		"REDIS_URL=" + opts.redisURL,
@@ -116,6 +124,16 @@ func newBench(ctx context.Context, opts options, progress func(string, ...any)) 
 		// Only the EX of the dedup keys: they then vanish soon even if
 		// the cleanup below is interrupted.
 		"DEDUP_TTL=15m",
+	}
+	if opts.pipeline {
+		if b.recv, err = startReceiver(); err != nil {
+			return b, err
+		}
+		b.gw.role = "all"
+		// Tenant limits out of the way: the benchmark measures the
+		// pipeline, not the per-tenant rate limit.
+		env = append(env, "CALLBACK_ALLOW_PRIVATE=true", "TENANT_RATE=1000000", "TENANT_BURST=1000000",
+			"TENANT_CONCURRENCY=128", "DELIVERY_CONCURRENCY=256", "CALLBACK_TIMEOUT=5s")
 	}
 	if err := b.gw.start(env); err != nil {
 		return b, err
@@ -152,8 +170,12 @@ func (b *bench) seed(ctx context.Context, keys *secrets.Keyring) error {
 		return err
 	}
 	defer func() { _ = tx.Rollback(context.Background()) }()
+	callback := "https://example.com/hook"
+	if b.recv != nil {
+		callback = "http://" + b.recv.addr + "/b"
+	}
 	if _, err := tx.Exec(ctx, `INSERT INTO tenants (id, name, callback_url, events, signing_secret) VALUES ($1, $2, $3, $4, $5)`,
-		b.tenantID, "loadgen", "https://example.com/hook", []string{},
+		b.tenantID, "loadgen", callback, []string{},
 		keys.Seal([]byte("whsec_"+randB64(24)), tenant.SigningSecretBinding(b.tenantID))); err != nil {
 		return err
 	}
@@ -168,6 +190,27 @@ func (b *bench) seed(ctx context.Context, keys *secrets.Keyring) error {
 			return err
 		}
 		b.pages = append(b.pages, page)
+	}
+	if b.recv != nil {
+		b.hangTenant = uuidV4()
+		b.hangSecret = []byte(randHex(16))
+		if _, err := tx.Exec(ctx, `INSERT INTO tenants (id, name, callback_url, events, signing_secret) VALUES ($1, $2, $3, $4, $5)`,
+			b.hangTenant, "loadgen-hanging", "http://"+b.recv.addr+"/a", []string{},
+			keys.Seal([]byte("whsec_"+randB64(24)), tenant.SigningSecretBinding(b.hangTenant))); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO apps (app_id, tenant_id, secret, verify_token) VALUES ($1, $2, $3, $4)`,
+			hangAppID, b.hangTenant, keys.Seal(b.hangSecret, tenant.AppSecretBinding(hangAppID)), "vt-"+randHex(16)); err != nil {
+			return err
+		}
+		for i := range 5 {
+			page := fmt.Sprintf("1048329578%05d", 30001+i)
+			if _, err := tx.Exec(ctx, `INSERT INTO pages (page_id, app_id, tenant_id, object) VALUES ($1, $2, $3, 'page')`,
+				page, hangAppID, b.hangTenant); err != nil {
+				return err
+			}
+			b.hangPages = append(b.hangPages, page)
+		}
 	}
 	return tx.Commit(ctx)
 }
@@ -257,6 +300,9 @@ func (b *bench) close() error {
 	if b.db != nil {
 		_ = b.db.Close(context.Background())
 	}
+	if b.recv != nil {
+		defer b.recv.close()
+	}
 	if b.gw != nil {
 		b.progress("stopping the gateway (SIGTERM)")
 		if err := b.gw.stop(30 * time.Second); err != nil {
@@ -345,13 +391,14 @@ func gatewayVersion(ctx context.Context, path string) (string, error) {
 // gatewayProc is the gateway child process.
 type gatewayProc struct {
 	path, httpAddr, metricsAddr string
+	role                        string
 	cmd                         *exec.Cmd
 	log                         *tailBuffer
 	exited                      chan struct{}
 	waitErr                     error
 }
 
-func (g *gatewayProc) args() []string { return []string{"serve", "--role", "ingress"} }
+func (g *gatewayProc) args() []string { return []string{"serve", "--role", g.role} }
 
 func (g *gatewayProc) commandLine() string {
 	return "DATABASE_URL=<fresh db> REDIS_URL=<-redis-url> SECRET_KEY=<random> ADMIN_JWT_SECRET=<random> HTTP_ADDR=" +

@@ -42,9 +42,10 @@ type Config struct {
 	// PollInterval is the wait between claims when there was nothing to do.
 	// Default 100ms.
 	PollInterval time.Duration
-	// MinClaimInterval spaces claims when work keeps coming. Default 5ms.
+	// MinClaimInterval spaces claims when work keeps coming. Default 2ms.
 	MinClaimInterval time.Duration
-	// ClaimPerTenant caps one tenant's events in one claim. Default 32.
+	// ClaimPerTenant caps one tenant's events in one claim (its free in-flight
+	// slots bound it too). Default 256.
 	ClaimPerTenant int
 	// MaxFlush caps the outcomes written by one statement. Default 500.
 	MaxFlush int
@@ -106,8 +107,8 @@ func (c *Config) defaults() error {
 	defInt(&c.TenantConcurrency, 16)
 	def(&c.Lease, c.Timeout+30*time.Second)
 	def(&c.PollInterval, 100*time.Millisecond)
-	def(&c.MinClaimInterval, 5*time.Millisecond)
-	defInt(&c.ClaimPerTenant, 32)
+	def(&c.MinClaimInterval, 2*time.Millisecond)
+	defInt(&c.ClaimPerTenant, 256)
 	defInt(&c.MaxFlush, 500)
 	defInt(&c.BreakerFailures, 5)
 	def(&c.BreakerOpenFor, 30*time.Second)
