@@ -41,6 +41,12 @@ func (w *Worker) newBreaker(tenantID string) *gobreaker.TwoStepCircuitBreaker[st
 		IsExcluded: func(err error) bool { return errors.Is(err, errNotAnAttempt) },
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			w.m.breaker.WithLabelValues(to.String()).Inc()
+			switch {
+			case from == gobreaker.StateClosed:
+				w.m.breakersOpen.Inc()
+			case to == gobreaker.StateClosed:
+				w.m.breakersOpen.Dec()
+			}
 			w.log.Warn("tenant endpoint circuit breaker", "tenant_id", name, "from", from.String(), "to", to.String())
 		},
 	})

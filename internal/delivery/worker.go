@@ -303,6 +303,9 @@ func (w *Worker) stateLocked(t *tenant.TenantInfo) *tenantState {
 	}
 	// One breaker per endpoint: a new callback URL starts closed.
 	if st.breaker == nil || st.breakerURL != t.CallbackURL {
+		if st.breaker != nil && st.breaker.State() != gobreaker.StateClosed {
+			w.m.breakersOpen.Dec() // the old endpoint's breaker goes away
+		}
 		st.breaker, st.breakerURL = w.newBreaker(t.ID), t.CallbackURL
 	}
 	return st

@@ -263,6 +263,7 @@ type row struct {
 
 // accept walks the envelope for app and stores the routable events.
 func (in *Ingestor) accept(ctx context.Context, env *Envelope, app *tenant.AppKeys, pathApp bool, recv time.Time) Result {
+	in.m.lastEvent.WithLabelValues(app.AppID).Set(float64(recv.Unix()))
 	res := Result{Outcome: OutcomeAccepted, AppID: app.AppID}
 	rows, tests := in.walk(env, app, pathApp, recv, &res)
 	if len(rows) > 0 {
@@ -379,6 +380,7 @@ func dedupKey(page string, ev *Event, ts int64) string {
 }
 
 func (in *Ingestor) quarantine(ctx context.Context, app *tenant.AppKeys, reason error, req Request) Result {
+	in.m.lastEvent.WithLabelValues(app.AppID).Set(float64(req.ReceivedAt.Unix()))
 	id := uuid.Must(uuid.NewV7())
 	_, err := in.pool.Exec(ctx, `INSERT INTO quarantine (id, tenant_id, app_id, reason, body, received_at)
 		VALUES ($1, $2, $3, $4, $5, $6)`, id, app.TenantID, app.AppID, reason.Error(), req.Body, req.ReceivedAt)

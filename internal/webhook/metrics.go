@@ -11,6 +11,7 @@ type metrics struct {
 	batchReqs   prometheus.Histogram
 	commitTime  prometheus.Histogram
 	redisErrors prometheus.Counter
+	lastEvent   *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -52,7 +53,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Dedup round trips that failed; the Postgres unique key deduplicated alone.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.events, m.sigFailures, m.ack, m.batchEvents, m.batchReqs, m.commitTime, m.redisErrors)
+	m.lastEvent = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "postgate_webhook_last_event_timestamp_seconds",
+		Help: "Unix time of the last correctly signed webhook POST, by registered app (an app gone silent may have lost its subscription at Meta).",
+	}, []string{"app_id"})
+	reg.MustRegister(m.requests, m.events, m.sigFailures, m.ack, m.batchEvents, m.batchReqs, m.commitTime, m.redisErrors, m.lastEvent)
 	return m
 }
 
