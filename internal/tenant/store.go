@@ -88,13 +88,9 @@ func (s *Store) GetTenant(ctx context.Context, id string) (Tenant, error) {
 func (s *Store) ListTenants(ctx context.Context, opts ListOptions) (Results[Tenant], error) {
 	q := s.db.WithContext(ctx).Order("id")
 	if opts.Cursor != "" {
-		k, err := decodeCursor(opts.Cursor, 1)
+		after, err := idCursor(opts.Cursor)
 		if err != nil {
 			return Results[Tenant]{}, err
-		}
-		after, err := uuid.Parse(k[0])
-		if err != nil {
-			return Results[Tenant]{}, errBadCursor
 		}
 		q = q.Where("id > ?", after)
 	}
@@ -394,13 +390,9 @@ func (s *Store) ListEvents(ctx context.Context, tenantID string, f EventFilter, 
 		q = q.Where("received_at < ?", f.Until)
 	}
 	if opts.Cursor != "" {
-		k, err := decodeCursor(opts.Cursor, 1)
+		after, err := idCursor(opts.Cursor)
 		if err != nil {
 			return Results[Event]{}, err
-		}
-		after, err := uuid.Parse(k[0])
-		if err != nil {
-			return Results[Event]{}, errBadCursor
 		}
 		q = q.Where("id > ?", after)
 	}
@@ -556,6 +548,19 @@ func decodeCursor(c string, n int) ([]string, error) {
 		return nil, errBadCursor
 	}
 	return key, nil
+}
+
+// idCursor decodes the cursor of a list ordered by a UUID id.
+func idCursor(c string) (uuid.UUID, error) {
+	k, err := decodeCursor(c, 1)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	id, err := uuid.Parse(k[0])
+	if err != nil {
+		return uuid.Nil, errBadCursor
+	}
+	return id, nil
 }
 
 func timeIDCursor(c string) (time.Time, uuid.UUID, error) {
