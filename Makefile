@@ -11,7 +11,7 @@ FUZZTIME ?= 10s
 
 .PHONY: help
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## build bin/gateway
@@ -29,6 +29,14 @@ run: services build ## run the gateway locally (serve --dev): prints an admin to
 .PHONY: test
 test: services ## run every test against real Postgres and Redis
 	go test -race -count=1 ./...
+
+.PHONY: e2e
+e2e: services ## end-to-end and fault tests: bin/gateway against its own Postgres, Redis and receivers
+	go test -tags e2e -count=1 -v -timeout 20m ./e2e/
+
+.PHONY: soak
+soak: services ## mixed load with a failing tenant (SOAK_DURATION=10m); prints memory, goroutines, FDs, backlog
+	SOAK_DURATION=$(or $(SOAK_DURATION),10m) go test -tags soak -run '^TestSoak$$' -count=1 -v -timeout 2h ./e2e/
 
 .PHONY: bench
 bench: services build ## measure ingest, then ingest + delivery (see README "Performance")

@@ -350,3 +350,42 @@ func TestVerifySubscription(t *testing.T) {
 		}
 	}
 }
+
+// TestIDsThatAreNotText: a mid, or a test event's Page id, that Postgres
+// cannot store as text (invalid UTF-8, NUL) must not fail the group
+// commit, which every request sharing it would answer 503 (and Meta would
+// retry the poison body until it disables the app). Such a mid falls back
+// to the hashed key; such a Page makes the event invalid.
+func TestIDsThatAreNotText(t *testing.T) {
+	e := newEnv(t)
+	e.standard()
+	postback := func(entry, page, mid string) []byte {
+		return []byte(`{"object":"page","entry":[{"id":"` + entry + `","time":1767225601546,"messaging":[{"sender":{"id":"7"},` +
+			`"recipient":{"id":"` + page + `"},"timestamp":1767225601234,"postback":{"mid":"` + mid + `","title":"t","payload":"p"}}]}]}`)
+	}
+	tests := []struct {
+		name     string
+		body     []byte
+		accepted int
+	}{
+		{"mid with invalid UTF-8", postback(pageA, pageA, "m_bad\xff"), 1},
+		{"mid with an escaped NUL", postback(pageA, pageA, `m_nul\u0000`), 1},
+		{"test event Page with an escaped NUL", postback("0", `\u0000`, "m_test_nul"), 0},
+		{"test event Page with invalid UTF-8", postback("0", "\xfe", "m_test_bad"), 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sig := sign256(fixtureSecret, tt.body)
+			res := e.post("1001", tt.body, sig)
+			if res.Outcome != webhook.OutcomeAccepted || res.Accepted != tt.accepted {
+				t.Fatalf("got outcome %d, accepted %d; want 200 and %d", res.Outcome, res.Accepted, tt.accepted)
+			}
+			if tt.accepted == 0 {
+				return
+			}
+			if res := e.post("1001", tt.body, sig); res.Accepted != 0 || res.Duplicates != 1 {
+				t.Fatalf("redelivery: accepted %d duplicates %d, want 0 and 1", res.Accepted, res.Duplicates)
+			}
+		})
+	}
+}
