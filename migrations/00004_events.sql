@@ -13,15 +13,19 @@
 -- events in the order they arrived; no separate time index is kept (every
 -- index is paid for on the ingest hot path).
 --
+-- page_id and dedup_key use the "C" collation: the unique index compares
+-- them on every insert, and only C (not C.UTF-8 or en_US) compares with
+-- memcmp; nobody sorts them for humans.
+--
 -- (tenant_id, page_id, dedup_key) is the durable de-duplication key: the
 -- ingress inserts with ON CONFLICT DO NOTHING, so a redelivery by Meta is
 -- caught here even when Redis has forgotten it.
 CREATE TABLE events (
     id               uuid NOT NULL,
     tenant_id        uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
-    page_id          text NOT NULL,
+    page_id          text COLLATE "C" NOT NULL,
     app_id           text NOT NULL,
-    dedup_key        text NOT NULL,
+    dedup_key        text COLLATE "C" NOT NULL,
     type             text NOT NULL,
     test             boolean NOT NULL DEFAULT false,
     status           text NOT NULL DEFAULT 'pending'
