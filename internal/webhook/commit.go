@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Group commit: every request hands its rows to one of CommitWorkers
@@ -103,6 +104,44 @@ RETURNING id`
 
 func (in *Ingestor) flush(batch []*commitReq, n int) {
 	start := time.Now()
+	in.knownCommitted(batch, n)
+	// Not a request's context: one request giving up must not abort the
+	// batch it shares with others.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	inserted, err := in.insert(ctx, batch, n)
+	in.m.commitTime.Observe(time.Since(start).Seconds())
+	in.m.batchEvents.Observe(float64(n))
+	in.m.batchReqs.Observe(float64(len(batch)))
+	// The marker reads the rows after the requests are answered, so the
+	// batch slice must be its own, not the loop's reused one.
+	batch = append([]*commitReq(nil), batch...)
+	if err != nil && len(batch) > 1 && isDataError(err) {
+		// Postgres refused a value, not the connection: one request's
+		// data failed the shared insert. Store each request alone, so
+		// only the one that carries it fails.
+		in.log.Warn("group commit refused a value; retrying request by request", "requests", len(batch), "err", err)
+		stored := batch[:0:0]
+		for _, req := range batch {
+			one := []*commitReq{req}
+			ins, err := in.insert(ctx, one, len(req.rows))
+			in.answer(one, ins, err)
+			if err == nil {
+				stored = append(stored, req)
+			}
+		}
+		in.mark(stored)
+		return
+	}
+	in.answer(batch, inserted, err)
+	if err == nil {
+		in.mark(batch)
+	}
+}
+
+// insert stores the rows of reqs (not those Redis knows are committed) in
+// one statement and returns the ids that were new.
+func (in *Ingestor) insert(ctx context.Context, reqs []*commitReq, n int) (map[[16]byte]struct{}, error) {
 	var (
 		ids      = make([][16]byte, 0, n)
 		tenants  = make([]string, 0, n)
@@ -114,8 +153,7 @@ func (in *Ingestor) flush(batch []*commitReq, n int) {
 		received = make([]time.Time, 0, n)
 		bodies   = make([][]byte, 0, n)
 	)
-	in.knownCommitted(batch, n)
-	for _, req := range batch {
+	for _, req := range reqs {
 		for i := range req.rows {
 			r := &req.rows[i]
 			if r.known {
@@ -132,30 +170,25 @@ func (in *Ingestor) flush(batch []*commitReq, n int) {
 			bodies = append(bodies, r.body)
 		}
 	}
-	// Not a request's context: one request giving up must not abort the
-	// batch it shares with others.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	inserted := make(map[[16]byte]struct{}, len(ids))
-	var err error
-	if len(ids) > 0 {
-		var rows pgx.Rows
-		rows, err = in.pool.Query(ctx, insertEvents, ids, tenants, pages, apps, keys, types, tests, received, bodies)
-		if err == nil {
-			var id [16]byte
-			_, err = pgx.ForEachRow(rows, []any{&id}, func() error {
-				inserted[id] = struct{}{}
-				return nil
-			})
-		}
+	if len(ids) == 0 {
+		return inserted, nil
 	}
-	in.m.commitTime.Observe(time.Since(start).Seconds())
-	in.m.batchEvents.Observe(float64(n))
-	in.m.batchReqs.Observe(float64(len(batch)))
-	// The marker reads the rows after the requests are answered, so the
-	// batch slice must be its own, not the loop's reused one.
-	batch = append([]*commitReq(nil), batch...)
-	for _, req := range batch {
+	rows, err := in.pool.Query(ctx, insertEvents, ids, tenants, pages, apps, keys, types, tests, received, bodies)
+	if err != nil {
+		return nil, err
+	}
+	var id [16]byte
+	_, err = pgx.ForEachRow(rows, []any{&id}, func() error {
+		inserted[id] = struct{}{}
+		return nil
+	})
+	return inserted, err
+}
+
+// answer tells each request how many of its events were new, or the error.
+func (in *Ingestor) answer(reqs []*commitReq, inserted map[[16]byte]struct{}, err error) {
+	for _, req := range reqs {
 		if err != nil {
 			req.done <- commitResult{err: err}
 			continue
@@ -168,14 +201,34 @@ func (in *Ingestor) flush(batch []*commitReq, n int) {
 		}
 		req.done <- commitResult{inserted: c}
 	}
-	if err == nil {
-		// Off the commit loop: the next batch must not wait for Redis.
-		select {
-		case in.marks <- batch:
-		default:
-			in.m.redisErrors.Inc() // marker behind: these keys stay Postgres-only
-		}
+}
+
+// mark hands committed requests to the Redis marker, off the commit loop:
+// the next batch must not wait for Redis.
+func (in *Ingestor) mark(reqs []*commitReq) {
+	if len(reqs) == 0 {
+		return
 	}
+	select {
+	case in.marks <- reqs:
+	default:
+		in.m.redisErrors.Inc() // marker behind: these keys stay Postgres-only
+	}
+}
+
+// isDataError reports whether Postgres refused the statement's data (data
+// exceptions, integrity violations, limits), as opposed to the connection
+// or the server being unavailable.
+func isDataError(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || len(pe.Code) < 2 {
+		return false
+	}
+	switch pe.Code[:2] {
+	case "22", "23", "54":
+		return true
+	}
+	return false
 }
 
 // markLoop writes committed marks to Redis in the background. Losing one
