@@ -3,10 +3,7 @@ package api_test
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net"
@@ -24,7 +21,7 @@ import (
 	"github.com/postgate/postgate/internal/webhook"
 )
 
-const hookSecret = "gateway-test-secret-not-real"
+const hookSecret = testenv.FixtureSecret
 
 // webhookServer is an api.Server whose ingress stores into a fresh
 // database: tenant owning app 1001 with Page 104832957710001.
@@ -81,9 +78,7 @@ func signedPost(path string, body []byte, secret string) *http.Request {
 	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	if secret != "" {
-		m := hmac.New(sha256.New, []byte(secret))
-		m.Write(body)
-		req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(m.Sum(nil)))
+		req.Header.Set("X-Hub-Signature-256", testenv.SignMeta(secret, body))
 	}
 	return req
 }

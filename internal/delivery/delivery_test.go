@@ -3,14 +3,9 @@ package delivery_test
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,22 +17,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postgate/postgate/internal/tenant"
+	"github.com/postgate/postgate/internal/testenv"
 	"github.com/postgate/postgate/internal/webhook"
 )
 
 const (
-	fixtureSecret = "gateway-test-secret-not-real"
+	fixtureSecret = testenv.FixtureSecret
 	fixturePage   = "104832957710001"
 )
 
-func fixture(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "webhook", "testdata", "messenger", name))
-	if err != nil {
-		t.Fatalf("read fixture: %v", err)
-	}
-	return b
-}
+func fixture(t *testing.T, name string) []byte { t.Helper(); return testenv.Fixture(t, name) }
 
 // ingest posts a signed fixture through the real ingest, as Meta would on
 // /webhook/1001, and returns how many events were accepted.
@@ -51,10 +40,8 @@ func (e *env) ingest(body []byte) int {
 	done := make(chan struct{})
 	go func() { ing.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	m := hmac.New(sha256.New, []byte(fixtureSecret))
-	m.Write(body)
 	res := ing.Ingest(context.Background(), webhook.Request{
-		AppID: "1001", Body: body, Signature256: "sha256=" + hex.EncodeToString(m.Sum(nil)), ReceivedAt: time.Now(),
+		AppID: "1001", Body: body, Signature256: testenv.SignMeta(fixtureSecret, body), ReceivedAt: time.Now(),
 	})
 	return res.Accepted
 }

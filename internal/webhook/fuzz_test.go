@@ -2,9 +2,6 @@ package webhook
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	stdjson "encoding/json"
 	"log/slog"
 	"os"
@@ -15,11 +12,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postgate/postgate/internal/tenant"
+	"github.com/postgate/postgate/internal/testenv"
 )
 
 func seedFixtures(f *testing.F, add func(body []byte)) {
 	f.Helper()
-	dir := filepath.Join("testdata", "messenger")
+	dir := testenv.FixtureDir()
 	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 	if len(files) == 0 {
 		f.Fatalf("no fixtures under %s", dir)
@@ -83,7 +81,7 @@ func (f fakeRouting) Tenant(string) (*tenant.TenantInfo, bool) {
 // quarantine is never reached (the fuzzed bodies go to /webhook).
 func fuzzIngestor(t testing.TB) *Ingestor {
 	in := &Ingestor{
-		reg:     fakeRouting{app: &tenant.AppKeys{AppID: "1001", TenantID: "t", Secret: []byte("gateway-test-secret-not-real")}},
+		reg:     fakeRouting{app: &tenant.AppKeys{AppID: "1001", TenantID: "t", Secret: []byte(testenv.FixtureSecret)}},
 		log:     nil,
 		m:       newMetrics(prometheus.NewRegistry()),
 		commits: make(chan *commitReq, 16),
@@ -115,9 +113,7 @@ func FuzzSignature(f *testing.F) {
 	in.log = discardLogger()
 	f.Fuzz(func(t *testing.T, body []byte, header string, signIt bool) {
 		if signIt {
-			m := hmac.New(sha256.New, []byte("gateway-test-secret-not-real"))
-			m.Write(body)
-			header = "sha256=" + hex.EncodeToString(m.Sum(nil))
+			header = testenv.SignMeta(testenv.FixtureSecret, body)
 		}
 		res := in.Ingest(context.Background(), Request{Body: body, Signature256: header, ReceivedAt: time.Now()})
 		if res.Outcome.Status() >= 500 {
@@ -130,9 +126,7 @@ func FuzzSignature(f *testing.F) {
 			t.Fatalf("a correctly signed body was refused: %q", body)
 		}
 		if !signIt && res.Outcome == OutcomeAccepted && res.Accepted > 0 {
-			m := hmac.New(sha256.New, []byte("gateway-test-secret-not-real"))
-			m.Write(body)
-			if header != "sha256="+hex.EncodeToString(m.Sum(nil)) {
+			if header != testenv.SignMeta(testenv.FixtureSecret, body) {
 				t.Fatalf("events accepted under a wrong signature %q", header)
 			}
 		}

@@ -5,10 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha1"
-	"crypto/sha256"
 	"encoding/hex"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -23,8 +20,8 @@ import (
 	"github.com/postgate/postgate/internal/webhook"
 )
 
-// fixtureSecret signs every body in shared/fixtures/messenger.
-const fixtureSecret = "gateway-test-secret-not-real"
+// fixtureSecret signs every body in testdata/messenger.
+const fixtureSecret = testenv.FixtureSecret
 
 // The fixtures' Pages.
 const (
@@ -34,20 +31,9 @@ const (
 	pageIG = "17841455500000101"
 )
 
-func fixture(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "messenger", name))
-	if err != nil {
-		t.Fatalf("read fixture: %v", err)
-	}
-	return b
-}
+func fixture(t testing.TB, name string) []byte { t.Helper(); return testenv.Fixture(t, name) }
 
-func sign256(secret string, body []byte) string {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
-}
+func sign256(secret string, body []byte) string { return testenv.SignMeta(secret, body) }
 
 func sign1(secret string, body []byte) string {
 	m := hmac.New(sha1.New, []byte(secret))
