@@ -2,16 +2,13 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -34,22 +31,7 @@ const (
 
 var jwtSecret = []byte("0123456789abcdef0123456789abcdef")
 
-// fakeResolver answers from a map; no test resolves a real name.
-type fakeResolver map[string][]string
-
-func (r fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
-	addrs, ok := r[host]
-	if !ok {
-		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
-	}
-	out := make([]netip.Addr, len(addrs))
-	for i, a := range addrs {
-		out[i] = netip.MustParseAddr(a)
-	}
-	return out, nil
-}
-
-var resolver = fakeResolver{
+var resolver = testenv.Resolver{
 	"hooks.example.com":    {"93.184.215.14"},
 	"hooks2.example.com":   {"2606:2800:21f:cb07:6820:80da:af6b:8b2c"},
 	"internal.example.com": {"10.1.2.3"},

@@ -3,28 +3,12 @@ package tenant
 import (
 	"context"
 	"errors"
-	"net"
-	"net/netip"
+	"github.com/postgate/postgate/internal/testenv"
 	"strings"
 	"testing"
 )
 
-// mapResolver answers from a map: no test resolves a real name.
-type mapResolver map[string][]string
-
-func (r mapResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
-	addrs, ok := r[host]
-	if !ok {
-		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
-	}
-	out := make([]netip.Addr, len(addrs))
-	for i, a := range addrs {
-		out[i] = netip.MustParseAddr(a)
-	}
-	return out, nil
-}
-
-var testResolver = mapResolver{
+var testResolver = testenv.Resolver{
 	"hooks.example.com":     {"93.184.215.14"},
 	"v6.example.com":        {"2606:2800:21f:cb07:6820:80da:af6b:8b2c"},
 	"localhost":             {"127.0.0.1", "::1"},
