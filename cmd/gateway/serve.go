@@ -50,9 +50,6 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := cfg.Require(); err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
-	if cfg.AdminJWKSURL != "" {
-		return errors.New("configuration:\nADMIN_JWKS_URL is not supported by this build yet: admin tokens are HS256 with ADMIN_JWT_SECRET only")
-	}
 	log := newLogger(cfg, stdout)
 	log.Info("starting", append([]any{"version", version, "role", *role, "dev", *dev}, loader.LogAttrs()...)...)
 

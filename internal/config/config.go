@@ -22,7 +22,6 @@ type Config struct {
 	AdminJWTSecret       string
 	AdminJWTIssuer       string
 	AdminJWTAudience     string
-	AdminJWKSURL         string
 	SecretKey            []byte
 	SecretKeyPrevious    []byte
 	PublicURL            string
@@ -80,13 +79,6 @@ var settings = []setting{
 		parse: func(c *Config, v string) error { return parseNonEmpty(&c.AdminJWTIssuer, v) }},
 	{env: "ADMIN_JWT_AUDIENCE", def: "postgate-admin", usage: "required aud of admin tokens",
 		parse: func(c *Config, v string) error { return parseNonEmpty(&c.AdminJWTAudience, v) }},
-	{env: "ADMIN_JWKS_URL", usage: "optional JWKS of an identity provider whose RS256/ES256/EdDSA tokens are accepted too",
-		parse: func(c *Config, v string) error {
-			if v == "" {
-				return nil
-			}
-			return parseURL(&c.AdminJWKSURL, v, "https", "http")
-		}},
 	{env: "SECRET_KEY", usage: "base64 of 32 bytes; encrypts secrets at rest (required unless --dev)", secret: true,
 		parse: func(c *Config, v string) error { return parseKey(&c.SecretKey, v) }},
 	{env: "SECRET_KEY_PREVIOUS", usage: "the key before the last rotation, still used to decrypt", secret: true,
