@@ -121,7 +121,7 @@ type pipelineResult struct {
 // backlog counts events not yet delivered.
 func (b *bench) backlog(ctx context.Context) (int64, error) {
 	var n int64
-	err := b.db.QueryRow(ctx, `SELECT count(*) FROM events WHERE status IN ('pending', 'failed')`).Scan(&n)
+	err := b.db.QueryRow(ctx, `SELECT count(*) FROM deliveries`).Scan(&n)
 	return n, err
 }
 
@@ -131,7 +131,7 @@ func (b *bench) drain(ctx context.Context, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
 		var n int64
-		err := b.db.QueryRow(ctx, `SELECT count(*) FROM events WHERE status IN ('pending', 'failed') AND tenant_id = $1`, b.tenantID).Scan(&n)
+		err := b.db.QueryRow(ctx, `SELECT count(*) FROM deliveries WHERE tenant_id = $1`, b.tenantID).Scan(&n)
 		if err != nil {
 			return err
 		}

@@ -21,7 +21,8 @@ type Event struct {
 	AttemptCount  int        `json:"attempt_count" doc:"Delivery attempts since the event was accepted or last replayed."`
 	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty" doc:"When the next attempt is due (pending and failed events)."`
 	ReceivedAt    time.Time  `json:"received_at"`
-	DeliveredAt   *time.Time `json:"delivered_at,omitempty"`
+	DeliveredAt   *time.Time `json:"delivered_at,omitempty" doc:"The last successful delivery."`
+	DeadAt        *time.Time `json:"dead_at,omitempty" doc:"When the last retry failed (dead events)."`
 }
 
 func eventOf(e tenant.Event) Event {
@@ -35,8 +36,9 @@ func eventOf(e tenant.Event) Event {
 		AttemptCount: e.Attempts,
 		ReceivedAt:   e.ReceivedAt,
 		DeliveredAt:  e.DeliveredAt,
+		DeadAt:       e.DeadAt,
 	}
-	if e.Status == tenant.StatusPending || e.Status == tenant.StatusFailed {
+	if (e.Status == tenant.StatusPending || e.Status == tenant.StatusFailed) && !e.NextAttemptAt.IsZero() {
 		next := e.NextAttemptAt
 		out.NextAttemptAt = &next
 	}

@@ -294,7 +294,7 @@ func TestEvents(t *testing.T) {
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	ids := insertEvents(t, h, id, 5, base)
 	insertEvents(t, h, other, 2, base)
-	if _, err := h.db.Pool.Exec(context.Background(), `UPDATE events SET status = 'dead', attempts = 11, delivered_at = NULL WHERE id = ANY($1)`, ids[3:]); err != nil {
+	if _, err := h.db.Pool.Exec(context.Background(), `UPDATE events SET status = 'dead', attempts = 11, delivered_at = NULL, dead_at = received_at WHERE id = ANY($1)`, ids[3:]); err != nil {
 		t.Fatal(err)
 	}
 
@@ -324,7 +324,7 @@ func TestEvents(t *testing.T) {
 	}
 	var status string
 	var due bool
-	if err := h.db.Pool.QueryRow(context.Background(), `SELECT status, next_attempt_at <= now() AND leased_until IS NULL FROM events WHERE id = $1`, ids[4]).Scan(&status, &due); err != nil {
+	if err := h.db.Pool.QueryRow(context.Background(), `SELECT e.status, d.next_attempt_at <= now() AND d.leased_until IS NULL FROM events e JOIN deliveries d ON d.tenant_id = e.tenant_id AND d.event_id = e.id WHERE e.id = $1`, ids[4]).Scan(&status, &due); err != nil {
 		t.Fatal(err)
 	}
 	if status != "pending" || !due {

@@ -135,7 +135,7 @@ func (e *env) state(tenantID string, id uuid.UUID) state {
 	e.t.Helper()
 	var s state
 	if err := e.db.Pool.QueryRow(context.Background(),
-		`SELECT status, attempts, leased_until IS NOT NULL FROM events WHERE tenant_id = $1 AND id = $2`, tenantID, id).
+		`SELECT e.status, e.attempts, d.leased_until IS NOT NULL FROM events e LEFT JOIN deliveries d ON d.tenant_id = e.tenant_id AND d.event_id = e.id WHERE e.tenant_id = $1 AND e.id = $2`, tenantID, id).
 		Scan(&s.Status, &s.Attempts, &s.Leased); err != nil {
 		e.t.Fatalf("read event: %v", err)
 	}

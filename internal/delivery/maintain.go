@@ -37,7 +37,7 @@ func (w *Worker) updateStats(ctx context.Context) {
 	var age float64
 	err := w.pool.QueryRow(ctx, `SELECT count(*),
 		coalesce(extract(epoch FROM now() - min(next_attempt_at) FILTER (WHERE next_attempt_at <= now())), 0)::float8
-		FROM events WHERE status IN ('pending', 'failed')`).Scan(&n, &age)
+		FROM deliveries`).Scan(&n, &age)
 	if err != nil {
 		if ctx.Err() == nil {
 			w.log.Warn("delivery backlog gauges", "err", err)
@@ -49,14 +49,14 @@ func (w *Worker) updateStats(ctx context.Context) {
 }
 
 // purgeSQL deletes up to 5000 of one tenant's events in one status whose
-// time ($4: delivered_at for delivered, next_attempt_at, the time of death,
-// for dead) is before the cutoff $3. Ids are UUIDv7, made at acceptance,
+// time ($4: delivered_at for delivered, dead_at for dead) is before the
+// cutoff $3. Ids are UUIDv7, made at acceptance,
 // so id < $2 (the cutoff as a UUIDv7) bounds the primary-key range to scan;
 // an event is accepted before it is delivered or dies, so it loses nothing.
 const purgeSQL = `DELETE FROM events WHERE (tenant_id, id) IN (
 	SELECT tenant_id, id FROM events
 	WHERE tenant_id = $1 AND id < $2 AND status = $4
-	  AND (CASE WHEN $4 = 'delivered' THEN delivered_at ELSE next_attempt_at END) < $3
+	  AND (CASE WHEN $4 = 'delivered' THEN delivered_at ELSE dead_at END) < $3
 	LIMIT 5000)`
 
 // Purge deletes delivered events older than RetainDelivered and dead

@@ -9,17 +9,19 @@ import (
 )
 
 // outcome is what becomes of one claimed event: a new state (status set)
-// with the attempt that led to it, or a release (status empty: the row
-// keeps its status and attempts and is due at nextAt).
+// with the attempt that led to it, or a release (status empty: the event
+// keeps its status and attempts and is due at nextAt). A delivered or dead
+// event settles at settledAt and leaves the queue; any other is due again
+// at nextAt.
 type outcome struct {
-	tenantID    string
-	id          uuid.UUID
-	lease       time.Time
-	status      string
-	attempts    int
-	nextAt      time.Time
-	deliveredAt *time.Time
-	attempt     *attemptRecord
+	tenantID  string
+	id        uuid.UUID
+	lease     time.Time
+	status    string
+	attempts  int
+	nextAt    time.Time
+	settledAt time.Time
+	attempt   *attemptRecord
 }
 
 type attemptRecord struct {
@@ -37,18 +39,35 @@ type attemptRecord struct {
 // MaxFlush), and writes them all with one UPDATE and one INSERT in one
 // transaction. While a write is in flight the next group gathers.
 
-// updateSQL applies outcomes to their events, but only where our lease
-// still holds: a replay (leased_until NULL) or another worker's claim
-// after our lease expired wins, and the outcome changes nothing.
-const updateSQL = `UPDATE events e SET
-	status = coalesce(u.status, e.status),
-	attempts = coalesce(u.attempts, e.attempts),
-	next_attempt_at = u.next_at,
-	delivered_at = coalesce(u.delivered_at, e.delivered_at),
-	leased_until = NULL
-FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::int[], $6::timestamptz[], $7::timestamptz[])
-	AS u(tenant_id, id, lease, status, attempts, next_at, delivered_at)
-WHERE e.tenant_id = u.tenant_id AND e.id = u.id AND e.leased_until = u.lease`
+// updateSQL applies outcomes, but only where our lease still holds: a
+// replay (leased_until NULL) or another worker's claim after our lease
+// expired wins, and the outcome changes nothing. A settled event (delivered,
+// dead) leaves deliveries; any other is rescheduled there. The event row
+// changes only with a new state, and only if its deliveries row did: the
+// lease is checked once, on the queue.
+const updateSQL = `WITH u AS (
+	SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::int[], $6::timestamptz[], $7::timestamptz[])
+		AS u(tenant_id, id, lease, status, attempts, next_at, settled_at)
+), settled AS (
+	DELETE FROM deliveries d USING u
+	WHERE d.tenant_id = u.tenant_id AND d.event_id = u.id AND d.leased_until = u.lease
+	  AND u.status IN ('delivered', 'dead')
+	RETURNING u.tenant_id, u.id, u.lease
+), moved AS (
+	UPDATE deliveries d SET next_attempt_at = u.next_at, leased_until = NULL
+	FROM u
+	WHERE d.tenant_id = u.tenant_id AND d.event_id = u.id AND d.leased_until = u.lease
+	  AND (u.status IS NULL OR u.status IN ('pending', 'failed'))
+	RETURNING u.tenant_id, u.id, u.lease
+)
+UPDATE events e SET
+	status = u.status,
+	attempts = u.attempts,
+	delivered_at = CASE WHEN u.status = 'delivered' THEN u.settled_at ELSE e.delivered_at END,
+	dead_at = CASE WHEN u.status = 'dead' THEN u.settled_at END
+FROM u JOIN (SELECT * FROM settled UNION ALL SELECT * FROM moved) k
+	ON k.tenant_id = u.tenant_id AND k.id = u.id AND k.lease = u.lease
+WHERE u.status IS NOT NULL AND e.tenant_id = u.tenant_id AND e.id = u.id`
 
 // insertAttemptsSQL logs attempts of events that still exist (retention or
 // a deleted tenant may have removed one meanwhile).
@@ -57,6 +76,16 @@ const insertAttemptsSQL = `INSERT INTO delivery_attempts
 SELECT u.* FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::timestamptz[], $5::int[], $6::int8[], $7::text[], $8::text[], $9::text[])
 	AS u(tenant_id, event_id, attempt, attempted_at, status_code, latency_us, error_class, error_message, response_snippet)
 WHERE EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = u.tenant_id AND e.id = u.event_id)`
+
+// replan runs a statement as pgx's unnamed prepared statement, which
+// Postgres plans afresh on every execution with the values at hand. The
+// queue's statements join through CTEs whose row counts the planner can
+// only guess, on tables that grow from empty: a cached generic plan made
+// while events was small picked the dedup index with a filter for the
+// claim's join to events, which then read the whole table once per claimed
+// event (seconds per claim at a few hundred thousand events). Planning
+// costs well under a millisecond, once per batch.
+const replan = pgx.QueryExecModeCacheDescribe
 
 // drainFlushFor bounds the retries of an outcome write during shutdown.
 const drainFlushFor = 5 * time.Second
@@ -121,13 +150,13 @@ func (w *Worker) flushRetrying(batch []outcome) {
 func (w *Worker) flush(batch []outcome) error {
 	n := len(batch)
 	var (
-		tenants   = make([]string, n)
-		ids       = make([][16]byte, n)
-		leases    = make([]time.Time, n)
-		statuses  = make([]*string, n)
-		attempts  = make([]*int32, n)
-		nexts     = make([]time.Time, n)
-		delivered = make([]*time.Time, n)
+		tenants  = make([]string, n)
+		ids      = make([][16]byte, n)
+		leases   = make([]time.Time, n)
+		statuses = make([]*string, n)
+		attempts = make([]*int32, n)
+		nexts    = make([]time.Time, n)
+		settled  = make([]*time.Time, n)
 
 		aTenants  []string
 		aIDs      [][16]byte
@@ -141,11 +170,14 @@ func (w *Worker) flush(batch []outcome) error {
 	)
 	for i := range batch {
 		o := &batch[i]
-		tenants[i], ids[i], leases[i], nexts[i], delivered[i] = o.tenantID, o.id, o.lease, o.nextAt, o.deliveredAt
+		tenants[i], ids[i], leases[i], nexts[i] = o.tenantID, o.id, o.lease, o.nextAt
 		if o.status != "" {
 			statuses[i] = &o.status
 			a := int32(o.attempts)
 			attempts[i] = &a
+		}
+		if !o.settledAt.IsZero() {
+			settled[i] = &o.settledAt
 		}
 		if r := o.attempt; r != nil {
 			aTenants = append(aTenants, o.tenantID)
@@ -162,13 +194,13 @@ func (w *Worker) flush(batch []outcome) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, updateSQL, tenants, ids, leases, statuses, attempts, nexts, delivered); err != nil {
+		if _, err := tx.Exec(ctx, updateSQL, replan, tenants, ids, leases, statuses, attempts, nexts, settled); err != nil {
 			return err
 		}
 		if len(aTenants) == 0 {
 			return nil
 		}
-		_, err := tx.Exec(ctx, insertAttemptsSQL, aTenants, aIDs, aNumbers, aAts, aCodes, aLatency, aClasses, aErrors, aSnippets)
+		_, err := tx.Exec(ctx, insertAttemptsSQL, replan, aTenants, aIDs, aNumbers, aAts, aCodes, aLatency, aClasses, aErrors, aSnippets)
 		return err
 	})
 }

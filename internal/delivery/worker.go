@@ -101,6 +101,7 @@ func (w *Worker) Run(ctx context.Context) {
 	}()
 	var bg sync.WaitGroup
 	bg.Go(func() { w.maintain(ctx) })
+	bg.Go(func() { w.listen(ctx) })
 
 	w.claimLoop(ctx, sendCtx)
 	w.draining.Store(true)
@@ -153,31 +154,35 @@ func (w *Worker) claimLoop(ctx, sendCtx context.Context) {
 }
 
 // claimSQL takes, for each tenant in $1 with quota $2, up to quota of its
-// oldest due events that no one holds (SKIP LOCKED: other workers' claims
-// in progress are passed over), ranks each tenant's events, and keeps the
+// oldest due deliveries that no one holds (SKIP LOCKED: other workers'
+// claims in progress are passed over), ranks each tenant's, and keeps the
 // $3 best by rank: every tenant's first before any tenant's second. The
-// kept rows are leased until now() + $4 in the same statement.
+// kept rows are leased in the same statement: next_attempt_at and
+// leased_until both become now() + $4, so a held row is simply not due,
+// and leased_until is the token an outcome must match. The event's body
+// and attempts come from events.
 const claimSQL = `WITH quota AS (
 	SELECT * FROM unnest($1::uuid[], $2::int[]) AS q(tenant_id, k)
 ), candidates AS (
-	SELECT c.tenant_id, c.id, c.next_attempt_at,
-	       row_number() OVER (PARTITION BY c.tenant_id ORDER BY c.next_attempt_at, c.id) AS rank
+	SELECT c.tenant_id, c.event_id, c.next_attempt_at,
+	       row_number() OVER (PARTITION BY c.tenant_id ORDER BY c.next_attempt_at, c.event_id) AS rank
 	FROM quota q CROSS JOIN LATERAL (
-		SELECT e.tenant_id, e.id, e.next_attempt_at FROM events e
-		WHERE e.tenant_id = q.tenant_id AND e.status IN ('pending', 'failed')
-		  AND e.next_attempt_at <= now()
-		  AND (e.leased_until IS NULL OR e.leased_until < now())
-		ORDER BY e.next_attempt_at
+		SELECT d.tenant_id, d.event_id, d.next_attempt_at FROM deliveries d
+		WHERE d.tenant_id = q.tenant_id AND d.next_attempt_at <= now()
+		ORDER BY d.next_attempt_at
 		LIMIT q.k
 		FOR UPDATE SKIP LOCKED
 	) c
 ), picked AS (
-	SELECT tenant_id, id FROM candidates ORDER BY rank, next_attempt_at LIMIT $3
+	SELECT tenant_id, event_id FROM candidates ORDER BY rank, next_attempt_at LIMIT $3
+), leased AS (
+	UPDATE deliveries d SET next_attempt_at = now() + $4::interval, leased_until = now() + $4::interval
+	FROM picked p
+	WHERE d.tenant_id = p.tenant_id AND d.event_id = p.event_id
+	RETURNING d.tenant_id, d.event_id, d.leased_until
 )
-UPDATE events e SET leased_until = now() + $4::interval
-FROM picked p
-WHERE e.tenant_id = p.tenant_id AND e.id = p.id
-RETURNING e.tenant_id::text, e.id, e.attempts, e.received_at, e.leased_until, e.body`
+SELECT l.tenant_id::text, l.event_id, e.attempts, e.received_at, l.leased_until, e.body
+FROM leased l JOIN events e ON e.tenant_id = l.tenant_id AND e.id = l.event_id`
 
 // claimRound claims what every eligible tenant may take now and starts
 // sending it. more reports that there may be more work right away.
@@ -233,7 +238,7 @@ func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error)
 
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	rows, err := w.pool.Query(qctx, claimSQL, ids, quota, free, w.cfg.Lease)
+	rows, err := w.pool.Query(qctx, claimSQL, replan, ids, quota, free, w.cfg.Lease)
 	if err != nil {
 		return false, fmt.Errorf("claim deliveries: %w", err)
 	}
@@ -423,7 +428,7 @@ func (w *Worker) attempt(ctx context.Context, t *tenant.TenantInfo, j job) {
 	switch {
 	case res.class == ClassOK:
 		verdict = string(tenant.StatusDelivered)
-		o.status, o.attempts, o.nextAt, o.deliveredAt = verdict, j.attempts+1, end, &end
+		o.status, o.attempts, o.settledAt = verdict, j.attempts+1, end
 		w.m.latency.Observe(end.Sub(j.receivedAt).Seconds())
 	case res.class == Class410:
 		// Gone: pause the tenant; the event waits, its retries unspent.
@@ -432,8 +437,7 @@ func (w *Worker) attempt(ctx context.Context, t *tenant.TenantInfo, j job) {
 		w.disableEndpoint(t.ID)
 	case j.attempts+1 > len(w.cfg.RetrySchedule):
 		verdict = string(tenant.StatusDead)
-		// For a dead event next_attempt_at records when it died (retention).
-		o.status, o.attempts, o.nextAt = verdict, j.attempts+1, end
+		o.status, o.attempts, o.settledAt = verdict, j.attempts+1, end
 		w.m.dead.Inc()
 	default:
 		verdict = string(tenant.StatusFailed)

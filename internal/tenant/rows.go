@@ -96,43 +96,58 @@ func (r *pageRow) domain() Page {
 }
 
 type eventRow struct {
-	ID            uuid.UUID  `gorm:"column:id;primaryKey"`
-	TenantID      uuid.UUID  `gorm:"column:tenant_id;primaryKey"`
-	PageID        string     `gorm:"column:page_id"`
-	AppID         string     `gorm:"column:app_id"`
-	DedupKey      string     `gorm:"column:dedup_key"`
-	Type          string     `gorm:"column:type"`
-	Test          bool       `gorm:"column:test"`
-	Status        string     `gorm:"column:status"`
-	Attempts      int32      `gorm:"column:attempts"`
-	NextAttemptAt time.Time  `gorm:"column:next_attempt_at"`
-	LeasedUntil   *time.Time `gorm:"column:leased_until"`
-	ReceivedAt    time.Time  `gorm:"column:received_at"`
-	DeliveredAt   *time.Time `gorm:"column:delivered_at"`
-	Body          []byte     `gorm:"column:body"`
+	ID          uuid.UUID  `gorm:"column:id;primaryKey"`
+	TenantID    uuid.UUID  `gorm:"column:tenant_id;primaryKey"`
+	PageID      string     `gorm:"column:page_id"`
+	AppID       string     `gorm:"column:app_id"`
+	DedupKey    string     `gorm:"column:dedup_key"`
+	Type        string     `gorm:"column:type"`
+	Test        bool       `gorm:"column:test"`
+	Status      string     `gorm:"column:status"`
+	Attempts    int32      `gorm:"column:attempts"`
+	ReceivedAt  time.Time  `gorm:"column:received_at"`
+	DeliveredAt *time.Time `gorm:"column:delivered_at"`
+	DeadAt      *time.Time `gorm:"column:dead_at"`
+	Body        []byte     `gorm:"column:body"`
 }
 
 func (eventRow) TableName() string { return "events" }
 
-// eventListColumns are the columns of a list: everything but the body.
-var eventListColumns = []string{"id", "tenant_id", "page_id", "app_id", "dedup_key", "type", "test",
-	"status", "attempts", "next_attempt_at", "leased_until", "received_at", "delivered_at"}
+// queuedEventRow is an event read with its place in the delivery queue
+// (the deliveries row, absent once the event has settled).
+type queuedEventRow struct {
+	Event         eventRow   `gorm:"embedded"`
+	NextAttemptAt *time.Time `gorm:"column:next_attempt_at"`
+}
 
-func (r *eventRow) domain() Event {
-	return Event{
-		ID:            r.ID,
-		TenantID:      r.TenantID.String(),
-		PageID:        r.PageID,
-		AppID:         r.AppID,
-		Type:          r.Type,
-		Test:          r.Test,
-		Status:        EventStatus(r.Status),
-		Attempts:      int(r.Attempts),
-		NextAttemptAt: r.NextAttemptAt,
-		ReceivedAt:    r.ReceivedAt,
-		DeliveredAt:   r.DeliveredAt,
-		Body:          r.Body,
+// eventListColumns are the columns of a list: everything but the body, as
+// selected from events e LEFT JOIN deliveries d.
+const eventListColumns = `e.id, e.tenant_id, e.page_id, e.app_id, e.dedup_key, e.type, e.test,
+	e.status, e.attempts, e.received_at, e.delivered_at, e.dead_at, d.next_attempt_at`
+
+// eventsWithQueue is the FROM of a read of events with their queue rows.
+const eventsWithQueue = `events e LEFT JOIN deliveries d ON d.tenant_id = e.tenant_id AND d.event_id = e.id`
+
+func (q *queuedEventRow) domain() Event {
+	r := &q.Event
+	e := Event{
+		ID:          r.ID,
+		TenantID:    r.TenantID.String(),
+		PageID:      r.PageID,
+		AppID:       r.AppID,
+		Type:        r.Type,
+		Test:        r.Test,
+		Status:      EventStatus(r.Status),
+		Attempts:    int(r.Attempts),
+		ReceivedAt:  r.ReceivedAt,
+		DeliveredAt: r.DeliveredAt,
+		DeadAt:      r.DeadAt,
+		Body:        r.Body,
 	}
+	if q.NextAttemptAt != nil {
+		e.NextAttemptAt = *q.NextAttemptAt
+	}
+	return e
 }
 
 type attemptRow struct {

@@ -373,35 +373,35 @@ func (s *Store) ListEvents(ctx context.Context, tenantID string, f EventFilter, 
 	if err != nil {
 		return Results[Event]{}, notFound("tenant")
 	}
-	q := s.db.WithContext(ctx).Select(eventListColumns).Where("tenant_id = ?", tid).Order("id")
+	q := s.db.WithContext(ctx).Table(eventsWithQueue).Select(eventListColumns).Where("e.tenant_id = ?", tid).Order("e.id")
 	if f.Status != "" {
-		q = q.Where("status = ?", string(f.Status))
+		q = q.Where("e.status = ?", string(f.Status))
 	}
 	if f.Type != "" {
-		q = q.Where("type = ?", f.Type)
+		q = q.Where("e.type = ?", f.Type)
 	}
 	if f.PageID != "" {
-		q = q.Where("page_id = ?", f.PageID)
+		q = q.Where("e.page_id = ?", f.PageID)
 	}
 	if !f.Since.IsZero() {
-		q = q.Where("received_at >= ?", f.Since)
+		q = q.Where("e.received_at >= ?", f.Since)
 	}
 	if !f.Until.IsZero() {
-		q = q.Where("received_at < ?", f.Until)
+		q = q.Where("e.received_at < ?", f.Until)
 	}
 	if opts.Cursor != "" {
 		after, err := idCursor(opts.Cursor)
 		if err != nil {
 			return Results[Event]{}, err
 		}
-		q = q.Where("id > ?", after)
+		q = q.Where("e.id > ?", after)
 	}
-	var rows []eventRow
-	if err := q.Limit(opts.limit() + 1).Find(&rows).Error; err != nil {
+	var rows []queuedEventRow
+	if err := q.Limit(opts.limit() + 1).Scan(&rows).Error; err != nil {
 		return Results[Event]{}, storeErr("list events", err)
 	}
-	return page(rows, opts.limit(), (*eventRow).domain, func(r *eventRow) []string {
-		return []string{r.ID.String()}
+	return page(rows, opts.limit(), (*queuedEventRow).domain, func(r *queuedEventRow) []string {
+		return []string{r.Event.ID.String()}
 	}), nil
 }
 
@@ -417,33 +417,46 @@ func (s *Store) GetEvent(ctx context.Context, tenantID string, id uuid.UUID) (Ev
 	if err != nil {
 		return Event{}, nil, notFound("event")
 	}
-	var row eventRow
-	if err := s.db.WithContext(ctx).Where("tenant_id = ? AND id = ?", tid, id).Take(&row).Error; err != nil {
-		return Event{}, nil, storeErr("get event", err, "event")
+	var rows []queuedEventRow
+	if err := s.db.WithContext(ctx).Table(eventsWithQueue).Select(eventListColumns+", e.body").
+		Where("e.tenant_id = ? AND e.id = ?", tid, id).Limit(1).Scan(&rows).Error; err != nil {
+		return Event{}, nil, storeErr("get event", err)
 	}
-	var rows []attemptRow
+	if len(rows) == 0 {
+		return Event{}, nil, notFound("event")
+	}
+	var attempts []attemptRow
 	if err := s.db.WithContext(ctx).Where("tenant_id = ? AND event_id = ?", tid, id).
-		Order("id DESC").Limit(MaxAttemptsShown).Find(&rows).Error; err != nil {
+		Order("id DESC").Limit(MaxAttemptsShown).Find(&attempts).Error; err != nil {
 		return Event{}, nil, storeErr("get attempts", err)
 	}
-	attempts := make([]Attempt, len(rows))
-	for i := range rows {
-		attempts[len(rows)-1-i] = rows[i].domain()
+	out := make([]Attempt, len(attempts))
+	for i := range attempts {
+		out[len(attempts)-1-i] = attempts[i].domain()
 	}
-	return row.domain(), attempts, nil
+	return rows[0].domain(), out, nil
 }
 
-// requeue is what a replay does to an event row: due now, unleased, with a
-// fresh retry schedule. The id (the webhook-id) does not change, and the
-// dedup key is not consulted, so a replay bypasses dedup.
-func requeue() map[string]any {
-	return map[string]any{
-		"status":          string(StatusPending),
-		"next_attempt_at": gorm.Expr("now()"),
-		"leased_until":    nil,
-		"attempts":        0,
-	}
-}
+// requeueSQL is what a replay does: the events the WHERE clause (%s, over
+// events e) picks become pending with a fresh retry schedule, and their
+// deliveries rows are due now and unleased (created if the event had
+// settled; an attempt in flight loses its lease, so its outcome changes
+// nothing). The id (the webhook-id) does not change, and the dedup key is
+// not consulted, so a replay bypasses dedup. The second %s selects from
+// the requeued events (e) and their queue rows (d).
+const requeueSQL = `WITH e AS (
+	UPDATE events e SET status = 'pending', attempts = 0, dead_at = NULL
+	WHERE %s
+	RETURNING e.*
+), d AS (
+	INSERT INTO deliveries (tenant_id, event_id) SELECT tenant_id, id FROM e
+	ON CONFLICT (tenant_id, event_id) DO UPDATE SET next_attempt_at = now(), leased_until = NULL
+	RETURNING tenant_id, event_id, next_attempt_at
+)
+%s`
+
+// requeuedEvents selects the requeued events as eventListColumns lists them.
+const requeuedEvents = `SELECT ` + eventListColumns + ` FROM e JOIN d ON d.tenant_id = e.tenant_id AND d.event_id = e.id`
 
 // ReplayEvent puts one event of a tenant back in the delivery queue.
 func (s *Store) ReplayEvent(ctx context.Context, tenantID string, id uuid.UUID) (Event, error) {
@@ -451,13 +464,12 @@ func (s *Store) ReplayEvent(ctx context.Context, tenantID string, id uuid.UUID) 
 	if err != nil {
 		return Event{}, notFound("event")
 	}
-	var rows []eventRow
-	res := s.db.WithContext(ctx).Model(&rows).Clauses(clause.Returning{Columns: columns(eventListColumns)}).
-		Where("tenant_id = ? AND id = ?", tid, id).Updates(requeue())
-	if res.Error != nil {
-		return Event{}, storeErr("replay event", res.Error)
+	var rows []queuedEventRow
+	if err := s.db.WithContext(ctx).Raw(fmt.Sprintf(requeueSQL, "e.tenant_id = ? AND e.id = ?", requeuedEvents), tid, id).
+		Scan(&rows).Error; err != nil {
+		return Event{}, storeErr("replay event", err)
 	}
-	if res.RowsAffected == 0 || len(rows) == 0 {
+	if len(rows) == 0 {
 		return Event{}, notFound("event")
 	}
 	return rows[0].domain(), nil
@@ -477,18 +489,21 @@ func (s *Store) ReplayEvents(ctx context.Context, tenantID string, f ReplayFilte
 	if err != nil {
 		return 0, notFound("tenant")
 	}
-	q := s.db.WithContext(ctx).Model(&eventRow{}).Where("tenant_id = ? AND status = ?", tid, string(f.Status))
+	where := "e.tenant_id = @tenant AND e.status = @status"
 	if !f.Since.IsZero() {
-		q = q.Where("received_at >= ?", f.Since)
+		where += " AND e.received_at >= @since"
 	}
 	if !f.Until.IsZero() {
-		q = q.Where("received_at < ?", f.Until)
+		where += " AND e.received_at < @until"
 	}
-	res := q.Updates(requeue())
-	if res.Error != nil {
-		return 0, storeErr("replay events", res.Error)
+	var n int64
+	err = s.db.WithContext(ctx).Raw(fmt.Sprintf(requeueSQL, where, "SELECT count(*) FROM d"),
+		map[string]any{"tenant": tid, "status": string(f.Status), "since": f.Since, "until": f.Until}).
+		Scan(&n).Error
+	if err != nil {
+		return 0, storeErr("replay events", err)
 	}
-	return res.RowsAffected, nil
+	return n, nil
 }
 
 // ListQuarantine lists a tenant's quarantined bodies in (received_at, id)
@@ -577,14 +592,6 @@ func timeIDCursor(c string) (time.Time, uuid.UUID, error) {
 		return time.Time{}, uuid.Nil, errBadCursor
 	}
 	return at, id, nil
-}
-
-func columns(names []string) []clause.Column {
-	cols := make([]clause.Column, len(names))
-	for i, n := range names {
-		cols[i] = clause.Column{Name: n}
-	}
-	return cols
 }
 
 // notFound is ErrNotFound about one kind of thing: "tenant not found".

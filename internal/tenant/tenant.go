@@ -128,20 +128,23 @@ const (
 	StatusDead      EventStatus = "dead"
 )
 
-// Event is one accepted webhook event and its delivery state. The events
-// table is also the delivery queue.
+// Event is one accepted webhook event and its delivery state.
 type Event struct {
-	ID            uuid.UUID
-	TenantID      string
-	PageID        string
-	AppID         string
-	Type          string
-	Test          bool
-	Status        EventStatus
-	Attempts      int
+	ID       uuid.UUID
+	TenantID string
+	PageID   string
+	AppID    string
+	Type     string
+	Test     bool
+	Status   EventStatus
+	Attempts int
+	// NextAttemptAt is when the next attempt is due, for an event still in
+	// the queue (pending, failed); while an attempt is in flight, when its
+	// lease ends. Zero for a delivered or dead event.
 	NextAttemptAt time.Time
 	ReceivedAt    time.Time
-	DeliveredAt   *time.Time
+	DeliveredAt   *time.Time // the last successful delivery
+	DeadAt        *time.Time // when the last retry failed, for a dead event
 	// Body is the JSON document POSTed to the tenant; only filled when one
 	// event is read, never in lists.
 	Body []byte
