@@ -21,11 +21,17 @@
 -- never walks past rows another worker holds. An outcome is written only
 -- where leased_until still equals the token it claimed with; a replay or a
 -- takeover after the lease ran out replaces the token.
+--
+-- queued_at is when the work was queued (accepted, or replayed): an event
+-- still queued once the whole retry schedule could have run since then
+-- dies even if its attempts were never spent (an endpoint down for days
+-- behind an open breaker), so a dead endpoint's backlog is bounded.
 CREATE TABLE deliveries (
     tenant_id        uuid NOT NULL,
     event_id         uuid NOT NULL,
     next_attempt_at  timestamptz NOT NULL DEFAULT now(),
     leased_until     timestamptz,
+    queued_at        timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, event_id)
 );
 CREATE INDEX deliveries_due_idx ON deliveries (tenant_id, next_attempt_at);
@@ -72,8 +78,8 @@ CREATE TRIGGER events_forget AFTER DELETE ON events
 
 ALTER TABLE delivery_attempts DROP CONSTRAINT delivery_attempts_event_fkey;
 
-INSERT INTO deliveries (tenant_id, event_id, next_attempt_at, leased_until)
-SELECT tenant_id, id, next_attempt_at, leased_until FROM events WHERE status IN ('pending', 'failed');
+INSERT INTO deliveries (tenant_id, event_id, next_attempt_at, leased_until, queued_at)
+SELECT tenant_id, id, next_attempt_at, leased_until, received_at FROM events WHERE status IN ('pending', 'failed');
 
 -- A dead event keeps when it died (retention counts from it); it was kept
 -- in next_attempt_at.

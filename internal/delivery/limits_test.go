@@ -289,3 +289,69 @@ func uuidV7At(at time.Time) uuid.UUID {
 	}
 	return id
 }
+
+// TestExpire: events still queued once the whole retry schedule could have
+// run since they were queued are dead, attempts spent or not, except one
+// held by an attempt in flight and those of a tenant whose endpoint is
+// disabled (they wait for it to be re-enabled).
+func TestExpire(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	live, _ := e.addTenant("http://127.0.0.1:9/unused", tenantOpts{})
+	paused, _ := e.addTenant("http://127.0.0.1:9/unused", tenantOpts{})
+	e.exec(`UPDATE tenants SET endpoint_disabled_at = now() WHERE id = $1`, paused)
+	e.reload()
+
+	// The schedule 1h, 1h with ±20% jitter can take up to 2h24m.
+	queued := func(tenantID string, age time.Duration, leased bool) uuid.UUID {
+		t.Helper()
+		id := e.addEvent(tenantID)
+		var lease any
+		if leased {
+			lease = time.Now().Add(time.Minute)
+		}
+		e.exec(`UPDATE deliveries SET queued_at = $2, leased_until = $3, next_attempt_at = coalesce($3, next_attempt_at) WHERE event_id = $1`,
+			id, time.Now().Add(-age), lease)
+		return id
+	}
+	tests := []struct {
+		name   string
+		id     uuid.UUID
+		expire bool
+	}{
+		{"queued 3h ago", queued(live, 3*time.Hour, false), true},
+		{"queued 2h ago", queued(live, 2*time.Hour, false), false},
+		{"queued 3h ago, attempt in flight", queued(live, 3*time.Hour, true), false},
+		{"queued 3h ago, endpoint disabled", queued(paused, 3*time.Hour, false), false},
+	}
+	e.exec(`UPDATE events SET status = 'failed', attempts = 1 WHERE id = $1`, tests[0].id)
+
+	w, err := delivery.New(delivery.Config{RetrySchedule: []time.Duration{time.Hour, time.Hour}, Jitter: 0.2},
+		e.reg, e.db.Pool, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := w.Expire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("expired %d events, want 1", n)
+	}
+	for _, tt := range tests {
+		var status string
+		var deadAt *time.Time
+		var queuedRows int
+		if err := e.db.Pool.QueryRow(context.Background(), `SELECT status, dead_at,
+			(SELECT count(*) FROM deliveries WHERE event_id = $1) FROM events WHERE id = $1`, tt.id).
+			Scan(&status, &deadAt, &queuedRows); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case tt.expire && (status != "dead" || deadAt == nil || queuedRows != 0):
+			t.Errorf("%s: got %s (dead_at %v, %d queue rows), want dead and out of the queue", tt.name, status, deadAt, queuedRows)
+		case !tt.expire && (status == "dead" || queuedRows != 1):
+			t.Errorf("%s: got %s with %d queue rows, want it still queued", tt.name, status, queuedRows)
+		}
+	}
+}

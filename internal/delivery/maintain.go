@@ -8,7 +8,8 @@ import (
 	"github.com/google/uuid"
 )
 
-// maintain runs the retention purge and the backlog gauges until ctx ends.
+// maintain runs the expiry sweep, the retention purge and the backlog
+// gauges until ctx ends.
 func (w *Worker) maintain(ctx context.Context) {
 	stats := time.NewTicker(w.cfg.StatsEvery)
 	defer stats.Stop()
@@ -22,6 +23,9 @@ func (w *Worker) maintain(ctx context.Context) {
 		case <-stats.C:
 			w.updateStats(ctx)
 		case <-purge.C:
+			if _, err := w.Expire(ctx); err != nil && ctx.Err() == nil {
+				w.log.Error("expire events past the retry schedule", "err", err)
+			}
 			if _, err := w.Purge(ctx); err != nil && ctx.Err() == nil {
 				w.log.Error("purge old events", "err", err)
 			}
@@ -58,6 +62,50 @@ const purgeSQL = `DELETE FROM events WHERE (tenant_id, id) IN (
 	WHERE tenant_id = $1 AND id < $2 AND status = $4
 	  AND (CASE WHEN $4 = 'delivered' THEN delivered_at ELSE dead_at END) < $3
 	LIMIT 5000)`
+
+// expireSQL ends the queued work of one tenant queued before $2 and not
+// held by an attempt in flight: the events become dead (dead_at now) and
+// leave the queue. It returns how many.
+const expireSQL = `WITH gone AS (
+	DELETE FROM deliveries d
+	WHERE d.tenant_id = $1 AND d.queued_at < $2 AND (d.leased_until IS NULL OR d.leased_until < now())
+	RETURNING d.tenant_id, d.event_id
+)
+UPDATE events e SET status = 'dead', dead_at = now()
+FROM gone g WHERE e.tenant_id = g.tenant_id AND e.id = g.event_id`
+
+// Expire makes dead the events that have waited longer than the retry
+// schedule could take (every delay at its +Jitter maximum) since they
+// were accepted or replayed, and returns how many. Attempts spent or not:
+// behind an open breaker an event waits without attempts, and without
+// this a tenant whose endpoint stays down would pile up pending events for
+// ever. Tenants whose endpoint is disabled are skipped: their events wait,
+// as SPEC says, until it is re-enabled. Dead events are kept, listed and
+// replayable (a bulk replay by time range brings an outage's events back).
+func (w *Worker) Expire(ctx context.Context) (int64, error) {
+	var window time.Duration
+	for _, d := range w.cfg.RetrySchedule {
+		window += time.Duration(float64(d) * (1 + w.cfg.Jitter))
+	}
+	cutoff := w.cfg.Now().Add(-window)
+	var total int64
+	for _, t := range w.reg.Tenants() {
+		if t.EndpointDisabled {
+			continue
+		}
+		tag, err := w.pool.Exec(ctx, expireSQL, t.ID, cutoff)
+		if err != nil {
+			return total, err
+		}
+		if n := tag.RowsAffected(); n > 0 {
+			total += n
+			w.m.dead.Add(float64(n))
+			w.log.Warn("events waited past the retry schedule and are dead", "tenant_id", t.ID, "events", n,
+				"window", window.String())
+		}
+	}
+	return total, nil
+}
 
 // Purge deletes delivered events older than RetainDelivered and dead
 // events older than RetainDead, with their attempts, and returns how many.

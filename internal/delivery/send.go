@@ -92,15 +92,18 @@ func newSender(cfg *Config) *sender {
 		d.dialer.Control = ssrf.New(ssrf.WithAnyPort()).Safe
 	}
 	transport := &http.Transport{
-		Proxy:                  nil, // a proxy would connect for us, past the dial-time check
-		DialContext:            d.dial,
-		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout:    min(cfg.Timeout, 5*time.Second),
-		ResponseHeaderTimeout:  cfg.Timeout,
-		ExpectContinueTimeout:  0,
-		ForceAttemptHTTP2:      true,
-		MaxIdleConns:           512,
-		MaxIdleConnsPerHost:    max(cfg.TenantConcurrency, 2),
+		Proxy:                 nil, // a proxy would connect for us, past the dial-time check
+		DialContext:           d.dial,
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout:   min(cfg.Timeout, 5*time.Second),
+		ResponseHeaderTimeout: cfg.Timeout,
+		ExpectContinueTimeout: 0,
+		ForceAttemptHTTP2:     true,
+		// A tenant may have up to the worker's whole Concurrency in flight
+		// (its own limit can exceed TENANT_CONCURRENCY); fewer idle slots
+		// would close and redial connections under steady load.
+		MaxIdleConns:           max(512, cfg.Concurrency),
+		MaxIdleConnsPerHost:    max(cfg.Concurrency, 2),
 		IdleConnTimeout:        60 * time.Second,
 		MaxResponseHeaderBytes: 64 << 10,
 	}

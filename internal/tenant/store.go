@@ -450,7 +450,7 @@ const requeueSQL = `WITH e AS (
 	RETURNING e.*
 ), d AS (
 	INSERT INTO deliveries (tenant_id, event_id) SELECT tenant_id, id FROM e
-	ON CONFLICT (tenant_id, event_id) DO UPDATE SET next_attempt_at = now(), leased_until = NULL
+	ON CONFLICT (tenant_id, event_id) DO UPDATE SET next_attempt_at = now(), leased_until = NULL, queued_at = now()
 	RETURNING tenant_id, event_id, next_attempt_at
 )
 %s`
