@@ -34,10 +34,10 @@ type attemptRecord struct {
 	snippet string
 }
 
-// Outcomes are written in groups, like the ingest's group commit: the
-// loop takes one outcome, then every outcome queued behind it (up to
-// MaxFlush), and writes them all with one UPDATE and one INSERT in one
-// transaction. While a write is in flight the next group gathers.
+// Outcomes are written in groups: the loop takes one outcome, then every
+// outcome that arrives within FlushWait (up to MaxFlush), and writes them
+// all with one statement and one INSERT in one transaction. While a write
+// is in flight the next group gathers.
 
 // updateSQL applies outcomes, but only where our lease still holds: a
 // replay (leased_until NULL) or another worker's claim after our lease
@@ -92,6 +92,8 @@ const drainFlushFor = 5 * time.Second
 
 func (w *Worker) flushLoop() {
 	batch := make([]outcome, 0, w.cfg.MaxFlush)
+	timer := time.NewTimer(0)
+	<-timer.C
 	for {
 		o, ok := <-w.outcomes
 		if !ok {
@@ -99,6 +101,7 @@ func (w *Worker) flushLoop() {
 		}
 		batch = append(batch[:0], o)
 		closed := false
+		timer.Reset(w.cfg.FlushWait)
 	gather:
 		for len(batch) < w.cfg.MaxFlush {
 			select {
@@ -108,10 +111,11 @@ func (w *Worker) flushLoop() {
 					break gather
 				}
 				batch = append(batch, o)
-			default:
+			case <-timer.C:
 				break gather
 			}
 		}
+		timer.Stop()
 		w.flushRetrying(batch)
 		if closed {
 			return
