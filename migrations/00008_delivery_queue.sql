@@ -22,15 +22,25 @@
 -- where leased_until still equals the token it claimed with; a replay or a
 -- takeover after the lease ran out replaces the token.
 --
--- queued_at is when the work was queued (accepted, or replayed): an event
--- still queued once the whole retry schedule could have run since then
--- dies even if its attempts were never spent (an endpoint down for days
--- behind an open breaker), so a dead endpoint's backlog is bounded.
+-- attempts is the retry count the claim hands the worker (the copy in
+-- events is what the API shows): read from the row the claim locks, it
+-- cannot be a stale count from before a concurrent replay.
+--
+-- queued_at is when the work was queued (accepted, replayed, or its
+-- endpoint re-enabled): an event of a failing endpoint still queued once
+-- the whole retry schedule could have run since then dies even if its
+-- attempts were never spent (held behind an open breaker), so a dead
+-- endpoint's backlog is bounded.
+--
+-- Lock order: every statement that changes both tables locks deliveries
+-- rows before events rows (outcomes, expiry, replay, tenant deletion), so
+-- they cannot deadlock.
 CREATE TABLE deliveries (
     tenant_id        uuid NOT NULL,
     event_id         uuid NOT NULL,
     next_attempt_at  timestamptz NOT NULL DEFAULT now(),
     leased_until     timestamptz,
+    attempts         integer NOT NULL DEFAULT 0,
     queued_at        timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, event_id)
 );
@@ -46,11 +56,6 @@ CREATE FUNCTION deliveries_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO deliveries (tenant_id, event_id)
     SELECT tenant_id, id FROM new_events WHERE status IN ('pending', 'failed');
-    IF FOUND THEN
-        -- Wakes idle workers at commit (they LISTEN), instead of their
-        -- next poll.
-        PERFORM pg_notify('postgate_deliveries', '');
-    END IF;
     RETURN NULL;
 END $$;
 -- +goose StatementEnd
@@ -78,8 +83,15 @@ CREATE TRIGGER events_forget AFTER DELETE ON events
 
 ALTER TABLE delivery_attempts DROP CONSTRAINT delivery_attempts_event_fkey;
 
-INSERT INTO deliveries (tenant_id, event_id, next_attempt_at, leased_until, queued_at)
-SELECT tenant_id, id, next_attempt_at, leased_until, received_at FROM events WHERE status IN ('pending', 'failed');
+-- Work queued before the upgrade: a leased row's lease becomes its
+-- next_attempt_at (the new model's lease), so an attempt in flight on an
+-- old worker is not claimed again at once; its expiry clock starts now.
+-- This and the statements below hold an exclusive lock on events until the
+-- migration commits (the backfill reads every pending and dead event): on
+-- a large table, migrate in a quiet moment.
+INSERT INTO deliveries (tenant_id, event_id, next_attempt_at, leased_until, attempts, queued_at)
+SELECT tenant_id, id, greatest(next_attempt_at, leased_until), leased_until, attempts, now()
+FROM events WHERE status IN ('pending', 'failed');
 
 -- A dead event keeps when it died (retention counts from it); it was kept
 -- in next_attempt_at.

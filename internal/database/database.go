@@ -135,3 +135,9 @@ func (m *Migrator) Status(ctx context.Context) ([]*goose.MigrationStatus, error)
 	}
 	return st, nil
 }
+
+// DeliveriesChannel is the channel the ingress notifies after committing
+// new events, and the delivery workers LISTEN on to claim them at once
+// rather than at their next poll. A notification is only a hint: it
+// carries nothing, and a lost one costs one poll interval.
+const DeliveriesChannel = "postgate_deliveries"

@@ -63,8 +63,8 @@ func TestMigrationsUpDownUp(t *testing.T) {
 
 // TestDeliveryQueueMigration moves a queue kept in events (migration 7)
 // into deliveries (migration 8) and back: pending and failed events keep
-// their schedule and lease, a dead event keeps when it died, and settled
-// events get no queue row.
+// their schedule, a leased one stays held until its lease ends, a dead
+// event keeps when it died, and settled events get no queue row.
 func TestDeliveryQueueMigration(t *testing.T) {
 	ctx := context.Background()
 	db, err := database.Open(ctx, testenv.EmptyPostgresURL(t))
@@ -109,7 +109,7 @@ func TestDeliveryQueueMigration(t *testing.T) {
 		}
 		return s
 	}
-	if got, want := queue(), "a1 00:00:01 -, a2 00:05:00 00:06:00"; got != want {
+	if got, want := queue(), "a1 00:00:01 -, a2 00:06:00 00:06:00"; got != want {
 		t.Errorf("deliveries after up: got %q, want %q", got, want)
 	}
 	var deadAt string
@@ -126,7 +126,7 @@ func TestDeliveryQueueMigration(t *testing.T) {
 		FROM events WHERE status <> 'delivered'`).Scan(&got); err != nil {
 		t.Fatal(err)
 	}
-	if want := "a 01-01 00:00:01 -, b 01-01 00:05:00 00:06:00, d 01-03 00:00:00 -"; got != want {
+	if want := "a 01-01 00:00:01 -, b 01-01 00:06:00 00:06:00, d 01-03 00:00:00 -"; got != want {
 		t.Errorf("events after down: got %q, want %q", got, want)
 	}
 }

@@ -1,22 +1,26 @@
 // Package delivery forwards accepted events to their tenants' callback URLs:
-// it claims due work from the events table (the queue), signs and POSTs each
-// event with the Standard Webhooks headers, schedules retries, records every
-// attempt, pauses a tenant whose endpoint answers 410, and purges old events.
+// it claims due work from the deliveries table (the queue), signs and POSTs
+// each event with the Standard Webhooks headers, schedules retries, records
+// every attempt, pauses a tenant whose endpoint answers 410, expires the
+// backlog of an endpoint that stays down, and purges old events.
 //
-// It owns the delivery columns of events (status, attempts,
-// next_attempt_at, leased_until, delivered_at) once a row is inserted, the
-// delivery_attempts table, and the Redis keys t:<tenant>:rate (under
-// Config.KeyPrefix). It reads the tenant's endpoint, limits and signing
-// keys from the tenant Registry and never from a query per delivery.
+// It owns the deliveries table once a row is queued (by the events insert
+// trigger), the delivery columns of events (status, attempts,
+// delivered_at, dead_at), the delivery_attempts table, and the Redis keys
+// t:<tenant>:rate (under Config.KeyPrefix). It reads the tenant's
+// endpoint, limits and signing keys from the tenant Registry and never
+// from a query per delivery.
 //
 // Invariants:
 //
 //   - At least once. A row is claimed by setting leased_until (the lease)
-//     in the claiming statement; only an outcome written under that same
-//     lease value ends or moves the work. A worker that dies leaves leases
-//     that expire after Config.Lease, and the rows are claimed again. An
-//     outcome whose lease has been replaced (a replay, an expired lease
-//     taken over by another worker) changes nothing but the attempt log.
+//     and next_attempt_at to the lease's end in the claiming statement;
+//     only an outcome written under that same lease value ends or moves
+//     the work. A worker that dies leaves leases that expire after
+//     Config.Lease, and the rows are claimed again. An outcome whose lease
+//     has been replaced (a replay, an expired lease taken over by another
+//     worker) changes nothing but the attempt log. An event leaves the
+//     queue only delivered or dead (listed, replayable).
 //   - Waiting is not failing. Time spent behind the tenant's rate limit,
 //     its in-flight cap or its open circuit breaker never counts as an
 //     attempt: such events are not claimed, or are released unchanged

@@ -290,46 +290,58 @@ func uuidV7At(at time.Time) uuid.UUID {
 	return id
 }
 
-// TestExpire: events still queued once the whole retry schedule could have
-// run since they were queued are dead, attempts spent or not, except one
-// held by an attempt in flight and those of a tenant whose endpoint is
-// disabled (they wait for it to be re-enabled).
+// TestExpire: once a tenant's endpoint has failed enough to open its
+// breaker, its due events still queued after the whole retry schedule
+// could have run are dead, attempts spent or not. Not expired: a younger
+// event, one waiting for a scheduled retry, one held by an attempt in
+// flight, a healthy tenant's backlog, and a disabled endpoint's events.
 func TestExpire(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	live, _ := e.addTenant("http://127.0.0.1:9/unused", tenantOpts{})
-	paused, _ := e.addTenant("http://127.0.0.1:9/unused", tenantOpts{})
+	failing := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) })
+	down, _ := e.addTenant(failing.srv.URL, tenantOpts{})
+	healthy, _ := e.addTenant("http://127.0.0.1:9/unused", tenantOpts{})
+	paused, _ := e.addTenant(failing.srv.URL, tenantOpts{})
 	e.exec(`UPDATE tenants SET endpoint_disabled_at = now() WHERE id = $1`, paused)
 	e.reload()
 
-	// The schedule 1h, 1h with ±20% jitter can take up to 2h24m.
-	queued := func(tenantID string, age time.Duration, leased bool) uuid.UUID {
+	// Open down's breaker: two failures, then it stays open for an hour.
+	cfg := e.baseConfig()
+	cfg.RetrySchedule = []time.Duration{time.Hour, time.Hour} // up to 2h24m with ±20% jitter
+	cfg.Jitter = 0.2
+	cfg.BreakerFailures = 2
+	cfg.BreakerOpenFor = time.Hour
+	opener1, opener2 := e.addEvent(down), e.addEvent(down)
+	w, stop := e.start(cfg)
+	waitFor(t, 5*time.Second, "the failing endpoint's breaker to open", func() bool {
+		return e.state(down, opener1).Attempts == 1 && e.state(down, opener2).Attempts == 1
+	})
+	// The stopped worker keeps its breakers; nothing claims the events below.
+	stop()
+
+	queued := func(tenantID string, age time.Duration, next time.Duration, leased bool) uuid.UUID {
 		t.Helper()
 		id := e.addEvent(tenantID)
 		var lease any
 		if leased {
-			lease = time.Now().Add(time.Minute)
+			lease = time.Now().Add(next)
 		}
-		e.exec(`UPDATE deliveries SET queued_at = $2, leased_until = $3, next_attempt_at = coalesce($3, next_attempt_at) WHERE event_id = $1`,
-			id, time.Now().Add(-age), lease)
+		e.exec(`UPDATE deliveries SET queued_at = $2, next_attempt_at = $3, leased_until = $4 WHERE event_id = $1`,
+			id, time.Now().Add(-age), time.Now().Add(next), lease)
 		return id
 	}
 	tests := []struct {
 		name   string
+		tenant string
 		id     uuid.UUID
 		expire bool
 	}{
-		{"queued 3h ago", queued(live, 3*time.Hour, false), true},
-		{"queued 2h ago", queued(live, 2*time.Hour, false), false},
-		{"queued 3h ago, attempt in flight", queued(live, 3*time.Hour, true), false},
-		{"queued 3h ago, endpoint disabled", queued(paused, 3*time.Hour, false), false},
-	}
-	e.exec(`UPDATE events SET status = 'failed', attempts = 1 WHERE id = $1`, tests[0].id)
-
-	w, err := delivery.New(delivery.Config{RetrySchedule: []time.Duration{time.Hour, time.Hour}, Jitter: 0.2},
-		e.reg, e.db.Pool, nil, nil, nil)
-	if err != nil {
-		t.Fatal(err)
+		{"failing, queued 3h ago, due", down, queued(down, 3*time.Hour, -time.Minute, false), true},
+		{"failing, queued 2h ago, due", down, queued(down, 2*time.Hour, -time.Minute, false), false},
+		{"failing, queued 3h ago, retry due in 30m", down, queued(down, 3*time.Hour, 30*time.Minute, false), false},
+		{"failing, queued 3h ago, attempt in flight", down, queued(down, 3*time.Hour, time.Minute, true), false},
+		{"healthy, queued 3h ago, due", healthy, queued(healthy, 3*time.Hour, -time.Minute, false), false},
+		{"disabled endpoint, queued 3h ago, due", paused, queued(paused, 3*time.Hour, -time.Minute, false), false},
 	}
 	n, err := w.Expire(context.Background())
 	if err != nil {

@@ -3,11 +3,9 @@ package delivery
 import (
 	"context"
 	"time"
-)
 
-// WorkChannel is the Postgres channel the events table's insert trigger
-// notifies when it queues deliveries.
-const WorkChannel = "postgate_deliveries"
+	"github.com/postgate/postgate/internal/database"
+)
 
 // listen wakes the claim loop whenever new deliveries are queued, on any
 // replica, until ctx ends. Without it new work waits for the next poll
@@ -35,7 +33,7 @@ func (w *Worker) listenOnce(ctx context.Context) error {
 	}
 	conn := pc.Hijack() // a LISTEN connection must not go back to the pool
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+WorkChannel); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+database.DeliveriesChannel); err != nil {
 		return err
 	}
 	for {

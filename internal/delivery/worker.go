@@ -159,8 +159,9 @@ func (w *Worker) claimLoop(ctx, sendCtx context.Context) {
 // $3 best by rank: every tenant's first before any tenant's second. The
 // kept rows are leased in the same statement: next_attempt_at and
 // leased_until both become now() + $4, so a held row is simply not due,
-// and leased_until is the token an outcome must match. The event's body
-// and attempts come from events.
+// and leased_until is the token an outcome must match. The retry count
+// comes from the locked row too (a replay resets it there); the body,
+// which never changes, from events.
 const claimSQL = `WITH quota AS (
 	SELECT * FROM unnest($1::uuid[], $2::int[]) AS q(tenant_id, k)
 ), candidates AS (
@@ -179,9 +180,9 @@ const claimSQL = `WITH quota AS (
 	UPDATE deliveries d SET next_attempt_at = now() + $4::interval, leased_until = now() + $4::interval
 	FROM picked p
 	WHERE d.tenant_id = p.tenant_id AND d.event_id = p.event_id
-	RETURNING d.tenant_id, d.event_id, d.leased_until
+	RETURNING d.tenant_id, d.event_id, d.leased_until, d.attempts
 )
-SELECT l.tenant_id::text, l.event_id, e.attempts, e.received_at, l.leased_until, e.body
+SELECT l.tenant_id::text, l.event_id, l.attempts, e.received_at, l.leased_until, e.body
 FROM leased l JOIN events e ON e.tenant_id = l.tenant_id AND e.id = l.event_id`
 
 // claimRound claims what every eligible tenant may take now and starts

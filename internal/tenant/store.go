@@ -118,9 +118,11 @@ func (s *Store) UpdateTenant(ctx context.Context, id string, apply func(*Tenant,
 		}
 		t := row.domain()
 		sec := SealedSecrets{Current: row.SigningSecret, Previous: row.PreviousSigningSecret, PreviousExpiresAt: row.PreviousSigningSecretExpiresAt}
+		wasDisabled := t.EndpointDisabledAt != nil
 		if err := apply(&t, &sec); err != nil {
 			return err
 		}
+		reenabled := wasDisabled && t.EndpointDisabledAt == nil
 		row = tenantRow{
 			ID:                             uid,
 			Name:                           t.Name,
@@ -142,6 +144,13 @@ func (s *Store) UpdateTenant(ctx context.Context, id string, apply func(*Tenant,
 		if err := tx.Model(&tenantRow{}).Where("id = ?", uid).Select("*").Omit("id", "created_at").Updates(&row).Error; err != nil {
 			return storeErr("update tenant", err)
 		}
+		if reenabled {
+			// The events waited for the endpoint, not on it: their expiry
+			// clock starts again.
+			if err := tx.Exec(`UPDATE deliveries SET queued_at = now() WHERE tenant_id = ?`, uid).Error; err != nil {
+				return storeErr("update tenant", err)
+			}
+		}
 		out = row.domain()
 		return nil
 	})
@@ -149,20 +158,47 @@ func (s *Store) UpdateTenant(ctx context.Context, id string, apply func(*Tenant,
 }
 
 // DeleteTenant deletes a tenant; its apps, Pages, events and quarantine go
-// with it (ON DELETE CASCADE), which stops its deliveries.
+// with it (ON DELETE CASCADE), which stops its deliveries. Its queue rows
+// go first, in the same transaction: deliveries before events is the lock
+// order of every writer of both (the cascade would take them the other
+// way round and could deadlock with an outcome being written).
 func (s *Store) DeleteTenant(ctx context.Context, id string) error {
 	uid, err := uuid.Parse(id)
 	if err != nil {
 		return notFound("tenant")
 	}
-	res := s.db.WithContext(ctx).Where("id = ?", uid).Delete(&tenantRow{})
-	if res.Error != nil {
-		return storeErr("delete tenant", res.Error)
+	var deleted int64
+	err = retryDeadlock(func() error {
+		return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			if err := tx.Exec(`DELETE FROM deliveries WHERE tenant_id = ?`, uid).Error; err != nil {
+				return err
+			}
+			res := tx.Where("id = ?", uid).Delete(&tenantRow{})
+			deleted = res.RowsAffected
+			return res.Error
+		})
+	})
+	if err != nil {
+		return storeErr("delete tenant", err)
 	}
-	if res.RowsAffected == 0 {
+	if deleted == 0 {
 		return notFound("tenant")
 	}
 	return nil
+}
+
+// retryDeadlock runs f again, up to twice, when Postgres ended it to break
+// a deadlock (SQLSTATE 40P01): the other transaction has gone through by
+// then.
+func retryDeadlock(f func() error) error {
+	var err error
+	for range 3 {
+		var pe *pgconn.PgError
+		if err = f(); !errors.As(err, &pe) || pe.Code != "40P01" {
+			return err
+		}
+	}
+	return err
 }
 
 // CreateApp inserts a (with its timestamps set) and its sealed secret. A
@@ -439,24 +475,46 @@ func (s *Store) GetEvent(ctx context.Context, tenantID string, id uuid.UUID) (Ev
 
 // requeueSQL is what a replay does: the events the WHERE clause (%s, over
 // events e) picks become pending with a fresh retry schedule, and their
-// deliveries rows are due now and unleased (created if the event had
-// settled; an attempt in flight loses its lease, so its outcome changes
-// nothing). The id (the webhook-id) does not change, and the dedup key is
-// not consulted, so a replay bypasses dedup. The second %s selects from
-// the requeued events (e) and their queue rows (d).
+// deliveries rows are due now, unleased, with no attempts and a new expiry
+// clock (created if the event had settled; an attempt in flight loses its
+// lease, so its outcome changes nothing). The id (the webhook-id) does not
+// change, and the dedup key is not consulted, so a replay bypasses dedup.
+// The second %s selects from the requeued events (e) and their queue rows
+// (d). Run it after lockQueuedSQL with the same WHERE clause.
 const requeueSQL = `WITH e AS (
 	UPDATE events e SET status = 'pending', attempts = 0, dead_at = NULL
 	WHERE %s
 	RETURNING e.*
 ), d AS (
 	INSERT INTO deliveries (tenant_id, event_id) SELECT tenant_id, id FROM e
-	ON CONFLICT (tenant_id, event_id) DO UPDATE SET next_attempt_at = now(), leased_until = NULL, queued_at = now()
+	ON CONFLICT (tenant_id, event_id) DO UPDATE
+	SET next_attempt_at = now(), leased_until = NULL, attempts = 0, queued_at = now()
 	RETURNING tenant_id, event_id, next_attempt_at
 )
 %s`
 
+// lockQueuedSQL locks the queue rows of the events a replay's WHERE clause
+// picks before the replay updates the events: deliveries before events is
+// the lock order of every writer of both (outcomes, expiry), so a replay
+// cannot deadlock with them.
+const lockQueuedSQL = `SELECT 1 FROM deliveries d JOIN events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id
+WHERE %s ORDER BY d.event_id FOR UPDATE OF d`
+
 // requeuedEvents selects the requeued events as eventListColumns lists them.
 const requeuedEvents = `SELECT ` + eventListColumns + ` FROM e JOIN d ON d.tenant_id = e.tenant_id AND d.event_id = e.id`
+
+// requeue runs a replay of the events where picks (see requeueSQL) in one
+// transaction and scans what final selects into dest.
+func (s *Store) requeue(ctx context.Context, where, final string, dest any, args ...any) error {
+	return retryDeadlock(func() error {
+		return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			if err := tx.Exec(fmt.Sprintf(lockQueuedSQL, where), args...).Error; err != nil {
+				return err
+			}
+			return tx.Raw(fmt.Sprintf(requeueSQL, where, final), args...).Scan(dest).Error
+		})
+	})
+}
 
 // ReplayEvent puts one event of a tenant back in the delivery queue.
 func (s *Store) ReplayEvent(ctx context.Context, tenantID string, id uuid.UUID) (Event, error) {
@@ -465,8 +523,7 @@ func (s *Store) ReplayEvent(ctx context.Context, tenantID string, id uuid.UUID) 
 		return Event{}, notFound("event")
 	}
 	var rows []queuedEventRow
-	if err := s.db.WithContext(ctx).Raw(fmt.Sprintf(requeueSQL, "e.tenant_id = ? AND e.id = ?", requeuedEvents), tid, id).
-		Scan(&rows).Error; err != nil {
+	if err := s.requeue(ctx, "e.tenant_id = ? AND e.id = ?", requeuedEvents, &rows, tid, id); err != nil {
 		return Event{}, storeErr("replay event", err)
 	}
 	if len(rows) == 0 {
@@ -497,9 +554,8 @@ func (s *Store) ReplayEvents(ctx context.Context, tenantID string, f ReplayFilte
 		where += " AND e.received_at < @until"
 	}
 	var n int64
-	err = s.db.WithContext(ctx).Raw(fmt.Sprintf(requeueSQL, where, "SELECT count(*) FROM d"),
-		map[string]any{"tenant": tid, "status": string(f.Status), "since": f.Since, "until": f.Until}).
-		Scan(&n).Error
+	err = s.requeue(ctx, where, "SELECT count(*) FROM d", &n,
+		map[string]any{"tenant": tid, "status": string(f.Status), "since": f.Since, "until": f.Until})
 	if err != nil {
 		return 0, storeErr("replay events", err)
 	}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/postgate/postgate/internal/database"
 )
 
 // Group commit: every request hands its rows to one of CommitWorkers
@@ -60,7 +62,11 @@ func (in *Ingestor) Run(ctx context.Context) {
 		in.markLoop(ctx)
 		done <- struct{}{}
 	}()
-	for range in.cfg.CommitWorkers + 1 {
+	go func() {
+		in.wakeLoop(ctx)
+		done <- struct{}{}
+	}()
+	for range in.cfg.CommitWorkers + 2 {
 		<-done
 	}
 	for {
@@ -131,11 +137,17 @@ func (in *Ingestor) flush(batch []*commitReq, n int) {
 			}
 		}
 		in.mark(stored)
+		if len(stored) > 0 {
+			in.wakeWorkers()
+		}
 		return
 	}
 	in.answer(batch, inserted, err)
 	if err == nil {
 		in.mark(batch)
+		if len(inserted) > 0 {
+			in.wakeWorkers()
+		}
 	}
 }
 
@@ -241,5 +253,38 @@ func (in *Ingestor) markLoop(ctx context.Context) {
 		case batch := <-in.marks:
 			in.markCommitted(batch)
 		}
+	}
+}
+
+// wakeWorkers asks wakeLoop to tell the delivery workers there is new
+// work. Requests coalesce: one notification may cover many commits.
+func (in *Ingestor) wakeWorkers() {
+	select {
+	case in.wake <- struct{}{}:
+	default:
+	}
+}
+
+// wakeSQL notifies the workers in a transaction of its own, after the
+// events' commit, not in it: Postgres serialises the commits of
+// transactions that NOTIFY (a cluster-wide lock held through the WAL
+// flush), which would take the group commits' shared flushes away. It
+// commits asynchronously: it stores nothing.
+const wakeSQL = "BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_notify('" + database.DeliveriesChannel + "', ''); COMMIT"
+
+// wakeLoop sends the notifications wakeWorkers asks for, one at a time,
+// until ctx ends. A failed one is only logged: the workers also poll.
+func (in *Ingestor) wakeLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-in.wake:
+		}
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if _, err := in.pool.Exec(wctx, wakeSQL); err != nil && ctx.Err() == nil {
+			in.log.Warn("notify delivery workers", "err", err)
+		}
+		cancel()
 	}
 }

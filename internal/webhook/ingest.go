@@ -81,6 +81,7 @@ type Ingestor struct {
 	macs    macPools
 	commits chan *commitReq
 	marks   chan []*commitReq
+	wake    chan struct{}
 	// redisDownUntil is the Unix nano time until which Redis is skipped.
 	redisDownUntil atomic.Int64
 }
@@ -102,6 +103,7 @@ func NewIngestor(cfg Config, reg Routing, pool *pgxpool.Pool, rdb redis.Universa
 		cfg: cfg, reg: reg, pool: pool, rdb: rdb, log: log, m: newMetrics(mreg),
 		commits: make(chan *commitReq, 1024),
 		marks:   make(chan []*commitReq, 256),
+		wake:    make(chan struct{}, 1),
 	}, nil
 }
 

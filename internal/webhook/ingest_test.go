@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postgate/postgate/internal/database"
 	"github.com/postgate/postgate/internal/testenv"
 	"github.com/postgate/postgate/internal/webhook"
 )
@@ -387,5 +388,45 @@ func TestIDsThatAreNotText(t *testing.T) {
 				t.Fatalf("redelivery: accepted %d duplicates %d, want 0 and 1", res.Accepted, res.Duplicates)
 			}
 		})
+	}
+}
+
+// TestWakesDeliveryWorkers: a commit that stores new events notifies
+// database.DeliveriesChannel (the workers claim at once instead of at
+// their next poll); a redelivery that stores nothing does not.
+func TestWakesDeliveryWorkers(t *testing.T) {
+	e := newEnv(t)
+	e.standard()
+	ctx := context.Background()
+	conn, err := e.db.Pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN "+database.DeliveriesChannel); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _, _ = conn.Exec(ctx, "UNLISTEN *") }()
+	notified := func(within time.Duration) bool {
+		wctx, cancel := context.WithTimeout(ctx, within)
+		defer cancel()
+		_, err := conn.Conn().WaitForNotification(wctx)
+		return err == nil
+	}
+	body := fixture(t, "06-batch-three-pages.json")
+	sig := sign256(fixtureSecret, body)
+	if res := e.post("1001", body, sig); res.Accepted != 3 {
+		t.Fatalf("accepted %d, want 3", res.Accepted)
+	}
+	if !notified(5 * time.Second) {
+		t.Fatal("no notification after new events were stored")
+	}
+	for notified(200 * time.Millisecond) { // coalesced extras, if any
+	}
+	if res := e.post("1001", body, sig); res.Duplicates != 3 {
+		t.Fatalf("redelivery: duplicates %d, want 3", res.Duplicates)
+	}
+	if notified(500 * time.Millisecond) {
+		t.Error("a redelivery that stored nothing notified the workers")
 	}
 }
