@@ -42,7 +42,9 @@ type Config struct {
 	// PollInterval is the wait between claims when there was nothing to do.
 	// Default 100ms.
 	PollInterval time.Duration
-	// MinClaimInterval spaces claims when work keeps coming. Default 2ms.
+	// MinClaimInterval spaces claims when work keeps coming. Default 5ms:
+	// each claim is planned afresh (see replan), and at 1 event per commit
+	// a notification arrives every millisecond or so.
 	MinClaimInterval time.Duration
 	// ClaimPerTenant caps one tenant's events in one claim (its free in-flight
 	// slots bound it too). Default 256.
@@ -113,7 +115,7 @@ func (c *Config) defaults() error {
 	defInt(&c.TenantConcurrency, 16)
 	def(&c.Lease, c.Timeout+30*time.Second)
 	def(&c.PollInterval, 100*time.Millisecond)
-	def(&c.MinClaimInterval, 2*time.Millisecond)
+	def(&c.MinClaimInterval, 5*time.Millisecond)
 	defInt(&c.ClaimPerTenant, 256)
 	defInt(&c.MaxFlush, 500)
 	def(&c.FlushWait, 10*time.Millisecond)

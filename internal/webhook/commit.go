@@ -272,15 +272,29 @@ func (in *Ingestor) wakeWorkers() {
 // commits asynchronously: it stores nothing.
 const wakeSQL = "BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_notify('" + database.DeliveriesChannel + "', ''); COMMIT"
 
+// wakeEvery spaces the notifications: the first after a quiet spell goes
+// at once, later ones gather what was committed meanwhile. The workers do
+// not claim more often than this anyway (their MinClaimInterval).
+const wakeEvery = 5 * time.Millisecond
+
 // wakeLoop sends the notifications wakeWorkers asks for, one at a time,
 // until ctx ends. A failed one is only logged: the workers also poll.
 func (in *Ingestor) wakeLoop(ctx context.Context) {
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-in.wake:
 		}
+		if wait := time.Until(last.Add(wakeEvery)); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		last = time.Now()
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if _, err := in.pool.Exec(wctx, wakeSQL); err != nil && ctx.Err() == nil {
 			in.log.Warn("notify delivery workers", "err", err)
