@@ -86,21 +86,27 @@ func (s *Store) GetTenant(ctx context.Context, id string) (Tenant, error) {
 // ListTenants lists tenants in id order (UUIDv7: creation order, so new
 // tenants land after every cursor already handed out).
 func (s *Store) ListTenants(ctx context.Context, opts ListOptions) (Results[Tenant], error) {
-	q := s.db.WithContext(ctx).Order("id")
+	return pageByID(s.db.WithContext(ctx).Model(&tenantRow{}), "id", opts, "list tenants",
+		(*tenantRow).domain, func(r *tenantRow) uuid.UUID { return r.ID })
+}
+
+// pageByID reads one page of q in the order of its UUID column col, after
+// the cursor's id: limit+1 rows, the extra one only telling that there is
+// a next page.
+func pageByID[R, T any](q *gorm.DB, col string, opts ListOptions, op string, domain func(*R) T, id func(*R) uuid.UUID) (Results[T], error) {
+	q = q.Order(col)
 	if opts.Cursor != "" {
 		after, err := idCursor(opts.Cursor)
 		if err != nil {
-			return Results[Tenant]{}, err
+			return Results[T]{}, err
 		}
-		q = q.Where("id > ?", after)
+		q = q.Where(col+" > ?", after)
 	}
-	var rows []tenantRow
-	if err := q.Limit(opts.limit() + 1).Find(&rows).Error; err != nil {
-		return Results[Tenant]{}, storeErr("list tenants", err)
+	var rows []R
+	if err := q.Limit(opts.limit() + 1).Scan(&rows).Error; err != nil {
+		return Results[T]{}, storeErr(op, err)
 	}
-	return page(rows, opts.limit(), (*tenantRow).domain, func(r *tenantRow) []string {
-		return []string{r.ID.String()}
-	}), nil
+	return page(rows, opts.limit(), domain, func(r *R) []string { return []string{id(r).String()} }), nil
 }
 
 // UpdateTenant reads tenant id under a row lock, lets apply change it and
@@ -409,7 +415,7 @@ func (s *Store) ListEvents(ctx context.Context, tenantID string, f EventFilter, 
 	if err != nil {
 		return Results[Event]{}, notFound("tenant")
 	}
-	q := s.db.WithContext(ctx).Table(eventsWithQueue).Select(eventListColumns).Where("e.tenant_id = ?", tid).Order("e.id")
+	q := s.db.WithContext(ctx).Table(eventsWithQueue).Select(eventListColumns).Where("e.tenant_id = ?", tid)
 	if f.Status != "" {
 		q = q.Where("e.status = ?", string(f.Status))
 	}
@@ -425,20 +431,8 @@ func (s *Store) ListEvents(ctx context.Context, tenantID string, f EventFilter, 
 	if !f.Until.IsZero() {
 		q = q.Where("e.received_at < ?", f.Until)
 	}
-	if opts.Cursor != "" {
-		after, err := idCursor(opts.Cursor)
-		if err != nil {
-			return Results[Event]{}, err
-		}
-		q = q.Where("e.id > ?", after)
-	}
-	var rows []queuedEventRow
-	if err := q.Limit(opts.limit() + 1).Scan(&rows).Error; err != nil {
-		return Results[Event]{}, storeErr("list events", err)
-	}
-	return page(rows, opts.limit(), (*queuedEventRow).domain, func(r *queuedEventRow) []string {
-		return []string{r.Event.ID.String()}
-	}), nil
+	return pageByID(q, "e.id", opts, "list events", (*queuedEventRow).domain,
+		func(r *queuedEventRow) uuid.UUID { return r.Event.ID })
 }
 
 // MaxAttemptsShown bounds the attempts GetEvent returns: the most recent
