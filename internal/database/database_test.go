@@ -8,19 +8,26 @@ import (
 	"github.com/postgate/postgate/internal/testenv"
 )
 
-// TestMigrationsUpDownUp proves every migration applies to an empty
-// database, rolls back cleanly, and applies again.
-func TestMigrationsUpDownUp(t *testing.T) {
-	ctx := context.Background()
-	db, err := database.Open(ctx, testenv.EmptyPostgresURL(t))
+// emptyDatabase opens a database with no tables and a migrator for it.
+func emptyDatabase(t *testing.T) (*database.DB, *database.Migrator) {
+	t.Helper()
+	db, err := database.Open(context.Background(), testenv.EmptyPostgresURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(db.Close)
 	m, err := database.NewMigrator(db.SQL)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return db, m
+}
+
+// TestMigrationsUpDownUp proves every migration applies to an empty
+// database, rolls back cleanly, and applies again.
+func TestMigrationsUpDownUp(t *testing.T) {
+	ctx := context.Background()
+	db, m := emptyDatabase(t)
 	up, err := m.Up(ctx)
 	if err != nil {
 		t.Fatalf("first up: %v", err)
@@ -67,15 +74,7 @@ func TestMigrationsUpDownUp(t *testing.T) {
 // event keeps when it died, and settled events get no queue row.
 func TestDeliveryQueueMigration(t *testing.T) {
 	ctx := context.Background()
-	db, err := database.Open(ctx, testenv.EmptyPostgresURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	m, err := database.NewMigrator(db.SQL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, m := emptyDatabase(t)
 	if _, err := m.Up(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/postgate/postgate/internal/database"
 	"github.com/postgate/postgate/internal/secrets"
 )
 
@@ -314,34 +315,19 @@ func (r *Registry) openSigningKey(sealed []byte, binding, tenantID string) []byt
 // ReloadEvery as a backstop, and after a lost connection reconnects and
 // reloads, since notifications sent meanwhile are gone.
 func (r *Registry) Run(ctx context.Context) {
-	for ctx.Err() == nil {
-		err := r.listen(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		r.log.Warn("registry listener lost; reconnecting", "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(r.cfg.RetryEvery):
-		}
+	l := database.Listener{
+		Pool: r.pool, Channel: RegistryChannel, Serve: r.serveNotifications, RetryEvery: r.cfg.RetryEvery, Log: r.log,
 		// The periodic reload also covers the time without a listener.
-		if err := r.Load(ctx); err != nil && ctx.Err() == nil {
-			r.log.Warn("registry reload failed", "err", err)
-		}
+		Lost: func(ctx context.Context) {
+			if err := r.Load(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn("registry reload failed", "err", err)
+			}
+		},
 	}
+	l.Run(ctx)
 }
 
-func (r *Registry) listen(ctx context.Context) error {
-	pc, err := r.pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	conn := pc.Hijack() // a LISTEN connection must not go back to the pool
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+RegistryChannel); err != nil {
-		return err
-	}
+func (r *Registry) serveNotifications(ctx context.Context, conn *pgx.Conn) error {
 	// Changes made before LISTEN took effect would be missed otherwise.
 	if err := r.Load(ctx); err != nil {
 		return err
