@@ -109,7 +109,7 @@ var settings = []setting{
 		parse: func(c *Config, v string) error { return parseInt(&c.TenantRate, v, 1, 1000000) }},
 	{env: "TENANT_BURST", def: "200", usage: "default forwarding burst per tenant",
 		parse: func(c *Config, v string) error { return parseInt(&c.TenantBurst, v, 1, 1000000) }},
-	{env: "TENANT_CONCURRENCY", def: "16", usage: "default in-flight deliveries per tenant",
+	{env: "TENANT_CONCURRENCY", def: "16", usage: "default in-flight deliveries per tenant, in each worker process",
 		parse: func(c *Config, v string) error { return parseInt(&c.TenantConcurrency, v, 1, 100000) }},
 	{env: "RETENTION_DELIVERED", def: "168h", usage: "how long delivered events and their attempts are kept",
 		parse: func(c *Config, v string) error {
