@@ -20,7 +20,7 @@ import (
 const (
 	loadRate = 30 // POSTs/s; 1–20 events each, ~300 events/s
 	// settleWithin bounds the wait for the last deliveries: a lease left
-	// by kill -9 expires after CALLBACK_TIMEOUT + 30s, an open breaker
+	// by kill -9 expires after DELIVERY_LEASE (15s here), an open breaker
 	// lets a probe through after 30s.
 	settleWithin = 75 * time.Second
 )

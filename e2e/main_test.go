@@ -187,6 +187,11 @@ func (s *stack) env(httpAddr, metricsAddr string) []string {
 		"CALLBACK_ALLOW_PRIVATE=true",
 		"RETRY_SCHEDULE=200ms,500ms,1s,2s,3s,5s,5s,5s",
 		"CALLBACK_TIMEOUT=2s",
+		// A kill -9 leaves claims that come back after the lease: short
+		// here, so the kill tests settle sooner, long enough that the
+		// Postgres restart test's outcomes (written once it is back) are
+		// never overtaken by a second claim.
+		"DELIVERY_LEASE=15s",
 		"DELIVERY_CONCURRENCY=32",
 		"TENANT_RATE=5000",
 		"TENANT_BURST=5000",

@@ -166,6 +166,8 @@ func TestServeConfigErrors(t *testing.T) {
 			`CALLBACK_TIMEOUT must be a duration such as 10s or 2m, got "ten"`},
 		{"bad redis url", map[string]string{"REDIS_URL": "http://x", "SECRET_KEY": key32(), "ADMIN_JWT_SECRET": strings.Repeat("s", 40)},
 			`REDIS_URL must be a redis:// or rediss:// URL`},
+		{"lease shorter than an attempt", map[string]string{"CALLBACK_TIMEOUT": "10s", "DELIVERY_LEASE": "12s", "SECRET_KEY": key32(), "ADMIN_JWT_SECRET": strings.Repeat("s", 40)},
+			`DELIVERY_LEASE must exceed CALLBACK_TIMEOUT (10s) by at least 5s`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

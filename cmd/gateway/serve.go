@@ -151,6 +151,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			Timeout:           cfg.CallbackTimeout,
 			RetrySchedule:     cfg.RetrySchedule,
 			Concurrency:       cfg.DeliveryConcurrency,
+			Lease:             cfg.DeliveryLease,
 			TenantRate:        cfg.TenantRate,
 			TenantBurst:       cfg.TenantBurst,
 			TenantConcurrency: cfg.TenantConcurrency,

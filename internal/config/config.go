@@ -31,9 +31,13 @@ type Config struct {
 	DedupTTL             time.Duration
 	RetrySchedule        []time.Duration
 	DeliveryConcurrency  int
-	TenantRate           int
-	TenantBurst          int
-	TenantConcurrency    int
+	// DeliveryLease is how long a claimed delivery stays held: a worker
+	// killed mid-attempt leaves its claims to others after it. Zero means
+	// CALLBACK_TIMEOUT + 30s.
+	DeliveryLease     time.Duration
+	TenantRate        int
+	TenantBurst       int
+	TenantConcurrency int
 	// RetentionDelivered is how long delivered events (and their attempts)
 	// are kept; RetentionDead the same for dead events.
 	RetentionDelivered time.Duration
@@ -105,6 +109,13 @@ var settings = []setting{
 		parse: func(c *Config, v string) error { return parseSchedule(&c.RetrySchedule, v) }},
 	{env: "DELIVERY_CONCURRENCY", def: "128", usage: "in-flight callback requests per worker process",
 		parse: func(c *Config, v string) error { return parseInt(&c.DeliveryConcurrency, v, 1, 100000) }},
+	{env: "DELIVERY_LEASE", def: "", usage: "how long a claimed delivery is held before another worker may take it (a crashed worker's claims come back after it); empty: CALLBACK_TIMEOUT + 30s",
+		parse: func(c *Config, v string) error {
+			if v == "" {
+				return nil
+			}
+			return parseDuration(&c.DeliveryLease, v, 6*time.Second, time.Hour)
+		}},
 	{env: "TENANT_RATE", def: "100", usage: "default forwarding rate per tenant (events/s)",
 		parse: func(c *Config, v string) error { return parseInt(&c.TenantRate, v, 1, 1000000) }},
 	{env: "TENANT_BURST", def: "200", usage: "default forwarding burst per tenant",
@@ -190,6 +201,10 @@ func (l *Loader) Load() (Config, error) {
 		if err := s.parse(&c, v); err != nil {
 			errs = append(errs, fmt.Errorf("%s %w", s.env, err))
 		}
+	}
+	if c.DeliveryLease != 0 && c.CallbackTimeout != 0 && c.DeliveryLease < c.CallbackTimeout+5*time.Second {
+		errs = append(errs, fmt.Errorf("DELIVERY_LEASE must exceed CALLBACK_TIMEOUT (%s) by at least 5s, or a slow attempt could be claimed twice; got %s",
+			c.CallbackTimeout, c.DeliveryLease))
 	}
 	return c, errors.Join(errs...)
 }
