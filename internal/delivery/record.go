@@ -50,13 +50,13 @@ const updateSQL = `WITH u AS (
 		AS u(tenant_id, id, lease, status, attempts, next_at, settled_at)
 ), settled AS (
 	DELETE FROM deliveries d USING u
-	WHERE d.tenant_id = u.tenant_id AND d.event_id = u.id AND d.leased_until = u.lease
+	WHERE d.event_id = u.id AND d.leased_until = u.lease
 	  AND u.status IN ('delivered', 'dead')
 	RETURNING u.tenant_id, u.id, u.lease
 ), moved AS (
 	UPDATE deliveries d SET next_attempt_at = u.next_at, leased_until = NULL, attempts = coalesce(u.attempts, d.attempts)
 	FROM u
-	WHERE d.tenant_id = u.tenant_id AND d.event_id = u.id AND d.leased_until = u.lease
+	WHERE d.event_id = u.id AND d.leased_until = u.lease
 	  AND (u.status IS NULL OR u.status IN ('pending', 'failed'))
 	RETURNING u.tenant_id, u.id, u.lease
 )

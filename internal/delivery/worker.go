@@ -179,7 +179,7 @@ const claimSQL = `WITH quota AS (
 ), leased AS (
 	UPDATE deliveries d SET next_attempt_at = now() + $4::interval, leased_until = now() + $4::interval
 	FROM picked p
-	WHERE d.tenant_id = p.tenant_id AND d.event_id = p.event_id
+	WHERE d.event_id = p.event_id
 	RETURNING d.tenant_id, d.event_id, d.leased_until, d.attempts
 )
 SELECT l.tenant_id::text, l.event_id, l.attempts, e.received_at, l.leased_until, e.body

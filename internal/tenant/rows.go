@@ -126,7 +126,7 @@ const eventListColumns = `e.id, e.tenant_id, e.page_id, e.app_id, e.dedup_key, e
 	e.status, e.attempts, e.received_at, e.delivered_at, e.dead_at, d.next_attempt_at`
 
 // eventsWithQueue is the FROM of a read of events with their queue rows.
-const eventsWithQueue = `events e LEFT JOIN deliveries d ON d.tenant_id = e.tenant_id AND d.event_id = e.id`
+const eventsWithQueue = `events e LEFT JOIN deliveries d ON d.event_id = e.id`
 
 func (q *queuedEventRow) domain() Event {
 	r := &q.Event

@@ -481,7 +481,7 @@ const requeueSQL = `WITH e AS (
 	RETURNING e.*
 ), d AS (
 	INSERT INTO deliveries (tenant_id, event_id) SELECT tenant_id, id FROM e
-	ON CONFLICT (tenant_id, event_id) DO UPDATE
+	ON CONFLICT (event_id) DO UPDATE
 	SET next_attempt_at = now(), leased_until = NULL, attempts = 0, queued_at = now()
 	RETURNING tenant_id, event_id, next_attempt_at
 )
@@ -491,11 +491,11 @@ const requeueSQL = `WITH e AS (
 // picks before the replay updates the events: deliveries before events is
 // the lock order of every writer of both (outcomes, expiry), so a replay
 // cannot deadlock with them.
-const lockQueuedSQL = `SELECT 1 FROM deliveries d JOIN events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id
+const lockQueuedSQL = `SELECT 1 FROM deliveries d JOIN events e ON e.id = d.event_id
 WHERE %s ORDER BY d.event_id FOR UPDATE OF d`
 
 // requeuedEvents selects the requeued events as eventListColumns lists them.
-const requeuedEvents = `SELECT ` + eventListColumns + ` FROM e JOIN d ON d.tenant_id = e.tenant_id AND d.event_id = e.id`
+const requeuedEvents = `SELECT ` + eventListColumns + ` FROM e JOIN d ON d.event_id = e.id`
 
 // requeue runs a replay of the events where picks (see requeueSQL) in one
 // transaction and scans what final selects into dest.
