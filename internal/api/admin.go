@@ -163,11 +163,12 @@ rejected. A 5xx says only "internal error" with an error id, which is also in th
 **Lists** answer ` + "`{\"items\": [...], \"next_cursor\": \"...\"}`" + `; pass ` + "`next_cursor`" + ` back as ` + "`cursor`" + ` for
 the next page (` + "`limit`" + ` 1-200, default 50). ` + "`next_cursor`" + ` is absent on the last page. Cursors are opaque
 and keyset-based: pages stay correct while rows are added. Tenants are listed in creation order, apps by
-app_id, Pages by (page_id, app_id), events and quarantine by (received_at, id), oldest first.
+app_id, Pages by (page_id, app_id), events in the order they arrived and quarantine by (received_at, id),
+oldest first.
 
 **Secrets**: the signing secret appears only in the answers of create and rotate; app secrets are
 write-only. Rotating either keeps the previous one valid for 24 hours.
 
 **Events**: ids are ` + "`evt_`" + ` and 32 hex digits, the same as the ` + "`webhook-id`" + ` of the deliveries.
 A replay requeues the event now with a fresh retry schedule and the same id, bypassing dedup.
-Delivery attempts are not recorded yet: ` + "`attempts`" + ` is an empty list for now.`
+An event's detail lists its delivery attempts, oldest first (the latest 200).`

@@ -138,6 +138,15 @@ type Registry struct {
 	loadMu sync.Mutex
 }
 
+// newSnapshot is an empty snapshot that started loading at loaded.
+func newSnapshot(loaded time.Time) *snapshot {
+	return &snapshot{
+		apps: map[string]*AppKeys{}, tokens: map[string]*AppKeys{},
+		pages: map[string][]Route{}, tenants: map[string]*TenantInfo{},
+		loaded: loaded,
+	}
+}
+
 // NewRegistry returns an empty registry; call Load, then Run.
 func NewRegistry(cfg RegistryConfig, pool *pgxpool.Pool, keys *secrets.Keyring, log *slog.Logger, now func() time.Time) *Registry {
 	cfg.defaults()
@@ -148,10 +157,7 @@ func NewRegistry(cfg RegistryConfig, pool *pgxpool.Pool, keys *secrets.Keyring, 
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Registry{cfg: cfg, pool: pool, keys: keys, log: log, now: now}
-	r.snap.Store(&snapshot{
-		apps: map[string]*AppKeys{}, tokens: map[string]*AppKeys{},
-		pages: map[string][]Route{}, tenants: map[string]*TenantInfo{},
-	})
+	r.snap.Store(newSnapshot(time.Time{}))
 	return r
 }
 
@@ -206,11 +212,7 @@ func (r *Registry) Loads() int64 { return r.loads.Load() }
 func (r *Registry) Load(ctx context.Context) error {
 	r.loadMu.Lock()
 	defer r.loadMu.Unlock()
-	s := &snapshot{
-		apps: map[string]*AppKeys{}, tokens: map[string]*AppKeys{},
-		pages: map[string][]Route{}, tenants: map[string]*TenantInfo{},
-		loaded: r.now(),
-	}
+	s := newSnapshot(r.now())
 	tx, err := r.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return fmt.Errorf("load registry: %w", err)

@@ -48,9 +48,7 @@ func (r *tenantRow) domain() Tenant {
 		PreviousSigningSecretExpiresAt: r.PreviousSigningSecretExpiresAt,
 		CreatedAt:                      r.CreatedAt,
 		UpdatedAt:                      r.UpdatedAt,
-	}
-	if r.EndpointDisabledReason != nil {
-		t.EndpointDisabledReason = *r.EndpointDisabledReason
+		EndpointDisabledReason:         valueOf(r.EndpointDisabledReason),
 	}
 	return t
 }
@@ -131,21 +129,19 @@ const eventsWithQueue = `events e LEFT JOIN deliveries d ON d.event_id = e.id`
 func (q *queuedEventRow) domain() Event {
 	r := &q.Event
 	e := Event{
-		ID:          r.ID,
-		TenantID:    r.TenantID.String(),
-		PageID:      r.PageID,
-		AppID:       r.AppID,
-		Type:        r.Type,
-		Test:        r.Test,
-		Status:      EventStatus(r.Status),
-		Attempts:    int(r.Attempts),
-		ReceivedAt:  r.ReceivedAt,
-		DeliveredAt: r.DeliveredAt,
-		DeadAt:      r.DeadAt,
-		Body:        r.Body,
-	}
-	if q.NextAttemptAt != nil {
-		e.NextAttemptAt = *q.NextAttemptAt
+		ID:            r.ID,
+		TenantID:      r.TenantID.String(),
+		PageID:        r.PageID,
+		AppID:         r.AppID,
+		Type:          r.Type,
+		Test:          r.Test,
+		Status:        EventStatus(r.Status),
+		Attempts:      int(r.Attempts),
+		ReceivedAt:    r.ReceivedAt,
+		DeliveredAt:   r.DeliveredAt,
+		DeadAt:        r.DeadAt,
+		Body:          r.Body,
+		NextAttemptAt: valueOf(q.NextAttemptAt),
 	}
 	return e
 }
@@ -172,12 +168,8 @@ func (r *attemptRow) domain() Attempt {
 		StatusCode: intOf(r.StatusCode),
 		Latency:    time.Duration(r.LatencyUS) * time.Microsecond,
 		Class:      r.ErrorClass,
-	}
-	if r.ErrorMessage != nil {
-		a.Error = *r.ErrorMessage
-	}
-	if r.ResponseSnippet != nil {
-		a.Response = *r.ResponseSnippet
+		Error:      valueOf(r.ErrorMessage),
+		Response:   valueOf(r.ResponseSnippet),
 	}
 	return a
 }
@@ -237,6 +229,15 @@ func nullInt(v int) *int32 {
 	}
 	n := int32(v)
 	return &n
+}
+
+// valueOf is what p points to, or the zero value for a NULL column.
+func valueOf[T any](p *T) T {
+	if p == nil {
+		var zero T
+		return zero
+	}
+	return *p
 }
 
 func nullString(s string) *string {

@@ -453,7 +453,7 @@ func (s *Service) DeletePage(ctx context.Context, tenantID, pageID, appID string
 	return s.store.DeletePage(ctx, tenantID, pageID, appID)
 }
 
-// ListEvents lists tenantID's events in (received_at, id) order.
+// ListEvents lists tenantID's events in id order (UUIDv7: the order they arrived in).
 func (s *Service) ListEvents(ctx context.Context, tenantID string, f EventFilter, opts ListOptions) (Results[Event], error) {
 	if err := checkWindow(f.Status, f.Since, f.Until, true); err != nil {
 		return Results[Event]{}, err

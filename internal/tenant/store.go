@@ -49,25 +49,32 @@ func (s *Store) CreateTenant(ctx context.Context, t Tenant, signingSecret []byte
 	if err != nil {
 		return Tenant{}, fmt.Errorf("create tenant: %w", err)
 	}
-	row := tenantRow{
-		ID:                     id,
-		Name:                   t.Name,
-		CallbackURL:            t.CallbackURL,
-		Events:                 textArray(t.Events),
-		Rate:                   nullInt(t.Rate),
-		Burst:                  nullInt(t.Burst),
-		Concurrency:            nullInt(t.Concurrency),
-		DeliverTestEvents:      t.DeliverTestEvents,
-		EndpointDisabledAt:     t.EndpointDisabledAt,
-		EndpointDisabledReason: nullString(t.EndpointDisabledReason),
-		SigningSecret:          signingSecret,
-		CreatedAt:              t.CreatedAt,
-		UpdatedAt:              t.UpdatedAt,
-	}
+	row := tenantRowOf(id, t, SealedSecrets{Current: signingSecret})
 	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
 		return Tenant{}, storeErr("create tenant", err)
 	}
 	return row.domain(), nil
+}
+
+// tenantRowOf is the row that stores t with its sealed secrets.
+func tenantRowOf(id uuid.UUID, t Tenant, sec SealedSecrets) tenantRow {
+	return tenantRow{
+		ID:                             id,
+		Name:                           t.Name,
+		CallbackURL:                    t.CallbackURL,
+		Events:                         textArray(t.Events),
+		Rate:                           nullInt(t.Rate),
+		Burst:                          nullInt(t.Burst),
+		Concurrency:                    nullInt(t.Concurrency),
+		DeliverTestEvents:              t.DeliverTestEvents,
+		EndpointDisabledAt:             t.EndpointDisabledAt,
+		EndpointDisabledReason:         nullString(t.EndpointDisabledReason),
+		SigningSecret:                  sec.Current,
+		PreviousSigningSecret:          sec.Previous,
+		PreviousSigningSecretExpiresAt: sec.PreviousExpiresAt,
+		CreatedAt:                      t.CreatedAt,
+		UpdatedAt:                      t.UpdatedAt,
+	}
 }
 
 // GetTenant reads one tenant.
@@ -129,23 +136,7 @@ func (s *Store) UpdateTenant(ctx context.Context, id string, apply func(*Tenant,
 			return err
 		}
 		reenabled := wasDisabled && t.EndpointDisabledAt == nil
-		row = tenantRow{
-			ID:                             uid,
-			Name:                           t.Name,
-			CallbackURL:                    t.CallbackURL,
-			Events:                         textArray(t.Events),
-			Rate:                           nullInt(t.Rate),
-			Burst:                          nullInt(t.Burst),
-			Concurrency:                    nullInt(t.Concurrency),
-			DeliverTestEvents:              t.DeliverTestEvents,
-			EndpointDisabledAt:             t.EndpointDisabledAt,
-			EndpointDisabledReason:         nullString(t.EndpointDisabledReason),
-			SigningSecret:                  sec.Current,
-			PreviousSigningSecret:          sec.Previous,
-			PreviousSigningSecretExpiresAt: sec.PreviousExpiresAt,
-			CreatedAt:                      row.CreatedAt,
-			UpdatedAt:                      t.UpdatedAt,
-		}
+		row = tenantRowOf(uid, t, sec)
 		// Select("*") writes every column, NULLs and zero values included.
 		if err := tx.Model(&tenantRow{}).Where("id = ?", uid).Select("*").Omit("id", "created_at").Updates(&row).Error; err != nil {
 			return storeErr("update tenant", err)
@@ -207,6 +198,21 @@ func retryDeadlock(f func() error) error {
 	return err
 }
 
+// appRowOf is the row that stores a with its sealed secrets.
+func appRowOf(tenantID uuid.UUID, a App, sec SealedSecrets) appRow {
+	return appRow{
+		AppID:                   a.AppID,
+		TenantID:                tenantID,
+		Secret:                  sec.Current,
+		PreviousSecret:          sec.Previous,
+		PreviousSecretExpiresAt: sec.PreviousExpiresAt,
+		VerifyToken:             a.VerifyToken,
+		LegacySHA1:              a.LegacySHA1,
+		CreatedAt:               a.CreatedAt,
+		UpdatedAt:               a.UpdatedAt,
+	}
+}
+
 // CreateApp inserts a (with its timestamps set) and its sealed secret. A
 // taken app_id or verify token is a *FieldError wrapping ErrConflict.
 func (s *Store) CreateApp(ctx context.Context, a App, secret []byte) (App, error) {
@@ -214,15 +220,7 @@ func (s *Store) CreateApp(ctx context.Context, a App, secret []byte) (App, error
 	if err != nil {
 		return App{}, notFound("tenant")
 	}
-	row := appRow{
-		AppID:       a.AppID,
-		TenantID:    tid,
-		Secret:      secret,
-		VerifyToken: a.VerifyToken,
-		LegacySHA1:  a.LegacySHA1,
-		CreatedAt:   a.CreatedAt,
-		UpdatedAt:   a.UpdatedAt,
-	}
+	row := appRowOf(tid, a, SealedSecrets{Current: secret})
 	err = s.db.WithContext(ctx).Create(&row).Error
 	switch {
 	case err == nil:
@@ -289,17 +287,7 @@ func (s *Store) UpdateApp(ctx context.Context, tenantID, appID string, apply fun
 		if err := apply(&a, &sec); err != nil {
 			return err
 		}
-		row = appRow{
-			AppID:                   row.AppID,
-			TenantID:                tid,
-			Secret:                  sec.Current,
-			PreviousSecret:          sec.Previous,
-			PreviousSecretExpiresAt: sec.PreviousExpiresAt,
-			VerifyToken:             row.VerifyToken,
-			LegacySHA1:              a.LegacySHA1,
-			CreatedAt:               row.CreatedAt,
-			UpdatedAt:               a.UpdatedAt,
-		}
+		row = appRowOf(tid, a, sec)
 		if err := tx.Model(&appRow{}).Where("app_id = ?", appID).Select("*").Omit("app_id", "tenant_id", "created_at").Updates(&row).Error; err != nil {
 			return storeErr("update app", err)
 		}

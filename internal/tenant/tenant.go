@@ -194,9 +194,6 @@ func ParseEventID(s string) (uuid.UUID, error) { return parsePrefixedID(s, Event
 // FormatQuarantineID is the public id of the quarantine row id.
 func FormatQuarantineID(id uuid.UUID) string { return QuarantineIDPrefix + hex.EncodeToString(id[:]) }
 
-// ParseQuarantineID reverses FormatQuarantineID.
-func ParseQuarantineID(s string) (uuid.UUID, error) { return parsePrefixedID(s, QuarantineIDPrefix) }
-
 func parsePrefixedID(s, prefix string) (uuid.UUID, error) {
 	h, ok := strings.CutPrefix(s, prefix)
 	var id uuid.UUID
