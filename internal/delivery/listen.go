@@ -22,9 +22,6 @@ func (w *Worker) serveNotifications(ctx context.Context, conn *pgx.Conn) error {
 		if _, err := conn.WaitForNotification(ctx); err != nil {
 			return err
 		}
-		select {
-		case w.wake <- struct{}{}:
-		default:
-		}
+		w.poke()
 	}
 }

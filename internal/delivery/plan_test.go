@@ -51,7 +51,7 @@ func TestPlansSurviveStaleStatistics(t *testing.T) {
 	}
 	claim := plan(claimSQL, []string{tenantID.String()}, []int32{128}, 128, time.Minute)
 	outcome := plan(updateSQL, []uuid.UUID{tenantID}, []uuid.UUID{uuid.New()}, []time.Time{time.Now()},
-		[]*string{nil}, []*int32{nil}, []time.Time{time.Now()}, []*time.Time{nil})
+		[]*string{nil}, []*int32{nil}, []time.Time{time.Now()})
 	for name, p := range map[string]string{"claim": claim, "outcome": outcome} {
 		if !strings.Contains(p, "deliveries_pkey") || !strings.Contains(p, "events_pkey") {
 			t.Errorf("%s: the plan does not look rows up by key:\n%s", name, p)

@@ -10,18 +10,16 @@ import (
 
 // outcome is what becomes of one claimed event: a new state (status set)
 // with the attempt that led to it, or a release (status empty: the event
-// keeps its status and attempts and is due at nextAt). A delivered or dead
-// event settles at settledAt and leaves the queue; any other is due again
-// at nextAt.
+// keeps its status and attempts). at is when a delivered or dead event
+// settled (it leaves the queue), or when any other is due again.
 type outcome struct {
-	tenantID  string
-	id        uuid.UUID
-	lease     time.Time
-	status    string
-	attempts  int
-	nextAt    time.Time
-	settledAt time.Time
-	attempt   *attemptRecord
+	tenantID string
+	id       uuid.UUID
+	lease    time.Time
+	status   string
+	attempts int
+	at       time.Time
+	attempt  *attemptRecord
 }
 
 type attemptRecord struct {
@@ -46,15 +44,15 @@ type attemptRecord struct {
 // changes only with a new state, and only if its deliveries row did: the
 // lease is checked once, on the queue.
 const updateSQL = `WITH u AS (
-	SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::int[], $6::timestamptz[], $7::timestamptz[])
-		AS u(tenant_id, id, lease, status, attempts, next_at, settled_at)
+	SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::int[], $6::timestamptz[])
+		AS u(tenant_id, id, lease, status, attempts, at)
 ), settled AS (
 	DELETE FROM deliveries d USING u
 	WHERE d.event_id = u.id AND d.leased_until = u.lease
 	  AND u.status IN ('delivered', 'dead')
 	RETURNING u.tenant_id, u.id, u.lease
 ), moved AS (
-	UPDATE deliveries d SET next_attempt_at = u.next_at, leased_until = NULL, attempts = coalesce(u.attempts, d.attempts)
+	UPDATE deliveries d SET next_attempt_at = u.at, leased_until = NULL, attempts = coalesce(u.attempts, d.attempts)
 	FROM u
 	WHERE d.event_id = u.id AND d.leased_until = u.lease
 	  AND (u.status IS NULL OR u.status IN ('pending', 'failed'))
@@ -63,8 +61,8 @@ const updateSQL = `WITH u AS (
 UPDATE events e SET
 	status = u.status,
 	attempts = u.attempts,
-	delivered_at = CASE WHEN u.status = 'delivered' THEN u.settled_at ELSE e.delivered_at END,
-	dead_at = CASE WHEN u.status = 'dead' THEN u.settled_at END
+	delivered_at = CASE WHEN u.status = 'delivered' THEN u.at ELSE e.delivered_at END,
+	dead_at = CASE WHEN u.status = 'dead' THEN u.at END
 FROM u JOIN (SELECT * FROM settled UNION ALL SELECT * FROM moved) k
 	ON k.tenant_id = u.tenant_id AND k.id = u.id AND k.lease = u.lease
 WHERE u.status IS NOT NULL AND e.tenant_id = u.tenant_id AND e.id = u.id`
@@ -159,8 +157,7 @@ func (w *Worker) flush(batch []outcome) error {
 		leases   = make([]time.Time, n)
 		statuses = make([]*string, n)
 		attempts = make([]*int32, n)
-		nexts    = make([]time.Time, n)
-		settled  = make([]*time.Time, n)
+		ats      = make([]time.Time, n)
 
 		aTenants  []string
 		aIDs      [][16]byte
@@ -174,14 +171,11 @@ func (w *Worker) flush(batch []outcome) error {
 	)
 	for i := range batch {
 		o := &batch[i]
-		tenants[i], ids[i], leases[i], nexts[i] = o.tenantID, o.id, o.lease, o.nextAt
+		tenants[i], ids[i], leases[i], ats[i] = o.tenantID, o.id, o.lease, o.at
 		if o.status != "" {
 			statuses[i] = &o.status
 			a := int32(o.attempts)
 			attempts[i] = &a
-		}
-		if !o.settledAt.IsZero() {
-			settled[i] = &o.settledAt
 		}
 		if r := o.attempt; r != nil {
 			aTenants = append(aTenants, o.tenantID)
@@ -198,7 +192,7 @@ func (w *Worker) flush(batch []outcome) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, updateSQL, replan, tenants, ids, leases, statuses, attempts, nexts, settled); err != nil {
+		if _, err := tx.Exec(ctx, updateSQL, replan, tenants, ids, leases, statuses, attempts, ats); err != nil {
 			return err
 		}
 		if len(aTenants) == 0 {

@@ -243,8 +243,12 @@ func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error)
 	if err != nil {
 		return false, fmt.Errorf("claim deliveries: %w", err)
 	}
-	byTenant := map[string][]job{}
-	var order []string
+	// The claimed jobs of ids[i] go to perTenant[i].
+	pos := make(map[string]int, len(ids))
+	for i, tid := range ids {
+		pos[tid] = i
+	}
+	perTenant := make([][]job, len(ids))
 	var j job
 	var id [16]byte
 	n := 0
@@ -252,10 +256,8 @@ func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error)
 		jj := j
 		jj.id = uuid.UUID(id)
 		jj.body = append([]byte(nil), j.body...)
-		if _, ok := byTenant[jj.tenantID]; !ok {
-			order = append(order, jj.tenantID)
-		}
-		byTenant[jj.tenantID] = append(byTenant[jj.tenantID], jj)
+		i := pos[jj.tenantID]
+		perTenant[i] = append(perTenant[i], jj)
 		n++
 		return nil
 	})
@@ -268,12 +270,13 @@ func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error)
 		return more, nil
 	}
 	w.mu.Lock()
-	for i, tid := range order {
-		jobs := byTenant[tid]
-		st := w.tenants[tid]
-		st.inFlight += len(jobs)
+	for i, jobs := range perTenant {
+		if len(jobs) == 0 {
+			continue
+		}
+		w.tenants[ids[i]].inFlight += len(jobs)
 		w.inFlight += len(jobs)
-		if len(jobs) >= int(quota[indexOf(ids, tid, i)]) {
+		if len(jobs) >= int(quota[i]) {
 			more = true
 		}
 	}
@@ -282,23 +285,12 @@ func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error)
 	if n >= free {
 		more = true
 	}
-	for _, tid := range order {
-		jobs := byTenant[tid]
-		w.sends.Go(func() { w.dispatch(sendCtx, tid, jobs) })
-	}
-	return more, nil
-}
-
-func indexOf(ids []string, id string, hint int) int {
-	if hint < len(ids) && ids[hint] == id {
-		return hint
-	}
-	for i, v := range ids {
-		if v == id {
-			return i
+	for i, jobs := range perTenant {
+		if len(jobs) > 0 {
+			w.sends.Go(func() { w.dispatch(sendCtx, ids[i], jobs) })
 		}
 	}
-	return 0
+	return more, nil
 }
 
 func (w *Worker) stateLocked(t *tenant.TenantInfo) *tenantState {
@@ -361,19 +353,25 @@ func (w *Worker) dispatch(ctx context.Context, tenantID string, jobs []job) {
 // release puts a job back, unattempted, due at next.
 func (w *Worker) release(j job, next time.Time, reason string) {
 	w.m.deferred.WithLabelValues(reason).Inc()
-	w.outcomes <- outcome{tenantID: j.tenantID, id: j.id, lease: j.lease, nextAt: next}
-	w.finish(j.tenantID)
+	w.finish(outcome{tenantID: j.tenantID, id: j.id, lease: j.lease, at: next})
 }
 
-// finish frees the job's slots and wakes the claim loop.
-func (w *Worker) finish(tenantID string) {
+// finish hands a job's outcome to the writer, frees its slots and wakes
+// the claim loop.
+func (w *Worker) finish(o outcome) {
+	w.outcomes <- o
 	w.mu.Lock()
-	if st := w.tenants[tenantID]; st != nil {
+	if st := w.tenants[o.tenantID]; st != nil {
 		st.inFlight--
 	}
 	w.inFlight--
 	w.m.inFlight.Set(float64(w.inFlight))
 	w.mu.Unlock()
+	w.poke()
+}
+
+// poke wakes the claim loop if it is waiting.
+func (w *Worker) poke() {
 	select {
 	case w.wake <- struct{}{}:
 	default:
@@ -429,21 +427,21 @@ func (w *Worker) attempt(ctx context.Context, t *tenant.TenantInfo, j job) {
 	switch {
 	case res.class == ClassOK:
 		verdict = string(tenant.StatusDelivered)
-		o.status, o.attempts, o.settledAt = verdict, j.attempts+1, end
+		o.status, o.attempts, o.at = verdict, j.attempts+1, end
 		w.m.latency.Observe(end.Sub(j.receivedAt).Seconds())
 	case res.class == Class410:
 		// Gone: pause the tenant; the event waits, its retries unspent.
 		verdict = "paused"
-		o.status, o.attempts, o.nextAt = string(tenant.StatusPending), j.attempts, end
+		o.status, o.attempts, o.at = string(tenant.StatusPending), j.attempts, end
 		w.disableEndpoint(t.ID)
 	case j.attempts+1 > len(w.cfg.RetrySchedule):
 		verdict = string(tenant.StatusDead)
-		o.status, o.attempts, o.settledAt = verdict, j.attempts+1, end
+		o.status, o.attempts, o.at = verdict, j.attempts+1, end
 		w.m.dead.Inc()
 	default:
 		verdict = string(tenant.StatusFailed)
 		next = w.retryDelay(j.attempts, res.retryAfter)
-		o.status, o.attempts, o.nextAt = verdict, j.attempts+1, end.Add(next)
+		o.status, o.attempts, o.at = verdict, j.attempts+1, end.Add(next)
 	}
 	level := slog.LevelInfo
 	if verdict == string(tenant.StatusDead) || verdict == "paused" {
@@ -453,8 +451,7 @@ func (w *Worker) attempt(ctx context.Context, t *tenant.TenantInfo, j job) {
 		"tenant_id", j.tenantID, "event_id", tenant.FormatEventID(j.id), "attempt", j.attempts+1,
 		"status_code", res.status, "latency_ms", res.latency.Milliseconds(), "class", res.class,
 		"outcome", verdict, "retry_in", next.String())
-	w.outcomes <- o
-	w.finish(j.tenantID)
+	w.finish(o)
 }
 
 // retryDelay is the wait after failed attempt number attempts+1: the
@@ -478,6 +475,13 @@ func jitter(d time.Duration, f float64) time.Duration {
 // (visible in the API, shared by every worker, undone by PATCH
 // endpoint_enabled) and here until the Registry has caught up.
 func (w *Worker) disableEndpoint(tenantID string) {
+	w.mu.Lock()
+	st := w.tenants[tenantID]
+	paused := st != nil && !st.pausedAt.IsZero()
+	w.mu.Unlock()
+	if paused {
+		return // another attempt's 410 did it already
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := w.pool.Exec(ctx, `UPDATE tenants SET endpoint_disabled_at = now(),
