@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -119,7 +121,7 @@ func (r *report) writeTable(w io.Writer) {
 
 func non200(st map[int]int64) string {
 	var parts []string
-	for _, code := range sortedKeys(st) {
+	for _, code := range slices.Sorted(maps.Keys(st)) {
 		if code == 200 {
 			continue
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
 	"time"
 )
 
@@ -307,15 +306,6 @@ func sumValues(m map[int]int64) int64 {
 		n += v
 	}
 	return n
-}
-
-func sortedKeys(m map[int]int64) []int {
-	keys := make([]int, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // checkPipelineTargets applies the delivery targets for a 2-core machine:

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
@@ -65,16 +66,6 @@ func randB64(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return base64.StdEncoding.EncodeToString(b)
-}
-
-// uuidV4 formats 16 random bytes as a version 4 UUID.
-func uuidV4() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 // newBench creates the database, starts the gateway, seeds and verifies.
@@ -163,7 +154,7 @@ func newBench(ctx context.Context, opts options, progress func(string, ...any)) 
 // seed inserts one tenant, app 1001 and the Pages, as the admin API would
 // store them (secrets sealed under SECRET_KEY, bound to their rows).
 func (b *bench) seed(ctx context.Context, keys *secrets.Keyring) error {
-	b.tenantID = uuidV4()
+	b.tenantID = uuid.NewString()
 	b.appSecret = []byte(randHex(16))
 	tx, err := b.db.Begin(ctx)
 	if err != nil {
@@ -192,7 +183,7 @@ func (b *bench) seed(ctx context.Context, keys *secrets.Keyring) error {
 		b.pages = append(b.pages, page)
 	}
 	if b.recv != nil {
-		b.hangTenant = uuidV4()
+		b.hangTenant = uuid.NewString()
 		b.hangSecret = []byte(randHex(16))
 		if _, err := tx.Exec(ctx, `INSERT INTO tenants (id, name, callback_url, events, signing_secret) VALUES ($1, $2, $3, $4, $5)`,
 			b.hangTenant, "loadgen-hanging", "http://"+b.recv.addr+"/a", []string{},
