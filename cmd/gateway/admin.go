@@ -1,19 +1,20 @@
 package main
 
 import (
-	"log/slog"
 	"net"
 
 	"github.com/postgate/postgate/internal/api"
 	"github.com/postgate/postgate/internal/config"
 	"github.com/postgate/postgate/internal/database"
+	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/secrets"
 	"github.com/postgate/postgate/internal/tenant"
 )
 
 // buildAdmin wires the admin API's services: the tenant store and service
-// on db, sealing with keys, minting and verifying with tokens.
-func buildAdmin(cfg config.Config, db *database.DB, keys *secrets.Keyring, tokens *tenant.Tokens, log *slog.Logger) (*api.Admin, error) {
+// on db, sealing with keys, minting and verifying with tokens; the event
+// service on events.
+func buildAdmin(cfg config.Config, db *database.DB, events *event.Store, keys *secrets.Keyring, tokens *tenant.Tokens) (*api.Admin, error) {
 	svc, err := tenant.NewService(tenant.Config{
 		PublicURL:             cfg.PublicURL,
 		AllowPrivateCallbacks: cfg.CallbackAllowPrivate,
@@ -21,6 +22,5 @@ func buildAdmin(cfg config.Config, db *database.DB, keys *secrets.Keyring, token
 	if err != nil {
 		return nil, err
 	}
-	_ = log // the server's logger (api.Deps.Log) logs admin requests
-	return &api.Admin{Tenants: svc, Tokens: tokens, PublicURL: cfg.PublicURL}, nil
+	return &api.Admin{Tenants: svc, Events: event.NewService(events, svc), Tokens: tokens, PublicURL: cfg.PublicURL}, nil
 }

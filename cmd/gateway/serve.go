@@ -20,6 +20,7 @@ import (
 	"github.com/postgate/postgate/internal/config"
 	"github.com/postgate/postgate/internal/database"
 	"github.com/postgate/postgate/internal/delivery"
+	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/redisdb"
 	"github.com/postgate/postgate/internal/secrets"
 	"github.com/postgate/postgate/internal/tenant"
@@ -128,15 +129,18 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	background.Go(func() { registry.Run(bgCtx) })
 
+	// The events, their delivery queue and attempts, and the quarantine.
+	events := event.NewStore(db)
+
 	var ingestor *webhook.Ingestor
 	if *role != "worker" {
-		ingestor, err = webhook.NewIngestor(webhook.Config{DedupTTL: cfg.DedupTTL}, registry, db.Pool, rdb, reg, log)
+		ingestor, err = webhook.NewIngestor(webhook.Config{DedupTTL: cfg.DedupTTL}, registry, events, rdb, reg, log)
 		if err != nil {
 			return err
 		}
 		background.Go(func() { ingestor.Run(bgCtx) })
 		deps.Ingest = ingestor
-		if deps.Admin, err = buildAdmin(cfg, db, keys, tokens, log); err != nil {
+		if deps.Admin, err = buildAdmin(cfg, db, events, keys, tokens); err != nil {
 			return err
 		}
 	}
@@ -155,12 +159,15 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			TenantRate:        cfg.TenantRate,
 			TenantBurst:       cfg.TenantBurst,
 			TenantConcurrency: cfg.TenantConcurrency,
+			BreakerFailures:   cfg.BreakerFailures,
+			BreakerOpenFor:    cfg.BreakerOpenFor,
+			BreakerProbes:     cfg.BreakerProbes,
 			AllowPrivate:      cfg.CallbackAllowPrivate,
 			RetainDelivered:   cfg.RetentionDelivered,
 			RetainDead:        cfg.RetentionDead,
 			ShutdownTimeout:   cfg.ShutdownTimeout,
 			UserAgent:         "Postgate/" + version,
-		}, registry, db.Pool, rdb, reg, log)
+		}, registry, events, rdb, reg, log)
 		if err != nil {
 			return err
 		}

@@ -8,13 +8,16 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humafiber"
 
+	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/tenant"
 )
 
 // Admin holds the services behind the admin API.
 type Admin struct {
-	// Tenants is the tenant service every operation calls.
+	// Tenants is the tenant service: tenants, apps, Pages, tokens.
 	Tenants *tenant.Service
+	// Events is the event service: lists, details, replays, quarantine.
+	Events *event.Service
 	// Tokens verifies the bearer tokens of admin-API requests.
 	Tokens *tenant.Tokens
 	// PublicURL, when set, is the gateway's public base URL; the OpenAPI
@@ -27,8 +30,9 @@ const AdminPrefix = "/admin/v1"
 
 // adminAPI holds what the admin handlers share.
 type adminAPI struct {
-	svc *tenant.Service
-	log *slog.Logger
+	svc    *tenant.Service
+	events *event.Service
+	log    *slog.Logger
 }
 
 // registerAdmin mounts the admin API under /admin/v1: huma on the Fiber
@@ -38,7 +42,7 @@ func (s *Server) registerAdmin(a *Admin) {
 	api := humafiber.NewWithGroup(s.app, s.app.Group(AdminPrefix), adminConfig(s.cfg.Version, a.PublicURL))
 	auth := &authenticator{api: api, tokens: a.Tokens, log: s.log}
 	api.UseMiddleware(auth.middleware)
-	h := &adminAPI{svc: a.Tenants, log: s.log}
+	h := &adminAPI{svc: a.Tenants, events: a.Events, log: s.log}
 	h.routes(api)
 	s.app.All(AdminPrefix+"/*", adminNotFound)
 }
@@ -64,7 +68,8 @@ func (s *Server) registerAdmin(a *Admin) {
 //	GET    /tenants/{tenant_id}/events/{event_id}        both    one event with its attempts
 //	POST   /tenants/{tenant_id}/events/{event_id}/replay both    deliver again, same webhook-id
 //	POST   /tenants/{tenant_id}/replay                   both    bulk replay by status and time
-//	GET    /tenants/{tenant_id}/quarantine               both    signed bodies that did not parse
+//	GET    /tenants/{tenant_id}/quarantine               both    signed bodies that did not parse (summaries)
+//	GET    /tenants/{tenant_id}/quarantine/{quarantine_id} both  one quarantined body, bytes included
 //	GET    /openapi.json                                 anyone  this API's OpenAPI 3.1 document
 func (h *adminAPI) routes(api huma.API) {
 	huma.Register(api, op("createTenant", http.MethodPost, "/tenants", accessAdmin, "Create a tenant", http.StatusCreated), h.createTenant)
@@ -90,6 +95,7 @@ func (h *adminAPI) routes(api huma.API) {
 	huma.Register(api, op("replayEvent", http.MethodPost, "/tenants/{tenant_id}/events/{event_id}/replay", accessTenant, "Deliver an event again", http.StatusAccepted), h.replayEvent)
 	huma.Register(api, op("replayEvents", http.MethodPost, "/tenants/{tenant_id}/replay", accessTenant, "Deliver events again in bulk", http.StatusAccepted), h.replayEvents)
 	huma.Register(api, op("listQuarantine", http.MethodGet, "/tenants/{tenant_id}/quarantine", accessTenant, "List quarantined bodies", 0), h.listQuarantine)
+	huma.Register(api, op("getQuarantined", http.MethodGet, "/tenants/{tenant_id}/quarantine/{quarantine_id}", accessTenant, "Get a quarantined body", 0), h.getQuarantined)
 }
 
 func op(id, method, path string, acc access, summary string, status int) huma.Operation {
@@ -171,4 +177,5 @@ write-only. Rotating either keeps the previous one valid for 24 hours.
 
 **Events**: ids are ` + "`evt_`" + ` and 32 hex digits, the same as the ` + "`webhook-id`" + ` of the deliveries.
 A replay requeues the event now with a fresh retry schedule and the same id, bypassing dedup.
-An event's detail lists its delivery attempts, oldest first (the latest 200).`
+An event's detail lists its delivery attempts, oldest first (the latest 200), numbered over the event's
+whole life. The quarantine list shows each body's size; its detail route has the bytes.`

@@ -7,7 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/postgate/postgate/internal/tenant"
+	"github.com/postgate/postgate/internal/event"
 )
 
 // Event is an event in a list of the admin API.
@@ -18,16 +18,16 @@ type Event struct {
 	Status        string     `json:"status" enum:"pending,failed,delivered,dead"`
 	PageID        string     `json:"page_id"`
 	AppID         string     `json:"app_id"`
-	AttemptCount  int        `json:"attempt_count" doc:"Delivery attempts since the event was accepted or last replayed."`
+	AttemptCount  int        `json:"attempt_count" doc:"Delivery attempts since the event was accepted or last replayed: the position in the retry schedule."`
 	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty" doc:"When the next attempt is due (pending and failed events)."`
 	ReceivedAt    time.Time  `json:"received_at"`
-	DeliveredAt   *time.Time `json:"delivered_at,omitempty" doc:"The last successful delivery."`
+	DeliveredAt   *time.Time `json:"delivered_at,omitempty" doc:"The successful delivery (absent again after a replay, until the replay is delivered)."`
 	DeadAt        *time.Time `json:"dead_at,omitempty" doc:"When the last retry failed (dead events)."`
 }
 
-func eventOf(e tenant.Event) Event {
+func eventOf(e event.Event) Event {
 	out := Event{
-		ID:           tenant.FormatEventID(e.ID),
+		ID:           event.FormatID(e.ID),
 		Type:         e.Type,
 		Test:         e.Test,
 		Status:       string(e.Status),
@@ -38,7 +38,7 @@ func eventOf(e tenant.Event) Event {
 		DeliveredAt:  e.DeliveredAt,
 		DeadAt:       e.DeadAt,
 	}
-	if (e.Status == tenant.StatusPending || e.Status == tenant.StatusFailed) && !e.NextAttemptAt.IsZero() {
+	if !e.Status.Settled() && !e.NextAttemptAt.IsZero() {
 		next := e.NextAttemptAt
 		out.NextAttemptAt = &next
 	}
@@ -62,8 +62,8 @@ type listEventsIn struct {
 }
 
 func (h *adminAPI) listEvents(ctx context.Context, in *listEventsIn) (*listOut[Event], error) {
-	f := tenant.EventFilter{Status: tenant.EventStatus(in.Status), Type: in.Type, PageID: in.PageID, Since: in.Since, Until: in.Until}
-	r, err := h.svc.ListEvents(ctx, in.TenantID, f, in.options())
+	f := event.Filter{Status: event.Status(in.Status), Type: in.Type, PageID: in.PageID, Since: in.Since, Until: in.Until}
+	r, err := h.events.List(ctx, in.TenantID, f, in.options())
 	if err != nil {
 		return nil, problem(ctx, h.log, err, "query")
 	}
@@ -72,7 +72,7 @@ func (h *adminAPI) listEvents(ctx context.Context, in *listEventsIn) (*listOut[E
 
 // Attempt is one delivery attempt of an event.
 type Attempt struct {
-	Attempt    int       `json:"attempt" doc:"1 for the first attempt since the event was accepted or last replayed."`
+	Attempt    int       `json:"attempt" doc:"The attempt's number over the event's whole life, replays included (1, 2, 3, ...)."`
 	At         time.Time `json:"at"`
 	StatusCode int       `json:"status_code,omitempty" doc:"The endpoint's HTTP status; absent when no answer came."`
 	LatencyMS  int64     `json:"latency_ms"`
@@ -93,7 +93,7 @@ type eventOut struct {
 }
 
 func (h *adminAPI) getEvent(ctx context.Context, in *EventParams) (*eventOut, error) {
-	e, attempts, err := h.svc.GetEvent(ctx, in.TenantID, in.EventID)
+	e, attempts, err := h.events.Get(ctx, in.TenantID, in.EventID)
 	if err != nil {
 		return nil, problem(ctx, h.log, err, "path")
 	}
@@ -115,7 +115,7 @@ type replayedOut struct {
 }
 
 func (h *adminAPI) replayEvent(ctx context.Context, in *EventParams) (*replayedOut, error) {
-	e, err := h.svc.ReplayEvent(ctx, in.TenantID, in.EventID)
+	e, err := h.events.Replay(ctx, in.TenantID, in.EventID)
 	if err != nil {
 		return nil, problem(ctx, h.log, err, "path")
 	}
@@ -138,14 +138,14 @@ type replayEventsOut struct {
 }
 
 func (h *adminAPI) replayEvents(ctx context.Context, in *replayEventsIn) (*replayEventsOut, error) {
-	f := tenant.ReplayFilter{Status: tenant.EventStatus(in.Body.Status)}
+	f := event.ReplayFilter{Status: event.Status(in.Body.Status)}
 	if in.Body.Since != nil {
 		f.Since = *in.Body.Since
 	}
 	if in.Body.Until != nil {
 		f.Until = *in.Body.Until
 	}
-	n, err := h.svc.ReplayEvents(ctx, in.TenantID, f)
+	n, err := h.events.ReplayMany(ctx, in.TenantID, f)
 	if err != nil {
 		return nil, problem(ctx, h.log, err, "body")
 	}
@@ -154,28 +154,18 @@ func (h *adminAPI) replayEvents(ctx context.Context, in *replayEventsIn) (*repla
 	return out, nil
 }
 
-// Quarantined is a signed body that could not be parsed.
+// Quarantined is a signed body that could not be parsed, as listed: its
+// size, not its bytes (GET .../quarantine/{id} has them).
 type Quarantined struct {
 	ID         string    `json:"id" doc:"qrn_ and 32 hex digits."`
 	AppID      string    `json:"app_id"`
 	Reason     string    `json:"reason"`
 	ReceivedAt time.Time `json:"received_at"`
-	Body       string    `json:"body,omitempty" doc:"The body as text, when it is valid UTF-8."`
-	BodyBase64 string    `json:"body_base64" doc:"The exact bytes Meta signed, base64."`
+	Size       int       `json:"size" doc:"The body's length in bytes."`
 }
 
-func quarantineOf(q tenant.Quarantined) Quarantined {
-	out := Quarantined{
-		ID:         tenant.FormatQuarantineID(q.ID),
-		AppID:      q.AppID,
-		Reason:     q.Reason,
-		ReceivedAt: q.ReceivedAt,
-		BodyBase64: base64.StdEncoding.EncodeToString(q.Body),
-	}
-	if utf8.Valid(q.Body) {
-		out.Body = string(q.Body)
-	}
-	return out
+func quarantineOf(q event.Quarantined) Quarantined {
+	return Quarantined{ID: event.FormatQuarantineID(q.ID), AppID: q.AppID, Reason: q.Reason, ReceivedAt: q.ReceivedAt, Size: q.Size}
 }
 
 type listQuarantineIn struct {
@@ -184,9 +174,37 @@ type listQuarantineIn struct {
 }
 
 func (h *adminAPI) listQuarantine(ctx context.Context, in *listQuarantineIn) (*listOut[Quarantined], error) {
-	r, err := h.svc.ListQuarantine(ctx, in.TenantID, in.options())
+	r, err := h.events.ListQuarantine(ctx, in.TenantID, in.options())
 	if err != nil {
 		return nil, problem(ctx, h.log, err, "query")
 	}
 	return listOf(r, quarantineOf), nil
+}
+
+// QuarantinedBody is one quarantined body with its bytes.
+type QuarantinedBody struct {
+	Quarantined
+	Body       string `json:"body,omitempty" doc:"The body as text, when it is valid UTF-8."`
+	BodyBase64 string `json:"body_base64" doc:"The exact bytes Meta signed, base64."`
+}
+
+type getQuarantinedIn struct {
+	TenantParams
+	QuarantineID string `path:"quarantine_id" pattern:"^qrn_[0-9a-f]{32}$"`
+}
+
+type quarantinedOut struct {
+	Body QuarantinedBody
+}
+
+func (h *adminAPI) getQuarantined(ctx context.Context, in *getQuarantinedIn) (*quarantinedOut, error) {
+	q, err := h.events.GetQuarantined(ctx, in.TenantID, in.QuarantineID)
+	if err != nil {
+		return nil, problem(ctx, h.log, err, "path")
+	}
+	out := &quarantinedOut{Body: QuarantinedBody{Quarantined: quarantineOf(q), BodyBase64: base64.StdEncoding.EncodeToString(q.Body)}}
+	if utf8.Valid(q.Body) {
+		out.Body.Body = string(q.Body)
+	}
+	return out, nil
 }

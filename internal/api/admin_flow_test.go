@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/tenant"
 )
 
@@ -300,8 +301,8 @@ func TestEvents(t *testing.T) {
 
 	l := h.must(200, "GET", "/admin/v1/tenants/"+id+"/events?status=dead", h.admin, nil)
 	items := l["items"].([]any)
-	if len(items) != 2 || items[0].(map[string]any)["id"] != tenant.FormatEventID(ids[3]) {
-		t.Fatalf("dead events: got %v, want %s and %s", l, tenant.FormatEventID(ids[3]), tenant.FormatEventID(ids[4]))
+	if len(items) != 2 || items[0].(map[string]any)["id"] != event.FormatID(ids[3]) {
+		t.Fatalf("dead events: got %v, want %s and %s", l, event.FormatID(ids[3]), event.FormatID(ids[4]))
 	}
 	q := fmt.Sprintf("?since=%s&until=%s", base.Add(time.Millisecond).Format(time.RFC3339Nano), base.Add(3*time.Millisecond).Format(time.RFC3339Nano))
 	if l := h.must(200, "GET", "/admin/v1/tenants/"+id+"/events"+q, h.admin, nil); len(l["items"].([]any)) != 2 {
@@ -311,7 +312,7 @@ func TestEvents(t *testing.T) {
 		t.Errorf("type=messages: got %v, want none", l)
 	}
 
-	evt := tenant.FormatEventID(ids[4])
+	evt := event.FormatID(ids[4])
 	e := h.must(200, "GET", "/admin/v1/tenants/"+id+"/events/"+evt, h.admin, nil)
 	if e["status"] != "dead" || fmt.Sprint(e["attempts"]) != "[]" || fmt.Sprint(e["payload"]) != "map[id:x]" {
 		t.Errorf("got event %v, want dead with empty attempts and its payload", e)
@@ -348,9 +349,21 @@ func TestEvents(t *testing.T) {
 	}
 	ql := h.must(200, "GET", "/admin/v1/tenants/"+id+"/quarantine", h.admin, nil)
 	qi := ql["items"].([]any)
-	if len(qi) != 1 || qi[0].(map[string]any)["id"] != tenant.FormatQuarantineID(qid) || qi[0].(map[string]any)["body_base64"] != "/25vdCBqc29u" {
+	// The list shows sizes, not bytes (a page of 8 MiB bodies would be
+	// gigabytes); the detail route has the bytes, once.
+	if len(qi) != 1 || qi[0].(map[string]any)["id"] != event.FormatQuarantineID(qid) || qi[0].(map[string]any)["size"] != float64(9) {
 		t.Errorf("quarantine: got %v", ql)
 	}
+	if len(qi) == 1 {
+		if _, ok := qi[0].(map[string]any)["body_base64"]; ok {
+			t.Errorf("quarantine list carries the body: %v", ql)
+		}
+	}
+	qd := h.must(200, "GET", "/admin/v1/tenants/"+id+"/quarantine/"+event.FormatQuarantineID(qid), h.admin, nil)
+	if qd["body_base64"] != "/25vdCBqc29u" || qd["size"] != float64(9) {
+		t.Errorf("quarantined body: got %v", qd)
+	}
+	h.must(404, "GET", "/admin/v1/tenants/"+other+"/quarantine/"+event.FormatQuarantineID(qid), h.admin, nil)
 	if l := h.must(200, "GET", "/admin/v1/tenants/"+other+"/quarantine", h.admin, nil); len(l["items"].([]any)) != 0 {
 		t.Errorf("another tenant sees the quarantine: %v", l)
 	}
@@ -377,7 +390,7 @@ func TestPaginationStable(t *testing.T) {
 	base := time.Now().Add(-time.Hour)
 	var events []string
 	for _, id := range insertEvents(t, h, owner, 5, base) {
-		events = append(events, tenant.FormatEventID(id))
+		events = append(events, event.FormatID(id))
 	}
 
 	added := 0
@@ -486,7 +499,7 @@ func TestOpenAPI(t *testing.T) {
 		"POST /tenants/{tenant_id}/pages", "GET /tenants/{tenant_id}/pages", "DELETE /tenants/{tenant_id}/pages/{page_id}",
 		"GET /tenants/{tenant_id}/events", "GET /tenants/{tenant_id}/events/{event_id}",
 		"POST /tenants/{tenant_id}/events/{event_id}/replay", "POST /tenants/{tenant_id}/replay",
-		"GET /tenants/{tenant_id}/quarantine",
+		"GET /tenants/{tenant_id}/quarantine", "GET /tenants/{tenant_id}/quarantine/{quarantine_id}",
 	}
 	var got []string
 	for p, ops := range doc.Paths {
@@ -499,7 +512,7 @@ func TestOpenAPI(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("got operations\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	// Request bodies reject unknown fields; the events enum is tenant.EventTypes.
+	// Request bodies reject unknown fields; the events enum is event.Types.
 	bodies, enums := 0, 0
 	for name, s := range doc.Comps.Schemas {
 		if !strings.HasSuffix(name, "InBody") { // request bodies
@@ -511,8 +524,8 @@ func TestOpenAPI(t *testing.T) {
 		}
 		if e, ok := s.Properties["events"]; ok {
 			enums++
-			if !slices.Equal(e.Items.Enum, tenant.EventTypes) {
-				t.Errorf("schema %s: events enum %v, want tenant.EventTypes %v", name, e.Items.Enum, tenant.EventTypes)
+			if !slices.Equal(e.Items.Enum, event.Types) {
+				t.Errorf("schema %s: events enum %v, want event.Types %v", name, e.Items.Enum, event.Types)
 			}
 		}
 	}

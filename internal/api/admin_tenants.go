@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/postgate/postgate/internal/database"
 	"github.com/postgate/postgate/internal/tenant"
 )
 
@@ -22,8 +23,8 @@ type ListParams struct {
 	Cursor string `query:"cursor" maxLength:"512" doc:"next_cursor of the previous page."`
 }
 
-func (q ListParams) options() tenant.ListOptions {
-	return tenant.ListOptions{Limit: q.Limit, Cursor: q.Cursor}
+func (q ListParams) options() database.ListOptions {
+	return database.ListOptions{Limit: q.Limit, Cursor: q.Cursor}
 }
 
 // List is one page of a list: {"items": [...], "next_cursor": "..."}.
@@ -36,7 +37,7 @@ type listOut[T any] struct {
 	Body List[T]
 }
 
-func listOf[D, T any](r tenant.Results[D], conv func(D) T) *listOut[T] {
+func listOf[D, T any](r database.Results[D], conv func(D) T) *listOut[T] {
 	out := &listOut[T]{Body: List[T]{Items: make([]T, 0, len(r.Items)), NextCursor: r.NextCursor}}
 	for _, d := range r.Items {
 		out.Body.Items = append(out.Body.Items, conv(d))

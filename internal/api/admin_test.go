@@ -18,6 +18,7 @@ import (
 
 	"github.com/postgate/postgate/internal/api"
 	"github.com/postgate/postgate/internal/database"
+	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/secrets"
 	"github.com/postgate/postgate/internal/tenant"
 	"github.com/postgate/postgate/internal/testenv"
@@ -96,7 +97,7 @@ func newHarness(t *testing.T, opts ...harnessOpts) *harness {
 	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s := api.New(api.Config{Version: "test"}, api.Deps{Log: log, Admin: &api.Admin{Tenants: svc, Tokens: tokens, PublicURL: publicURL}})
+	s := api.New(api.Config{Version: "test"}, api.Deps{Log: log, Admin: &api.Admin{Tenants: svc, Events: event.NewService(event.NewStore(db), svc), Tokens: tokens, PublicURL: publicURL}})
 	admin, _, err := tokens.Issue("test-admin", tenant.RoleAdmin, "", time.Hour)
 	if err != nil {
 		t.Fatal(err)

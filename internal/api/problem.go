@@ -11,6 +11,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/tenant"
 )
 
@@ -23,6 +24,22 @@ var problemStatus = []struct {
 	{tenant.ErrNotFound, http.StatusNotFound},
 	{tenant.ErrConflict, http.StatusConflict},
 	{tenant.ErrInvalid, http.StatusUnprocessableEntity},
+	{event.ErrNotFound, http.StatusNotFound},
+	{event.ErrInvalid, http.StatusUnprocessableEntity},
+}
+
+// fieldOf names the input field a domain error is about, if any, and says
+// what is wrong with it.
+func fieldOf(err error) (field, msg string, ok bool) {
+	var tfe *tenant.FieldError
+	if errors.As(err, &tfe) {
+		return tfe.Field, tfe.Message, true
+	}
+	var efe *event.FieldError
+	if errors.As(err, &efe) {
+		return efe.Field, efe.Message, true
+	}
+	return "", "", false
 }
 
 // problem turns a service error into an RFC 9457 problem (huma writes it as
@@ -36,13 +53,12 @@ func problem(ctx context.Context, log *slog.Logger, err error, in string) error 
 		if !errors.Is(err, m.err) {
 			continue
 		}
-		var fe *tenant.FieldError
-		if errors.As(err, &fe) {
+		if field, msg, ok := fieldOf(err); ok {
 			detail := "validation failed"
 			if m.status != http.StatusUnprocessableEntity {
-				detail = fe.Message
+				detail = msg
 			}
-			return huma.NewError(m.status, detail, &huma.ErrorDetail{Location: in + "." + fe.Field, Message: fe.Message})
+			return huma.NewError(m.status, detail, &huma.ErrorDetail{Location: in + "." + field, Message: msg})
 		}
 		return huma.NewError(m.status, err.Error())
 	}

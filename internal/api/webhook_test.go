@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/postgate/postgate/internal/api"
+	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/secrets"
 	"github.com/postgate/postgate/internal/tenant"
 	"github.com/postgate/postgate/internal/testenv"
@@ -55,7 +56,7 @@ func webhookServer(t *testing.T, maxBody int, extra ...api.Checker) *api.Server 
 	if err := reg.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ing, err := webhook.NewIngestor(webhook.Config{KeyPrefix: prefix}, reg, db.Pool, rdb, nil, nil)
+	ing, err := webhook.NewIngestor(webhook.Config{KeyPrefix: prefix}, reg, event.NewStore(db), rdb, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

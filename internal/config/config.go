@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/postgate/postgate/internal/delivery"
 )
 
 // Config is the whole configuration of a gateway process.
@@ -38,6 +40,11 @@ type Config struct {
 	TenantRate        int
 	TenantBurst       int
 	TenantConcurrency int
+	// BreakerFailures, BreakerOpenFor and BreakerProbes tune each
+	// endpoint's circuit breaker (see delivery.Config).
+	BreakerFailures int
+	BreakerOpenFor  time.Duration
+	BreakerProbes   int
 	// RetentionDelivered is how long delivered events (and their attempts)
 	// are kept; RetentionDead the same for dead events.
 	RetentionDelivered time.Duration
@@ -97,7 +104,7 @@ var settings = []setting{
 		}},
 	{env: "CALLBACK_ALLOW_PRIVATE", def: "false", usage: "allow callbacks to loopback, private, link-local and metadata addresses",
 		parse: func(c *Config, v string) error { return parseBool(&c.CallbackAllowPrivate, v) }},
-	{env: "CALLBACK_TIMEOUT", def: "10s", usage: "per delivery attempt",
+	{env: "CALLBACK_TIMEOUT", def: formatDuration(delivery.DefaultTimeout), usage: "per delivery attempt",
 		parse: func(c *Config, v string) error {
 			return parseDuration(&c.CallbackTimeout, v, time.Second, 5*time.Minute)
 		}},
@@ -105,9 +112,9 @@ var settings = []setting{
 		parse: func(c *Config, v string) error { return parseInt(&c.MaxBodyBytes, v, 1024, 1<<30) }},
 	{env: "DEDUP_TTL", def: "72h", usage: "how long an event key is remembered",
 		parse: func(c *Config, v string) error { return parseDuration(&c.DedupTTL, v, time.Minute, 90*24*time.Hour) }},
-	{env: "RETRY_SCHEDULE", def: "5s,30s,2m,10m,30m,1h,2h,4h,8h,12h,24h", usage: "delay before each retry; ±20% jitter",
+	{env: "RETRY_SCHEDULE", def: formatSchedule(delivery.DefaultRetrySchedule), usage: "delay before each retry; ±20% jitter",
 		parse: func(c *Config, v string) error { return parseSchedule(&c.RetrySchedule, v) }},
-	{env: "DELIVERY_CONCURRENCY", def: "128", usage: "in-flight callback requests per worker process",
+	{env: "DELIVERY_CONCURRENCY", def: strconv.Itoa(delivery.DefaultConcurrency), usage: "in-flight callback requests per worker process",
 		parse: func(c *Config, v string) error { return parseInt(&c.DeliveryConcurrency, v, 1, 100000) }},
 	{env: "DELIVERY_LEASE", def: "", usage: "how long a claimed delivery is held before another worker may take it (a crashed worker's claims come back after it); empty: CALLBACK_TIMEOUT + 30s",
 		parse: func(c *Config, v string) error {
@@ -116,17 +123,23 @@ var settings = []setting{
 			}
 			return parseDuration(&c.DeliveryLease, v, 6*time.Second, time.Hour)
 		}},
-	{env: "TENANT_RATE", def: "100", usage: "default forwarding rate per tenant (events/s)",
+	{env: "TENANT_RATE", def: strconv.Itoa(delivery.DefaultTenantRate), usage: "default forwarding rate per tenant (events/s)",
 		parse: func(c *Config, v string) error { return parseInt(&c.TenantRate, v, 1, 1000000) }},
-	{env: "TENANT_BURST", def: "200", usage: "default forwarding burst per tenant",
+	{env: "TENANT_BURST", def: strconv.Itoa(delivery.DefaultTenantBurst), usage: "default forwarding burst per tenant",
 		parse: func(c *Config, v string) error { return parseInt(&c.TenantBurst, v, 1, 1000000) }},
-	{env: "TENANT_CONCURRENCY", def: "16", usage: "default in-flight deliveries per tenant, in each worker process",
+	{env: "TENANT_CONCURRENCY", def: strconv.Itoa(delivery.DefaultTenantConcurrency), usage: "default in-flight deliveries per tenant, in each worker process",
 		parse: func(c *Config, v string) error { return parseInt(&c.TenantConcurrency, v, 1, 100000) }},
-	{env: "RETENTION_DELIVERED", def: "168h", usage: "how long delivered events and their attempts are kept",
+	{env: "BREAKER_FAILURES", def: strconv.Itoa(delivery.DefaultBreakerFailures), usage: "consecutive failed attempts that open an endpoint's circuit breaker (its events then wait, unattempted)",
+		parse: func(c *Config, v string) error { return parseInt(&c.BreakerFailures, v, 1, 1000) }},
+	{env: "BREAKER_OPEN_FOR", def: formatDuration(delivery.DefaultBreakerOpenFor), usage: "how long an open breaker holds an endpoint's events before letting probes through",
+		parse: func(c *Config, v string) error { return parseDuration(&c.BreakerOpenFor, v, time.Second, time.Hour) }},
+	{env: "BREAKER_PROBES", def: strconv.Itoa(delivery.DefaultBreakerProbes), usage: "attempts a half-open breaker lets through; that many successes in a row close it, one failure opens it again",
+		parse: func(c *Config, v string) error { return parseInt(&c.BreakerProbes, v, 1, 100) }},
+	{env: "RETENTION_DELIVERED", def: formatDuration(delivery.DefaultRetainDelivered), usage: "how long delivered events and their attempts are kept",
 		parse: func(c *Config, v string) error {
 			return parseDuration(&c.RetentionDelivered, v, time.Minute, 10*365*24*time.Hour)
 		}},
-	{env: "RETENTION_DEAD", def: "720h", usage: "how long dead events and their attempts are kept",
+	{env: "RETENTION_DEAD", def: formatDuration(delivery.DefaultRetainDead), usage: "how long dead events and their attempts are kept",
 		parse: func(c *Config, v string) error {
 			return parseDuration(&c.RetentionDead, v, time.Minute, 10*365*24*time.Hour)
 		}},
@@ -147,7 +160,7 @@ var settings = []setting{
 		}},
 	{env: "SHUTDOWN_DELAY", def: "5s", usage: "how long /readyz reports draining before the listener closes",
 		parse: func(c *Config, v string) error { return parseDuration(&c.ShutdownDelay, v, 0, 5*time.Minute) }},
-	{env: "SHUTDOWN_TIMEOUT", def: "20s", usage: "deadline for in-flight requests and deliveries to finish",
+	{env: "SHUTDOWN_TIMEOUT", def: formatDuration(delivery.DefaultShutdownTimeout), usage: "deadline for in-flight requests and deliveries to finish",
 		parse: func(c *Config, v string) error {
 			return parseDuration(&c.ShutdownTimeout, v, time.Second, 10*time.Minute)
 		}},
@@ -202,7 +215,7 @@ func (l *Loader) Load() (Config, error) {
 			errs = append(errs, fmt.Errorf("%s %w", s.env, err))
 		}
 	}
-	if c.DeliveryLease != 0 && c.CallbackTimeout != 0 && c.DeliveryLease < c.CallbackTimeout+5*time.Second {
+	if c.DeliveryLease != 0 && c.CallbackTimeout != 0 && c.DeliveryLease < c.CallbackTimeout+delivery.MinLeaseMargin {
 		errs = append(errs, fmt.Errorf("DELIVERY_LEASE must exceed CALLBACK_TIMEOUT (%s) by at least 5s, or a slow attempt could be claimed twice; got %s",
 			c.CallbackTimeout, c.DeliveryLease))
 	}
@@ -366,4 +379,25 @@ func parseKey(dst *[]byte, v string) error {
 	}
 	*dst = b
 	return nil
+}
+
+// formatDuration writes d as a person would in a setting: 168h, 2m, 10s.
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// formatSchedule writes a retry schedule as RETRY_SCHEDULE takes it.
+func formatSchedule(ds []time.Duration) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = formatDuration(d)
+	}
+	return strings.Join(parts, ",")
 }

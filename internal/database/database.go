@@ -109,6 +109,24 @@ func (m *Migrator) Up(ctx context.Context) ([]*goose.MigrationResult, error) {
 	return res, nil
 }
 
+// UpTo applies the pending migrations up to version.
+func (m *Migrator) UpTo(ctx context.Context, version int64) ([]*goose.MigrationResult, error) {
+	res, err := m.p.UpTo(ctx, version)
+	if err != nil {
+		return res, fmt.Errorf("migrate up to %d: %w", version, err)
+	}
+	return res, nil
+}
+
+// DownTo rolls back every migration after version.
+func (m *Migrator) DownTo(ctx context.Context, version int64) ([]*goose.MigrationResult, error) {
+	res, err := m.p.DownTo(ctx, version)
+	if err != nil {
+		return res, fmt.Errorf("migrate down to %d: %w", version, err)
+	}
+	return res, nil
+}
+
 // DownAll rolls back every migration (tests and `migrate down --all`).
 func (m *Migrator) DownAll(ctx context.Context) ([]*goose.MigrationResult, error) {
 	res, err := m.p.DownTo(ctx, 0)
@@ -141,3 +159,17 @@ func (m *Migrator) Status(ctx context.Context) ([]*goose.MigrationStatus, error)
 // rather than at their next poll. A notification is only a hint: it
 // carries nothing, and a lost one costs one poll interval.
 const DeliveriesChannel = "postgate_deliveries"
+
+// RetryDeadlock runs f again, up to twice, when Postgres ended it to break
+// a deadlock (SQLSTATE 40P01): the other transaction has gone through by
+// then.
+func RetryDeadlock(f func() error) error {
+	var err error
+	for range 3 {
+		var pe *pgconn.PgError
+		if err = f(); !errors.As(err, &pe) || pe.Code != "40P01" {
+			return err
+		}
+	}
+	return err
+}

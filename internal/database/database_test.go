@@ -78,8 +78,8 @@ func TestDeliveryQueueMigration(t *testing.T) {
 	if _, err := m.Up(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := m.Down(ctx); err != nil || res.Source.Version != 8 {
-		t.Fatalf("down from 8: %v, %v", res, err)
+	if _, err := m.DownTo(ctx, 7); err != nil {
+		t.Fatalf("down to 7: %v", err)
 	}
 	exec := func(sql string, args ...any) {
 		t.Helper()
@@ -95,7 +95,7 @@ func TestDeliveryQueueMigration(t *testing.T) {
 		('0190c5a0-0000-7000-8000-0000000000a3', $1, '1', '1', 'c', 'messaging_postbacks', 'delivered', 1, '2026-01-01T00:00:02Z', NULL, '2026-01-01T00:00:00Z', '2026-01-01T00:00:02Z', '{}'),
 		('0190c5a0-0000-7000-8000-0000000000a4', $1, '1', '1', 'd', 'messaging_postbacks', 'dead', 12, '2026-01-03T00:00:00Z', NULL, '2026-01-01T00:00:00Z', NULL, '{}')`, tenant)
 
-	if _, err := m.Up(ctx); err != nil {
+	if _, err := m.UpTo(ctx, 8); err != nil {
 		t.Fatalf("up to 8 with data: %v", err)
 	}
 	queue := func() string {
@@ -116,8 +116,20 @@ func TestDeliveryQueueMigration(t *testing.T) {
 		t.Errorf("dead_at of the dead event: got %q (%v), want 2026-01-03", deadAt, err)
 	}
 
-	if _, err := m.Down(ctx); err != nil {
-		t.Fatalf("down from 8 with data: %v", err)
+	// Migration 9 numbers attempts over an event's life: a queued event's
+	// count starts from the attempts it already has.
+	exec(`INSERT INTO delivery_attempts (tenant_id, event_id, attempt, attempted_at, latency_us, error_class)
+		SELECT $1, '0190c5a0-0000-7000-8000-0000000000a2', g, now(), 1000, 'http_5xx' FROM generate_series(1, 2) g`, tenant)
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatalf("up from 8 with data: %v", err)
+	}
+	var attempted string
+	if err := db.Pool.QueryRow(ctx, `SELECT string_agg(format('%s %s', right(event_id::text, 2), attempted), ', ' ORDER BY event_id)
+		FROM deliveries`).Scan(&attempted); err != nil || attempted != "a1 0, a2 2" {
+		t.Errorf("attempted after migration 9: got %q (%v), want %q", attempted, err, "a1 0, a2 2")
+	}
+	if _, err := m.DownTo(ctx, 7); err != nil {
+		t.Fatalf("down to 7 with data: %v", err)
 	}
 	var got string
 	if err := db.Pool.QueryRow(ctx, `SELECT string_agg(format('%s %s %s', dedup_key,

@@ -1,17 +1,11 @@
 package delivery
 
 import (
-	"context"
 	"errors"
-	"net/netip"
 	"time"
-)
 
-// Resolver looks up a host's addresses; *net.Resolver is one. Tests inject
-// a map so that no test resolves a real name.
-type Resolver interface {
-	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
-}
+	"github.com/postgate/postgate/internal/tenant"
+)
 
 // Config tunes a Worker. Zero fields take the defaults named on each.
 type Config struct {
@@ -57,11 +51,16 @@ type Config struct {
 	// made, and saves a transaction (and a WAL flush) per outcome under
 	// light load.
 	FlushWait time.Duration
-	// BreakerFailures consecutive failures open a tenant's circuit breaker;
-	// it stays open BreakerOpenFor, then lets one probe through.
-	// Defaults 5 and 30s.
+	// BreakerFailures consecutive failures open a tenant's circuit breaker
+	// (BREAKER_FAILURES); it stays open BreakerOpenFor (BREAKER_OPEN_FOR),
+	// then lets BreakerProbes attempts through (BREAKER_PROBES), and
+	// closes again after that many successes in a row; a failed probe
+	// opens it again. Defaults 5, 30s and 1. Waiting behind an open
+	// breaker is not an attempt; re-enabling an endpoint resets its
+	// breaker.
 	BreakerFailures int
 	BreakerOpenFor  time.Duration
+	BreakerProbes   int
 	// RetainDelivered and RetainDead are how long delivered and dead events
 	// (and their attempts) are kept. Defaults 7 days and 30 days.
 	RetainDelivered, RetainDead time.Duration
@@ -76,10 +75,30 @@ type Config struct {
 	// UserAgent is sent with every delivery. Default "Postgate".
 	UserAgent string
 	// Resolver resolves callback hosts. Default net.DefaultResolver.
-	Resolver Resolver
+	Resolver tenant.Resolver
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
+
+// Defaults of the settings the gateway exposes as environment variables:
+// package config shows and applies these, so each has one home.
+const (
+	DefaultTimeout           = 10 * time.Second // CALLBACK_TIMEOUT
+	DefaultConcurrency       = 128              // DELIVERY_CONCURRENCY
+	DefaultTenantRate        = 100              // TENANT_RATE
+	DefaultTenantBurst       = 200              // TENANT_BURST
+	DefaultTenantConcurrency = 16               // TENANT_CONCURRENCY
+	// DefaultLeaseMargin is added to the timeout for the default lease
+	// (DELIVERY_LEASE); MinLeaseMargin is the least a lease may exceed it.
+	DefaultLeaseMargin     = 30 * time.Second
+	MinLeaseMargin         = 5 * time.Second
+	DefaultBreakerFailures = 5                   // BREAKER_FAILURES
+	DefaultBreakerOpenFor  = 30 * time.Second    // BREAKER_OPEN_FOR
+	DefaultBreakerProbes   = 1                   // BREAKER_PROBES
+	DefaultRetainDelivered = 7 * 24 * time.Hour  // RETENTION_DELIVERED
+	DefaultRetainDead      = 30 * 24 * time.Hour // RETENTION_DEAD
+	DefaultShutdownTimeout = 20 * time.Second    // SHUTDOWN_TIMEOUT
+)
 
 // DefaultRetrySchedule is RETRY_SCHEDULE's default.
 var DefaultRetrySchedule = []time.Duration{
@@ -98,7 +117,7 @@ func (c *Config) defaults() error {
 			*d = v
 		}
 	}
-	def(&c.Timeout, 10*time.Second)
+	def(&c.Timeout, DefaultTimeout)
 	if len(c.RetrySchedule) == 0 {
 		c.RetrySchedule = DefaultRetrySchedule
 	}
@@ -109,23 +128,24 @@ func (c *Config) defaults() error {
 		c.Jitter = 0
 	}
 	def(&c.MaxRetryAfter, time.Hour)
-	defInt(&c.Concurrency, 128)
-	defInt(&c.TenantRate, 100)
-	defInt(&c.TenantBurst, 200)
-	defInt(&c.TenantConcurrency, 16)
-	def(&c.Lease, c.Timeout+30*time.Second)
+	defInt(&c.Concurrency, DefaultConcurrency)
+	defInt(&c.TenantRate, DefaultTenantRate)
+	defInt(&c.TenantBurst, DefaultTenantBurst)
+	defInt(&c.TenantConcurrency, DefaultTenantConcurrency)
+	def(&c.Lease, c.Timeout+DefaultLeaseMargin)
 	def(&c.PollInterval, 100*time.Millisecond)
 	def(&c.MinClaimInterval, 5*time.Millisecond)
 	defInt(&c.ClaimPerTenant, 256)
 	defInt(&c.MaxFlush, 500)
 	def(&c.FlushWait, 10*time.Millisecond)
-	defInt(&c.BreakerFailures, 5)
-	def(&c.BreakerOpenFor, 30*time.Second)
-	def(&c.RetainDelivered, 7*24*time.Hour)
-	def(&c.RetainDead, 30*24*time.Hour)
+	defInt(&c.BreakerFailures, DefaultBreakerFailures)
+	def(&c.BreakerOpenFor, DefaultBreakerOpenFor)
+	defInt(&c.BreakerProbes, DefaultBreakerProbes)
+	def(&c.RetainDelivered, DefaultRetainDelivered)
+	def(&c.RetainDead, DefaultRetainDead)
 	def(&c.PurgeEvery, 10*time.Minute)
 	def(&c.StatsEvery, 15*time.Second)
-	def(&c.ShutdownTimeout, 20*time.Second)
+	def(&c.ShutdownTimeout, DefaultShutdownTimeout)
 	if c.UserAgent == "" {
 		c.UserAgent = "Postgate"
 	}
@@ -134,10 +154,10 @@ func (c *Config) defaults() error {
 	}
 	var errs []error
 	if c.Timeout < 0 || c.Concurrency < 0 || c.TenantRate < 0 || c.TenantBurst < 0 || c.TenantConcurrency < 0 ||
-		c.ClaimPerTenant < 0 || c.MaxFlush < 0 || c.BreakerFailures < 0 {
+		c.ClaimPerTenant < 0 || c.MaxFlush < 0 || c.BreakerFailures < 0 || c.BreakerProbes < 0 || c.BreakerOpenFor < 0 {
 		errs = append(errs, errors.New("delivery: limits and timeouts must be positive"))
 	}
-	if c.Lease < c.Timeout+5*time.Second {
+	if c.Lease < c.Timeout+MinLeaseMargin {
 		errs = append(errs, errors.New("delivery: Lease must exceed Timeout by at least 5s, or a slow attempt could be claimed twice"))
 	}
 	for _, d := range c.RetrySchedule {

@@ -14,8 +14,11 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/postgate/postgate/internal/database"
+	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/tenant"
 	"github.com/postgate/postgate/internal/testenv"
 	"github.com/postgate/postgate/internal/webhook"
@@ -32,7 +35,7 @@ func fixture(t *testing.T, name string) []byte { t.Helper(); return testenv.Fixt
 // /webhook/1001, and returns how many events were accepted.
 func (e *env) ingest(body []byte) int {
 	e.t.Helper()
-	ing, err := webhook.NewIngestor(webhook.Config{KeyPrefix: e.prefix}, e.reg, e.db.Pool, e.rdb, prometheus.NewRegistry(), nil)
+	ing, err := webhook.NewIngestor(webhook.Config{KeyPrefix: e.prefix}, e.reg, e.events, e.rdb, prometheus.NewRegistry(), nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -138,7 +141,7 @@ func TestDeliveryBodyAndHeaders(t *testing.T) {
 			}
 
 			// The admin API's event detail: delivered, one attempt.
-			eid, _ := tenant.ParseEventID(id)
+			eid, _ := event.ParseID(id)
 			e.waitStatus(tenantID, eid, "delivered", 2*time.Second)
 			as := e.attempts(tenantID, eid)
 			if len(as) != 1 || as[0].Number != 1 || as[0].StatusCode != 200 || as[0].Class != "ok" || as[0].Response != "thanks" {
@@ -283,7 +286,7 @@ func TestRetries(t *testing.T) {
 					t.Errorf("gap after Retry-After: got %s, want at least %s", gap, tt.minGap)
 				}
 			}
-			wantID := tenant.FormatEventID(id)
+			wantID := event.FormatID(id)
 			for i, r := range rc.requests() {
 				if got := r.header.Get("webhook-id"); got != wantID {
 					t.Errorf("request %d: webhook-id %q, want %q", i+1, got, wantID)
@@ -309,7 +312,7 @@ func TestDeadAndReplay(t *testing.T) {
 	if s.Attempts != 3 {
 		t.Errorf("attempts: got %d, want 3 (1 + 2 retries)", s.Attempts)
 	}
-	list, err := e.store.ListEvents(context.Background(), tenantID, tenant.EventFilter{Status: tenant.StatusDead}, tenant.ListOptions{})
+	list, err := e.events.List(context.Background(), tenantID, event.Filter{Status: event.StatusDead}, database.ListOptions{})
 	if err != nil || len(list.Items) != 1 || list.Items[0].ID != id {
 		t.Fatalf("dead list: got %+v, %v; want the event", list.Items, err)
 	}
@@ -319,7 +322,7 @@ func TestDeadAndReplay(t *testing.T) {
 	}
 
 	rc.setRespond(nil)
-	if _, err := e.store.ReplayEvent(context.Background(), tenantID, id); err != nil {
+	if _, err := e.events.Replay(context.Background(), tenantID, id); err != nil {
 		t.Fatal(err)
 	}
 	e.waitStatus(tenantID, id, "delivered", 5*time.Second)
@@ -328,7 +331,7 @@ func TestDeadAndReplay(t *testing.T) {
 		t.Fatalf("requests: got %d, want 4", len(reqs))
 	}
 	for i, r := range reqs {
-		if got, want := r.header.Get("webhook-id"), tenant.FormatEventID(id); got != want {
+		if got, want := r.header.Get("webhook-id"), event.FormatID(id); got != want {
 			t.Errorf("request %d: webhook-id %q, want %q", i+1, got, want)
 		}
 	}
@@ -336,8 +339,24 @@ func TestDeadAndReplay(t *testing.T) {
 	if got, want := classes(as), []string{"http_5xx", "http_5xx", "http_5xx", "ok"}; !slices.Equal(got, want) {
 		t.Errorf("attempt classes: got %v, want %v", got, want)
 	}
-	if len(as) == 4 && as[3].Number != 1 {
-		t.Errorf("first attempt after the replay: got number %d, want 1", as[3].Number)
+	// Attempt numbers run on across the replay: 1, 2, 3, 4, not 1, 2, 3, 1.
+	for i, a := range as {
+		if a.Number != i+1 {
+			t.Errorf("attempt %d: got number %d, want %d", i+1, a.Number, i+1)
+		}
+	}
+	// The replay's answer and the event describe the new life: pending,
+	// no delivered_at or dead_at of the old one, a fresh retry count.
+	replayed, err := e.events.Replay(context.Background(), tenantID, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if replayed.Status != event.StatusPending || replayed.DeliveredAt != nil || replayed.DeadAt != nil || replayed.Attempts != 0 {
+		t.Errorf("replay of a delivered event: got %+v, want pending without delivered_at or dead_at", replayed)
+	}
+	e.waitStatus(tenantID, id, "delivered", 5*time.Second)
+	if as := e.attempts(tenantID, id); len(as) != 5 || as[4].Number != 5 {
+		t.Errorf("after a second replay: got %d attempts, the last numbered %d; want the 5th", len(as), as[len(as)-1].Number)
 	}
 }
 
@@ -376,6 +395,64 @@ func TestGoneDisablesEndpoint(t *testing.T) {
 	}
 	e.waitStatus(tenantID, first, "delivered", 5*time.Second)
 	e.waitStatus(tenantID, second, "delivered", 5*time.Second)
+}
+
+// TestReenableResetsBreaker: four 500s and a 410 open the endpoint's
+// breaker (for an hour here) and disable it; re-enabling it and replaying
+// the events delivers them at once, and the expiry sweep, run meanwhile
+// past the whole retry schedule, kills neither: they had no attempt since
+// they were replayed.
+func TestReenableResetsBreaker(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rc := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		switch {
+		case n <= 4:
+			w.WriteHeader(http.StatusInternalServerError)
+		default:
+			w.WriteHeader(http.StatusGone)
+		}
+	})
+	tenantID, _ := e.addTenant(rc.srv.URL, tenantOpts{})
+	first, second := e.addEvent(tenantID), e.addEvent(tenantID)
+	cfg := e.baseConfig()
+	cfg.RetrySchedule = []time.Duration{20 * time.Millisecond, 30 * time.Millisecond, 40 * time.Millisecond}
+	cfg.BreakerFailures = 5
+	cfg.BreakerOpenFor = time.Hour
+	w, _ := e.start(cfg)
+	waitFor(t, 5*time.Second, "the 410", func() bool {
+		tn, err := e.store.GetTenant(context.Background(), tenantID)
+		return err == nil && tn.EndpointDisabledAt != nil
+	})
+	if n := len(rc.requests()); n < 5 {
+		t.Fatalf("requests before the 410 paused the tenant: got %d, want at least 5", n)
+	}
+
+	rc.setRespond(nil)
+	svc, err := tenant.NewService(tenant.Config{AllowPrivateCallbacks: true}, e.store, e.keys, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enabled := true
+	if _, err := svc.UpdateTenant(context.Background(), tenantID, tenant.TenantPatch{EndpointEnabled: &enabled}); err != nil {
+		t.Fatal(err)
+	}
+	// Expiry may run any time now: the window (3 × 1.2 × 40ms) has passed
+	// since both events were accepted, and the breaker was open.
+	time.Sleep(150 * time.Millisecond)
+	for _, id := range []uuid.UUID{first, second} {
+		if _, err := e.events.Replay(context.Background(), tenantID, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.Expire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []uuid.UUID{first, second} {
+		if s := e.waitStatus(tenantID, id, "delivered", 5*time.Second); s.Status != "delivered" {
+			t.Errorf("replayed event %s after re-enabling: got %+v, want delivered", event.FormatID(id), s)
+		}
+	}
 }
 
 // TestSSRFRefusedAtDial: with private callbacks off, a callback that

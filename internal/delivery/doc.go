@@ -1,15 +1,17 @@
 // Package delivery forwards accepted events to their tenants' callback URLs:
-// it claims due work from the deliveries table (the queue), signs and POSTs
-// each event with the Standard Webhooks headers, schedules retries, records
-// every attempt, pauses a tenant whose endpoint answers 410, expires the
-// backlog of an endpoint that stays down, and purges old events.
+// it claims due work from the queue, signs and POSTs each event with the
+// Standard Webhooks headers, schedules retries, records every attempt,
+// pauses a tenant whose endpoint answers 410 (through the registry), keeps
+// a circuit breaker per endpoint (reset when the endpoint is re-enabled),
+// expires the backlog of an endpoint that stays down, and purges old
+// events.
 //
-// It owns the deliveries table once a row is queued (by the events insert
-// trigger), the delivery columns of events (status, attempts,
-// delivered_at, dead_at), the delivery_attempts table, and the Redis keys
-// t:<tenant>:rate (under Config.KeyPrefix). It reads the tenant's
-// endpoint, limits and signing keys from the tenant Registry and never
-// from a query per delivery.
+// It writes no SQL: the queue and the attempt log are package event's
+// (Claim, Record, Expire, Purge), the tenants table package tenant's. It
+// owns the delivery policy (retry schedule, jitter, Retry-After, breaker,
+// rate and in-flight limits) and the Redis keys t:<tenant>:rate (under
+// Config.KeyPrefix). It reads the tenant's endpoint, limits and signing
+// keys from the tenant Registry and never from a query per delivery.
 //
 // Invariants:
 //

@@ -20,6 +20,7 @@ import (
 
 	"github.com/postgate/postgate/internal/database"
 	"github.com/postgate/postgate/internal/delivery"
+	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/secrets"
 	"github.com/postgate/postgate/internal/tenant"
 	"github.com/postgate/postgate/internal/testenv"
@@ -34,6 +35,7 @@ type env struct {
 	keys   *secrets.Keyring
 	reg    *tenant.Registry
 	store  *tenant.Store
+	events *event.Store
 }
 
 func newEnv(t *testing.T) *env {
@@ -46,7 +48,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, db: db, rdb: rdb, prefix: prefix, keys: keys, store: tenant.NewStore(db)}
+	e := &env{t: t, db: db, rdb: rdb, prefix: prefix, keys: keys, store: tenant.NewStore(db), events: event.NewStore(db)}
 	e.reg = tenant.NewRegistry(tenant.RegistryConfig{RetryEvery: 100 * time.Millisecond}, db.Pool, keys, nil, nil)
 	if err := e.reg.Load(context.Background()); err != nil {
 		t.Fatal(err)
@@ -118,7 +120,7 @@ func (e *env) addEvent(tenantID string) uuid.UUID {
 	body := fmt.Sprintf(`{"id":%q,"type":"messaging_postbacks","test":false,"tenant_id":%q,"app_id":"1001","page_id":"1",`+
 		`"object":"page","source":"messaging","sender":{"id":"2"},"timestamp":%d,"received_at":%q,`+
 		`"postback":{"mid":"m-%s","title":"t","payload":"p"},"event":{"sender":{"id":"2"},"recipient":{"id":"1"}}}`,
-		tenant.FormatEventID(id), tenantID, now.UnixMilli(), now.UTC().Format(time.RFC3339Nano), id)
+		event.FormatID(id), tenantID, now.UnixMilli(), now.UTC().Format(time.RFC3339Nano), id)
 	e.exec(`INSERT INTO events (id, tenant_id, page_id, app_id, dedup_key, type, received_at, body)
 		VALUES ($1, $2, '1', '1001', $3, 'messaging_postbacks', $4, $5)`, id, tenantID, id.String(), now, []byte(body))
 	return id
@@ -159,16 +161,16 @@ func (e *env) waitStatus(tenantID string, id uuid.UUID, want string, within time
 }
 
 // attempts reads an event's attempt log, oldest first.
-func (e *env) attempts(tenantID string, id uuid.UUID) []tenant.Attempt {
+func (e *env) attempts(tenantID string, id uuid.UUID) []event.Attempt {
 	e.t.Helper()
-	_, a, err := e.store.GetEvent(context.Background(), tenantID, id)
+	_, a, err := e.events.Get(context.Background(), tenantID, id)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	return a
 }
 
-func classes(as []tenant.Attempt) []string {
+func classes(as []event.Attempt) []string {
 	out := make([]string, len(as))
 	for i, a := range as {
 		out[i] = a.Class
@@ -195,7 +197,7 @@ func (e *env) baseConfig() delivery.Config {
 // start runs a worker until the test ends (or stop is called).
 func (e *env) start(cfg delivery.Config) (w *delivery.Worker, stop func()) {
 	e.t.Helper()
-	w, err := delivery.New(cfg, e.reg, e.db.Pool, e.rdb, prometheus.NewRegistry(), nil)
+	w, err := delivery.New(cfg, e.reg, e.events, e.rdb, prometheus.NewRegistry(), nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}

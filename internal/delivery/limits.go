@@ -9,6 +9,8 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/postgate/postgate/internal/redisdb"
 )
 
 // tenantState is what one worker tracks of a tenant between claims. It is
@@ -22,6 +24,9 @@ type tenantState struct {
 	pausedAt   time.Time
 	breaker    *gobreaker.TwoStepCircuitBreaker[struct{}]
 	breakerURL string
+	// enabledAt is the endpoint's EndpointEnabledAt when the breaker was
+	// made: a re-enable since starts a new, closed one.
+	enabledAt time.Time
 }
 
 // errAttemptFailed and errNotAnAttempt are what the breaker is told.
@@ -33,7 +38,7 @@ var (
 func (w *Worker) newBreaker(tenantID string) *gobreaker.TwoStepCircuitBreaker[struct{}] {
 	return gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        tenantID,
-		MaxRequests: 1,
+		MaxRequests: uint32(w.cfg.BreakerProbes),
 		Timeout:     w.cfg.BreakerOpenFor,
 		ReadyToTrip: func(c gobreaker.Counts) bool {
 			return c.ConsecutiveFailures >= uint32(w.cfg.BreakerFailures)
@@ -58,7 +63,7 @@ func (w *Worker) newBreaker(tenantID string) *gobreaker.TwoStepCircuitBreaker[st
 type rateLimiter struct {
 	limiter *redis_rate.Limiter
 	prefix  string
-	down    time.Time // guarded by Worker.mu
+	down    redisdb.Backoff
 }
 
 func newRateLimiter(rdb redis.UniversalClient, prefix string) *rateLimiter {
@@ -115,11 +120,7 @@ func (w *Worker) allow(tenantID string, rate, burst, n int) (int, time.Duration)
 	if r == nil {
 		return n, 0
 	}
-	now := w.cfg.Now()
-	w.mu.Lock()
-	down := now.Before(r.down)
-	w.mu.Unlock()
-	if down {
+	if r.down.Down(w.cfg.Now()) {
 		return n, 0
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
@@ -127,10 +128,9 @@ func (w *Worker) allow(tenantID string, rate, burst, n int) (int, time.Duration)
 	res, err := r.limiter.AllowAtMost(ctx, r.key(tenantID), redis_rate.Limit{Rate: rate, Burst: burst, Period: time.Second}, n)
 	if err != nil {
 		w.m.redisErrors.Inc()
-		w.mu.Lock()
-		r.down = now.Add(time.Second)
-		w.mu.Unlock()
-		w.log.Warn("rate limit check failed; allowing (fail open)", "tenant_id", tenantID, "err", err)
+		if r.down.Failed(w.cfg.Now()) {
+			w.log.Warn("rate limit check failed; allowing (fail open)", "tenant_id", tenantID, "err", err)
+		}
 		return n, 0
 	}
 	wait := res.RetryAfter

@@ -12,7 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/postgate/postgate/internal/delivery"
-	"github.com/postgate/postgate/internal/tenant"
+	"github.com/postgate/postgate/internal/event"
 )
 
 // TestIsolation: tenant A's endpoint hangs until the timeout and tenant C's
@@ -59,7 +59,7 @@ func TestIsolation(t *testing.T) {
 		at := time.Now()
 		id := e.addEvent(tb)
 		mu.Lock()
-		sent[tenant.FormatEventID(id)] = at
+		sent[event.FormatID(id)] = at
 		mu.Unlock()
 		time.Sleep(25 * time.Millisecond)
 	}
@@ -256,7 +256,7 @@ func TestRetention(t *testing.T) {
 	for i, tt := range tests {
 		ids[i] = add(tt.status, tt.age)
 	}
-	w, err := delivery.New(delivery.Config{}, e.reg, e.db.Pool, nil, nil, nil)
+	w, err := delivery.New(delivery.Config{}, e.reg, e.events, nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,9 +292,12 @@ func uuidV7At(at time.Time) uuid.UUID {
 
 // TestExpire: once a tenant's endpoint has failed enough to open its
 // breaker, its due events still queued after the whole retry schedule
-// could have run are dead, attempts spent or not. Not expired: a younger
-// event, one waiting for a scheduled retry, one held by an attempt in
-// flight, a healthy tenant's backlog, and a disabled endpoint's events.
+// could have run, and attempted since they were queued, are dead. Not
+// expired: a younger event, one never attempted since it was queued (a
+// replayed event gets its attempt), one waiting for a scheduled retry, one
+// held by an attempt in flight, a healthy tenant's backlog, a disabled
+// endpoint's events, and the events of an endpoint re-enabled within the
+// window.
 func TestExpire(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -319,15 +322,15 @@ func TestExpire(t *testing.T) {
 	// The stopped worker keeps its breakers; nothing claims the events below.
 	stop()
 
-	queued := func(tenantID string, age time.Duration, next time.Duration, leased bool) uuid.UUID {
+	queued := func(tenantID string, age time.Duration, next time.Duration, leased bool, attempts int) uuid.UUID {
 		t.Helper()
 		id := e.addEvent(tenantID)
 		var lease any
 		if leased {
 			lease = time.Now().Add(next)
 		}
-		e.exec(`UPDATE deliveries SET queued_at = $2, next_attempt_at = $3, leased_until = $4 WHERE event_id = $1`,
-			id, time.Now().Add(-age), time.Now().Add(next), lease)
+		e.exec(`UPDATE deliveries SET queued_at = $2, next_attempt_at = $3, leased_until = $4, attempts = $5 WHERE event_id = $1`,
+			id, time.Now().Add(-age), time.Now().Add(next), lease, attempts)
 		return id
 	}
 	tests := []struct {
@@ -336,12 +339,13 @@ func TestExpire(t *testing.T) {
 		id     uuid.UUID
 		expire bool
 	}{
-		{"failing, queued 3h ago, due", down, queued(down, 3*time.Hour, -time.Minute, false), true},
-		{"failing, queued 2h ago, due", down, queued(down, 2*time.Hour, -time.Minute, false), false},
-		{"failing, queued 3h ago, retry due in 30m", down, queued(down, 3*time.Hour, 30*time.Minute, false), false},
-		{"failing, queued 3h ago, attempt in flight", down, queued(down, 3*time.Hour, time.Minute, true), false},
-		{"healthy, queued 3h ago, due", healthy, queued(healthy, 3*time.Hour, -time.Minute, false), false},
-		{"disabled endpoint, queued 3h ago, due", paused, queued(paused, 3*time.Hour, -time.Minute, false), false},
+		{"failing, queued 3h ago, attempted, due", down, queued(down, 3*time.Hour, -time.Minute, false, 1), true},
+		{"failing, queued 3h ago, never attempted since, due", down, queued(down, 3*time.Hour, -time.Minute, false, 0), false},
+		{"failing, queued 2h ago, attempted, due", down, queued(down, 2*time.Hour, -time.Minute, false, 1), false},
+		{"failing, queued 3h ago, retry due in 30m", down, queued(down, 3*time.Hour, 30*time.Minute, false, 1), false},
+		{"failing, queued 3h ago, attempt in flight", down, queued(down, 3*time.Hour, time.Minute, true, 1), false},
+		{"healthy, queued 3h ago, due", healthy, queued(healthy, 3*time.Hour, -time.Minute, false, 1), false},
+		{"disabled endpoint, queued 3h ago, due", paused, queued(paused, 3*time.Hour, -time.Minute, false, 1), false},
 	}
 	n, err := w.Expire(context.Background())
 	if err != nil {
@@ -365,5 +369,16 @@ func TestExpire(t *testing.T) {
 		case !tt.expire && (status == "dead" || queuedRows != 1):
 			t.Errorf("%s: got %s with %d queue rows, want it still queued", tt.name, status, queuedRows)
 		}
+	}
+
+	// Re-enabled within the window: the clock starts again from then.
+	e.exec(`UPDATE tenants SET endpoint_enabled_at = now() WHERE id = $1`, down)
+	e.reload()
+	again := queued(down, 3*time.Hour, -time.Minute, false, 1)
+	if n, err := w.Expire(context.Background()); err != nil || n != 0 {
+		t.Errorf("expire after a re-enable: got %d, %v; want 0", n, err)
+	}
+	if s := e.state(down, again); s.Status == "dead" {
+		t.Errorf("event of an endpoint re-enabled within the window: got %+v, want it still queued", s)
 	}
 }

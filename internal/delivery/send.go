@@ -22,6 +22,8 @@ import (
 	"unicode/utf8"
 
 	"code.dny.dev/ssrf"
+
+	"github.com/postgate/postgate/internal/tenant"
 )
 
 // Limits of what is read from an endpoint's answer.
@@ -123,7 +125,7 @@ func newSender(cfg *Config) *sender {
 // dialer resolves with an injectable resolver and dials each address with
 // the guarded net.Dialer.
 type dialer struct {
-	resolver Resolver
+	resolver tenant.Resolver
 	dialer   *net.Dialer
 }
 

@@ -3,20 +3,17 @@ package delivery
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/tenant"
 )
 
@@ -28,13 +25,16 @@ type Tenants interface {
 	Tenant(id string) (*tenant.TenantInfo, bool)
 	// LoadedAt is when the current copy started reading the database.
 	LoadedAt() time.Time
+	// DisableEndpoint pauses a tenant's deliveries (its endpoint answered
+	// 410 Gone), for every worker, until it is re-enabled.
+	DisableEndpoint(ctx context.Context, tenantID, reason string) error
 }
 
 // Worker delivers events. Build it with New and call Run.
 type Worker struct {
 	cfg    Config
 	reg    Tenants
-	pool   *pgxpool.Pool
+	events *event.Store
 	rate   *rateLimiter
 	sender *sender
 	log    *slog.Logger
@@ -44,7 +44,7 @@ type Worker struct {
 	tenants  map[string]*tenantState
 	inFlight int
 
-	outcomes chan outcome
+	outcomes chan event.Outcome
 	wake     chan struct{}
 	sends    sync.WaitGroup
 	// draining is set once Run's context has ended: outcome writes then
@@ -53,23 +53,16 @@ type Worker struct {
 }
 
 // job is one claimed event.
-type job struct {
-	tenantID   string
-	id         uuid.UUID
-	attempts   int       // attempts before this one
-	receivedAt time.Time // accepted at
-	lease      time.Time // the leased_until our claim wrote: our claim's token
-	body       []byte
-}
+type job = *event.Claimed
 
 // New builds a worker. rdb may be nil (no rate limiting); mreg nil means a
 // private registry; log nil discards.
-func New(cfg Config, reg Tenants, pool *pgxpool.Pool, rdb redis.UniversalClient, mreg prometheus.Registerer, log *slog.Logger) (*Worker, error) {
+func New(cfg Config, reg Tenants, events *event.Store, rdb redis.UniversalClient, mreg prometheus.Registerer, log *slog.Logger) (*Worker, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	if reg == nil || pool == nil {
-		return nil, errors.New("delivery: a tenant registry and a postgres pool are required")
+	if reg == nil || events == nil {
+		return nil, errors.New("delivery: a tenant registry and an event store are required")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -78,9 +71,9 @@ func New(cfg Config, reg Tenants, pool *pgxpool.Pool, rdb redis.UniversalClient,
 		mreg = prometheus.NewRegistry()
 	}
 	return &Worker{
-		cfg: cfg, reg: reg, pool: pool, rate: newRateLimiter(rdb, cfg.KeyPrefix), sender: newSender(&cfg),
+		cfg: cfg, reg: reg, events: events, rate: newRateLimiter(rdb, cfg.KeyPrefix), sender: newSender(&cfg),
 		log: log, m: newMetrics(mreg), tenants: map[string]*tenantState{},
-		outcomes: make(chan outcome, 4096), wake: make(chan struct{}, 1),
+		outcomes: make(chan event.Outcome, 4096), wake: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -153,38 +146,6 @@ func (w *Worker) claimLoop(ctx, sendCtx context.Context) {
 	}
 }
 
-// claimSQL takes, for each tenant in $1 with quota $2, up to quota of its
-// oldest due deliveries that no one holds (SKIP LOCKED: other workers'
-// claims in progress are passed over), ranks each tenant's, and keeps the
-// $3 best by rank: every tenant's first before any tenant's second. The
-// kept rows are leased in the same statement: next_attempt_at and
-// leased_until both become now() + $4, so a held row is simply not due,
-// and leased_until is the token an outcome must match. The retry count
-// comes from the locked row too (a replay resets it there); the body,
-// which never changes, from events.
-const claimSQL = `WITH quota AS (
-	SELECT * FROM unnest($1::uuid[], $2::int[]) AS q(tenant_id, k)
-), candidates AS (
-	SELECT c.tenant_id, c.event_id, c.next_attempt_at,
-	       row_number() OVER (PARTITION BY c.tenant_id ORDER BY c.next_attempt_at, c.event_id) AS rank
-	FROM quota q CROSS JOIN LATERAL (
-		SELECT d.tenant_id, d.event_id, d.next_attempt_at FROM deliveries d
-		WHERE d.tenant_id = q.tenant_id AND d.next_attempt_at <= now()
-		ORDER BY d.next_attempt_at
-		LIMIT q.k
-		FOR UPDATE SKIP LOCKED
-	) c
-), picked AS (
-	SELECT tenant_id, event_id FROM candidates ORDER BY rank, next_attempt_at LIMIT $3
-), leased AS (
-	UPDATE deliveries d SET next_attempt_at = now() + $4::interval, leased_until = now() + $4::interval
-	FROM picked p
-	WHERE d.event_id = p.event_id
-	RETURNING d.tenant_id, d.event_id, d.leased_until, d.attempts
-)
-SELECT l.tenant_id::text, l.event_id, l.attempts, e.received_at, l.leased_until, e.body
-FROM leased l JOIN events e ON e.tenant_id = l.tenant_id AND e.id = l.event_id`
-
 // claimRound claims what every eligible tenant may take now and starts
 // sending it. more reports that there may be more work right away.
 func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error) {
@@ -218,10 +179,9 @@ func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error)
 		case gobreaker.StateOpen:
 			continue
 		case gobreaker.StateHalfOpen:
-			if st.inFlight > 0 {
-				continue
-			}
-			k = 1
+			// Only the probes go out; the breaker turns them away
+			// beyond its count anyway, as releases.
+			k = min(k, w.cfg.BreakerProbes-st.inFlight)
 		}
 		if k <= 0 {
 			continue // a finishing attempt wakes the claim loop
@@ -239,31 +199,20 @@ func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error)
 
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	rows, err := w.pool.Query(qctx, claimSQL, replan, ids, quota, free, w.cfg.Lease)
-	if err != nil {
-		return false, fmt.Errorf("claim deliveries: %w", err)
-	}
 	// The claimed jobs of ids[i] go to perTenant[i].
 	pos := make(map[string]int, len(ids))
 	for i, tid := range ids {
 		pos[tid] = i
 	}
 	perTenant := make([][]job, len(ids))
-	var j job
-	var id [16]byte
 	n := 0
-	_, err = pgx.ForEachRow(rows, []any{&j.tenantID, &id, &j.attempts, &j.receivedAt, &j.lease, &j.body}, func() error {
-		jj := j
-		jj.id = uuid.UUID(id)
-		jj.body = append([]byte(nil), j.body...)
-		i := pos[jj.tenantID]
-		perTenant[i] = append(perTenant[i], jj)
+	err = w.events.Claim(qctx, ids, quota, free, w.cfg.Lease, func(c *event.Claimed) {
+		i := pos[c.TenantID]
+		perTenant[i] = append(perTenant[i], c)
 		n++
-		return nil
 	})
 	if err != nil {
-		// Rows leased by a statement that failed were not committed.
-		return false, fmt.Errorf("claim deliveries: %w", err)
+		return false, err
 	}
 	w.m.claims.Observe(float64(n))
 	if n == 0 {
@@ -299,12 +248,14 @@ func (w *Worker) stateLocked(t *tenant.TenantInfo) *tenantState {
 		st = &tenantState{}
 		w.tenants[t.ID] = st
 	}
-	// One breaker per endpoint: a new callback URL starts closed.
-	if st.breaker == nil || st.breakerURL != t.CallbackURL {
+	// One breaker per endpoint: a new callback URL starts closed, and so
+	// does an endpoint re-enabled since the breaker was made (its owner
+	// says it works again; SPEC: re-enabling resets the breaker).
+	if st.breaker == nil || st.breakerURL != t.CallbackURL || !st.enabledAt.Equal(t.EndpointEnabledAt) {
 		if st.breaker != nil && st.breaker.State() != gobreaker.StateClosed {
-			w.m.breakersOpen.Dec() // the old endpoint's breaker goes away
+			w.m.breakersOpen.Dec() // the old breaker goes away
 		}
-		st.breaker, st.breakerURL = w.newBreaker(t.ID), t.CallbackURL
+		st.breaker, st.breakerURL, st.enabledAt = w.newBreaker(t.ID), t.CallbackURL, t.EndpointEnabledAt
 	}
 	return st
 }
@@ -353,15 +304,15 @@ func (w *Worker) dispatch(ctx context.Context, tenantID string, jobs []job) {
 // release puts a job back, unattempted, due at next.
 func (w *Worker) release(j job, next time.Time, reason string) {
 	w.m.deferred.WithLabelValues(reason).Inc()
-	w.finish(outcome{tenantID: j.tenantID, id: j.id, lease: j.lease, at: next})
+	w.finish(event.Outcome{TenantID: j.TenantID, ID: j.ID, Lease: j.Lease, At: next})
 }
 
 // finish hands a job's outcome to the writer, frees its slots and wakes
 // the claim loop.
-func (w *Worker) finish(o outcome) {
+func (w *Worker) finish(o event.Outcome) {
 	w.outcomes <- o
 	w.mu.Lock()
-	if st := w.tenants[o.tenantID]; st != nil {
+	if st := w.tenants[o.TenantID]; st != nil {
 		st.inFlight--
 	}
 	w.inFlight--
@@ -399,7 +350,7 @@ func (w *Worker) attempt(ctx context.Context, t *tenant.TenantInfo, j job) {
 		return
 	}
 	res := w.sender.send(ctx, request{
-		url: t.CallbackURL, msgID: tenant.FormatEventID(j.id), body: j.body, keys: signing, at: now,
+		url: t.CallbackURL, msgID: event.FormatID(j.ID), body: j.Body, keys: signing, at: now,
 	})
 	if res.canceled {
 		done(errNotAnAttempt)
@@ -414,11 +365,11 @@ func (w *Worker) attempt(ctx context.Context, t *tenant.TenantInfo, j job) {
 	w.m.attempts.WithLabelValues(res.class).Inc()
 	w.m.attemptSeconds.Observe(res.latency.Seconds())
 
-	o := outcome{
-		tenantID: j.tenantID, id: j.id, lease: j.lease,
-		attempt: &attemptRecord{
-			number: j.attempts + 1, at: now, status: res.status, latency: res.latency,
-			class: res.class, err: res.err, snippet: res.snippet,
+	o := event.Outcome{
+		TenantID: j.TenantID, ID: j.ID, Lease: j.Lease,
+		Attempt: &event.Attempt{
+			Number: j.Number, At: now, StatusCode: res.status, Latency: res.latency,
+			Class: res.class, Error: res.err, Response: res.snippet,
 		},
 	}
 	end := w.cfg.Now()
@@ -426,29 +377,29 @@ func (w *Worker) attempt(ctx context.Context, t *tenant.TenantInfo, j job) {
 	var verdict string
 	switch {
 	case res.class == ClassOK:
-		verdict = string(tenant.StatusDelivered)
-		o.status, o.attempts, o.at = verdict, j.attempts+1, end
-		w.m.latency.Observe(end.Sub(j.receivedAt).Seconds())
+		verdict = string(event.StatusDelivered)
+		o.Status, o.Attempts, o.At = event.StatusDelivered, j.Attempts+1, end
+		w.m.latency.Observe(end.Sub(j.ReceivedAt).Seconds())
 	case res.class == Class410:
 		// Gone: pause the tenant; the event waits, its retries unspent.
 		verdict = "paused"
-		o.status, o.attempts, o.at = string(tenant.StatusPending), j.attempts, end
+		o.Status, o.Attempts, o.At = event.StatusPending, j.Attempts, end
 		w.disableEndpoint(t.ID)
-	case j.attempts+1 > len(w.cfg.RetrySchedule):
-		verdict = string(tenant.StatusDead)
-		o.status, o.attempts, o.at = verdict, j.attempts+1, end
+	case j.Attempts+1 > len(w.cfg.RetrySchedule):
+		verdict = string(event.StatusDead)
+		o.Status, o.Attempts, o.At = event.StatusDead, j.Attempts+1, end
 		w.m.dead.Inc()
 	default:
-		verdict = string(tenant.StatusFailed)
-		next = w.retryDelay(j.attempts, res.retryAfter)
-		o.status, o.attempts, o.at = verdict, j.attempts+1, end.Add(next)
+		verdict = string(event.StatusFailed)
+		next = w.retryDelay(j.Attempts, res.retryAfter)
+		o.Status, o.Attempts, o.At = event.StatusFailed, j.Attempts+1, end.Add(next)
 	}
 	level := slog.LevelInfo
-	if verdict == string(tenant.StatusDead) || verdict == "paused" {
+	if verdict == string(event.StatusDead) || verdict == "paused" {
 		level = slog.LevelWarn
 	}
 	w.log.Log(context.Background(), level, "delivery attempt",
-		"tenant_id", j.tenantID, "event_id", tenant.FormatEventID(j.id), "attempt", j.attempts+1,
+		"tenant_id", j.TenantID, "event_id", event.FormatID(j.ID), "attempt", j.Number,
 		"status_code", res.status, "latency_ms", res.latency.Milliseconds(), "class", res.class,
 		"outcome", verdict, "retry_in", next.String())
 	w.finish(o)
@@ -471,9 +422,9 @@ func jitter(d time.Duration, f float64) time.Duration {
 	return time.Duration(float64(d) * (1 - f + 2*f*rand.Float64()))
 }
 
-// disableEndpoint pauses a tenant's deliveries after a 410, in Postgres
-// (visible in the API, shared by every worker, undone by PATCH
-// endpoint_enabled) and here until the Registry has caught up.
+// disableEndpoint pauses a tenant's deliveries after a 410, through the
+// registry (visible in the API, shared by every worker, undone by
+// re-enabling the endpoint) and here until the registry has caught up.
 func (w *Worker) disableEndpoint(tenantID string) {
 	w.mu.Lock()
 	st := w.tenants[tenantID]
@@ -484,10 +435,7 @@ func (w *Worker) disableEndpoint(tenantID string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := w.pool.Exec(ctx, `UPDATE tenants SET endpoint_disabled_at = now(),
-		endpoint_disabled_reason = 'the endpoint answered 410 Gone', updated_at = now()
-		WHERE id = $1 AND endpoint_disabled_at IS NULL`, tenantID)
-	if err != nil {
+	if err := w.reg.DisableEndpoint(ctx, tenantID, "the endpoint answered 410 Gone"); err != nil {
 		w.log.Error("disable endpoint after 410", "tenant_id", tenantID, "err", err)
 	}
 	w.mu.Lock()

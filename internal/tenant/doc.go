@@ -1,7 +1,9 @@
 // Package tenant owns who a tenant is: its callback endpoint and limits, its
 // Meta apps (with their encrypted secrets and verify tokens), its Pages, its
 // Standard Webhooks signing secret, and the admin-API tokens that act for
-// it.
+// it: the tenants, apps and pages tables. It knows nothing of events
+// beyond the type names a subscription may use (package event); the 410
+// path reaches the tenants table through Registry.DisableEndpoint.
 //
 // The Store keeps this in Postgres (rows are unexported beside the store; the
 // domain types here carry no storage or wire tags). The Registry is the

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/postgate/postgate/internal/database"
+	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/secrets"
 )
 
@@ -85,6 +86,9 @@ type TenantInfo struct {
 	// EndpointDisabled is set while deliveries are paused (a 410 from the
 	// endpoint, or an operator).
 	EndpointDisabled bool
+	// EndpointEnabledAt is when the endpoint was last re-enabled (zero if
+	// never): a worker that sees it change resets the endpoint's breaker.
+	EndpointEnabledAt time.Time
 	// signingKey is the HMAC key of the current signing secret (nil when it
 	// cannot be opened: the tenant then cannot be delivered to);
 	// previousKey signs too until previousExpires.
@@ -110,7 +114,7 @@ func (t *TenantInfo) SigningKeys(now time.Time, dst [][]byte) [][]byte {
 // Subscribed reports whether the tenant receives events of type typ;
 // postbacks always.
 func (t *TenantInfo) Subscribed(typ string) bool {
-	return typ == TypePostbacks || t.events[typ]
+	return typ == event.TypePostbacks || t.events[typ]
 }
 
 type snapshot struct {
@@ -207,6 +211,20 @@ func (r *Registry) LoadedAt() time.Time { return r.snap.Load().loaded }
 // Loads is the number of completed reloads.
 func (r *Registry) Loads() int64 { return r.loads.Load() }
 
+// DisableEndpoint pauses a tenant's deliveries because its endpoint said
+// so (a 410 Gone): visible in the admin API with reason, shared by every
+// worker through the registry, and undone by re-enabling it. A tenant
+// already paused keeps its first reason and time.
+func (r *Registry) DisableEndpoint(ctx context.Context, tenantID, reason string) error {
+	_, err := r.pool.Exec(ctx, `UPDATE tenants SET endpoint_disabled_at = now(),
+		endpoint_disabled_reason = $2, updated_at = now()
+		WHERE id = $1 AND endpoint_disabled_at IS NULL`, tenantID, reason)
+	if err != nil {
+		return fmt.Errorf("disable endpoint: %w", err)
+	}
+	return nil
+}
+
 // Load reads everything from Postgres and swaps the snapshot. An app whose
 // secret cannot be decrypted is left out and logged (by id only).
 func (r *Registry) Load(ctx context.Context) error {
@@ -221,7 +239,7 @@ func (r *Registry) Load(ctx context.Context) error {
 
 	rows, _ := tx.Query(ctx, `SELECT id::text, deliver_test_events, events, callback_url,
 		coalesce(rate, 0), coalesce(burst, 0), coalesce(concurrency, 0), endpoint_disabled_at IS NOT NULL,
-		signing_secret, previous_signing_secret, previous_signing_secret_expires_at
+		endpoint_enabled_at, signing_secret, previous_signing_secret, previous_signing_secret_expires_at
 		FROM tenants ORDER BY id`)
 	var (
 		id, callback          string
@@ -230,12 +248,16 @@ func (r *Registry) Load(ctx context.Context) error {
 		rate, burst, conc     int32
 		signing, prevSigning  []byte
 		prevSigningExp        *time.Time
+		enabledAt             *time.Time
 	)
 	if _, err := pgx.ForEachRow(rows, []any{&id, &deliverTest, &events, &callback, &rate, &burst, &conc, &disabled,
-		&signing, &prevSigning, &prevSigningExp}, func() error {
+		&enabledAt, &signing, &prevSigning, &prevSigningExp}, func() error {
 		t := &TenantInfo{
 			ID: id, DeliverTestEvents: deliverTest, events: make(map[string]bool, len(events)),
 			CallbackURL: callback, Rate: int(rate), Burst: int(burst), Concurrency: int(conc), EndpointDisabled: disabled,
+		}
+		if enabledAt != nil {
+			t.EndpointEnabledAt = *enabledAt
 		}
 		for _, e := range events {
 			t.events[e] = true

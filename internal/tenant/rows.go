@@ -25,6 +25,7 @@ type tenantRow struct {
 	DeliverTestEvents              bool       `gorm:"column:deliver_test_events"`
 	EndpointDisabledAt             *time.Time `gorm:"column:endpoint_disabled_at"`
 	EndpointDisabledReason         *string    `gorm:"column:endpoint_disabled_reason"`
+	EndpointEnabledAt              *time.Time `gorm:"column:endpoint_enabled_at"`
 	SigningSecret                  []byte     `gorm:"column:signing_secret"`
 	PreviousSigningSecret          []byte     `gorm:"column:previous_signing_secret"`
 	PreviousSigningSecretExpiresAt *time.Time `gorm:"column:previous_signing_secret_expires_at"`
@@ -45,6 +46,7 @@ func (r *tenantRow) domain() Tenant {
 		Concurrency:                    intOf(r.Concurrency),
 		DeliverTestEvents:              r.DeliverTestEvents,
 		EndpointDisabledAt:             r.EndpointDisabledAt,
+		EndpointEnabledAt:              r.EndpointEnabledAt,
 		PreviousSigningSecretExpiresAt: r.PreviousSigningSecretExpiresAt,
 		CreatedAt:                      r.CreatedAt,
 		UpdatedAt:                      r.UpdatedAt,
@@ -91,102 +93,6 @@ func (pageRow) TableName() string { return "pages" }
 
 func (r *pageRow) domain() Page {
 	return Page{PageID: r.PageID, AppID: r.AppID, TenantID: r.TenantID.String(), Object: Object(r.Object), CreatedAt: r.CreatedAt}
-}
-
-type eventRow struct {
-	ID          uuid.UUID  `gorm:"column:id;primaryKey"`
-	TenantID    uuid.UUID  `gorm:"column:tenant_id;primaryKey"`
-	PageID      string     `gorm:"column:page_id"`
-	AppID       string     `gorm:"column:app_id"`
-	DedupKey    string     `gorm:"column:dedup_key"`
-	Type        string     `gorm:"column:type"`
-	Test        bool       `gorm:"column:test"`
-	Status      string     `gorm:"column:status"`
-	Attempts    int32      `gorm:"column:attempts"`
-	ReceivedAt  time.Time  `gorm:"column:received_at"`
-	DeliveredAt *time.Time `gorm:"column:delivered_at"`
-	DeadAt      *time.Time `gorm:"column:dead_at"`
-	Body        []byte     `gorm:"column:body"`
-}
-
-func (eventRow) TableName() string { return "events" }
-
-// queuedEventRow is an event read with its place in the delivery queue
-// (the deliveries row, absent once the event has settled).
-type queuedEventRow struct {
-	Event         eventRow   `gorm:"embedded"`
-	NextAttemptAt *time.Time `gorm:"column:next_attempt_at"`
-}
-
-// eventListColumns are the columns of a list: everything but the body, as
-// selected from events e LEFT JOIN deliveries d.
-const eventListColumns = `e.id, e.tenant_id, e.page_id, e.app_id, e.dedup_key, e.type, e.test,
-	e.status, e.attempts, e.received_at, e.delivered_at, e.dead_at, d.next_attempt_at`
-
-// eventsWithQueue is the FROM of a read of events with their queue rows.
-const eventsWithQueue = `events e LEFT JOIN deliveries d ON d.event_id = e.id`
-
-func (q *queuedEventRow) domain() Event {
-	r := &q.Event
-	e := Event{
-		ID:            r.ID,
-		TenantID:      r.TenantID.String(),
-		PageID:        r.PageID,
-		AppID:         r.AppID,
-		Type:          r.Type,
-		Test:          r.Test,
-		Status:        EventStatus(r.Status),
-		Attempts:      int(r.Attempts),
-		ReceivedAt:    r.ReceivedAt,
-		DeliveredAt:   r.DeliveredAt,
-		DeadAt:        r.DeadAt,
-		Body:          r.Body,
-		NextAttemptAt: valueOf(q.NextAttemptAt),
-	}
-	return e
-}
-
-type attemptRow struct {
-	TenantID        uuid.UUID `gorm:"column:tenant_id;primaryKey"`
-	EventID         uuid.UUID `gorm:"column:event_id;primaryKey"`
-	ID              int64     `gorm:"column:id;primaryKey"`
-	Attempt         int32     `gorm:"column:attempt"`
-	AttemptedAt     time.Time `gorm:"column:attempted_at"`
-	StatusCode      *int32    `gorm:"column:status_code"`
-	LatencyUS       int64     `gorm:"column:latency_us"`
-	ErrorClass      string    `gorm:"column:error_class"`
-	ErrorMessage    *string   `gorm:"column:error_message"`
-	ResponseSnippet *string   `gorm:"column:response_snippet"`
-}
-
-func (attemptRow) TableName() string { return "delivery_attempts" }
-
-func (r *attemptRow) domain() Attempt {
-	a := Attempt{
-		Number:     int(r.Attempt),
-		At:         r.AttemptedAt,
-		StatusCode: intOf(r.StatusCode),
-		Latency:    time.Duration(r.LatencyUS) * time.Microsecond,
-		Class:      r.ErrorClass,
-		Error:      valueOf(r.ErrorMessage),
-		Response:   valueOf(r.ResponseSnippet),
-	}
-	return a
-}
-
-type quarantineRow struct {
-	ID         uuid.UUID `gorm:"column:id;primaryKey"`
-	TenantID   uuid.UUID `gorm:"column:tenant_id;primaryKey"`
-	AppID      string    `gorm:"column:app_id"`
-	Reason     string    `gorm:"column:reason"`
-	Body       []byte    `gorm:"column:body"`
-	ReceivedAt time.Time `gorm:"column:received_at"`
-}
-
-func (quarantineRow) TableName() string { return "quarantine" }
-
-func (r *quarantineRow) domain() Quarantined {
-	return Quarantined{ID: r.ID, TenantID: r.TenantID.String(), AppID: r.AppID, Reason: r.Reason, Body: r.Body, ReceivedAt: r.ReceivedAt}
 }
 
 // textArray is a Postgres text[] through database/sql: pgx's stdlib hands

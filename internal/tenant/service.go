@@ -16,6 +16,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/postgate/postgate/internal/database"
+	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/secrets"
 )
 
@@ -179,15 +181,15 @@ func checkTenantFields(t Tenant) error {
 }
 
 // normalizeEvents checks event types and returns them de-duplicated in
-// EventTypes order.
+// event.Types order.
 func normalizeEvents(in []string) ([]string, error) {
 	out := []string{}
 	for _, e := range in {
-		if !slices.Contains(EventTypes, e) {
-			return nil, invalid("events", "%q is not an event type (one of %s)", e, strings.Join(EventTypes, ", "))
+		if !event.IsType(e) {
+			return nil, invalid("events", "is not a list of event types (each one of %s)", strings.Join(event.Types, ", "))
 		}
 	}
-	for _, e := range EventTypes {
+	for _, e := range event.Types {
 		if slices.Contains(in, e) {
 			out = append(out, e)
 		}
@@ -200,8 +202,14 @@ func (s *Service) GetTenant(ctx context.Context, id string) (Tenant, error) {
 	return s.store.GetTenant(ctx, id)
 }
 
+// CheckTenant answers ErrNotFound when tenant id does not exist.
+func (s *Service) CheckTenant(ctx context.Context, id string) error {
+	_, err := s.store.GetTenant(ctx, id)
+	return err
+}
+
 // ListTenants lists tenants in creation order.
-func (s *Service) ListTenants(ctx context.Context, opts ListOptions) (Results[Tenant], error) {
+func (s *Service) ListTenants(ctx context.Context, opts database.ListOptions) (database.Results[Tenant], error) {
 	return s.store.ListTenants(ctx, opts)
 }
 
@@ -252,6 +260,11 @@ func (s *Service) UpdateTenant(ctx context.Context, id string, p TenantPatch) (T
 		switch {
 		case p.EndpointEnabled == nil:
 		case *p.EndpointEnabled:
+			if t.EndpointDisabledAt != nil {
+				// The workers reset the endpoint's breaker when they see
+				// this change, and its backlog's expiry counts from it.
+				t.EndpointEnabledAt = &now
+			}
 			t.EndpointDisabledAt, t.EndpointDisabledReason = nil, ""
 		case t.EndpointDisabledAt == nil:
 			t.EndpointDisabledAt, t.EndpointDisabledReason = &now, "disabled through the admin API"
@@ -364,9 +377,9 @@ func (s *Service) GetApp(ctx context.Context, tenantID, appID string) (App, erro
 }
 
 // ListApps lists tenantID's apps in app_id order.
-func (s *Service) ListApps(ctx context.Context, tenantID string, opts ListOptions) (Results[App], error) {
+func (s *Service) ListApps(ctx context.Context, tenantID string, opts database.ListOptions) (database.Results[App], error) {
 	if _, err := s.store.GetTenant(ctx, tenantID); err != nil {
-		return Results[App]{}, err
+		return database.Results[App]{}, err
 	}
 	return s.store.ListApps(ctx, tenantID, opts)
 }
@@ -440,9 +453,9 @@ func (s *Service) RegisterPage(ctx context.Context, tenantID string, in PageInpu
 }
 
 // ListPages lists tenantID's Pages in (page_id, app_id) order.
-func (s *Service) ListPages(ctx context.Context, tenantID string, opts ListOptions) (Results[Page], error) {
+func (s *Service) ListPages(ctx context.Context, tenantID string, opts database.ListOptions) (database.Results[Page], error) {
 	if _, err := s.store.GetTenant(ctx, tenantID); err != nil {
-		return Results[Page]{}, err
+		return database.Results[Page]{}, err
 	}
 	return s.store.ListPages(ctx, tenantID, opts)
 }
@@ -451,74 +464,6 @@ func (s *Service) ListPages(ctx context.Context, tenantID string, opts ListOptio
 // the Page is on only one of the tenant's apps.
 func (s *Service) DeletePage(ctx context.Context, tenantID, pageID, appID string) error {
 	return s.store.DeletePage(ctx, tenantID, pageID, appID)
-}
-
-// ListEvents lists tenantID's events in id order (UUIDv7: the order they arrived in).
-func (s *Service) ListEvents(ctx context.Context, tenantID string, f EventFilter, opts ListOptions) (Results[Event], error) {
-	if err := checkWindow(f.Status, f.Since, f.Until, true); err != nil {
-		return Results[Event]{}, err
-	}
-	if _, err := s.store.GetTenant(ctx, tenantID); err != nil {
-		return Results[Event]{}, err
-	}
-	return s.store.ListEvents(ctx, tenantID, f, opts)
-}
-
-func checkWindow(status EventStatus, since, until time.Time, statusOptional bool) error {
-	switch status {
-	case StatusPending, StatusFailed, StatusDelivered, StatusDead:
-	case "":
-		if !statusOptional {
-			return invalid("status", "is required")
-		}
-	default:
-		return invalid("status", "must be pending, failed, delivered or dead")
-	}
-	if !since.IsZero() && !until.IsZero() && !since.Before(until) {
-		return invalid("until", "must be after since")
-	}
-	return nil
-}
-
-// GetEvent reads one event of tenantID by its public id ("evt_…") with its
-// delivery attempts, oldest first.
-func (s *Service) GetEvent(ctx context.Context, tenantID, eventID string) (Event, []Attempt, error) {
-	id, err := ParseEventID(eventID)
-	if err != nil {
-		return Event{}, nil, notFound("event")
-	}
-	return s.store.GetEvent(ctx, tenantID, id)
-}
-
-// ReplayEvent queues one event of tenantID for delivery again, whatever
-// its status, with the same id (so the same webhook-id) and a fresh retry
-// schedule.
-func (s *Service) ReplayEvent(ctx context.Context, tenantID, eventID string) (Event, error) {
-	id, err := ParseEventID(eventID)
-	if err != nil {
-		return Event{}, notFound("event")
-	}
-	return s.store.ReplayEvent(ctx, tenantID, id)
-}
-
-// ReplayEvents queues again every event of tenantID that f picks and
-// returns how many. Status is required.
-func (s *Service) ReplayEvents(ctx context.Context, tenantID string, f ReplayFilter) (int64, error) {
-	if err := checkWindow(f.Status, f.Since, f.Until, false); err != nil {
-		return 0, err
-	}
-	if _, err := s.store.GetTenant(ctx, tenantID); err != nil {
-		return 0, err
-	}
-	return s.store.ReplayEvents(ctx, tenantID, f)
-}
-
-// ListQuarantine lists tenantID's quarantined bodies, oldest first.
-func (s *Service) ListQuarantine(ctx context.Context, tenantID string, opts ListOptions) (Results[Quarantined], error) {
-	if _, err := s.store.GetTenant(ctx, tenantID); err != nil {
-		return Results[Quarantined]{}, err
-	}
-	return s.store.ListQuarantine(ctx, tenantID, opts)
 }
 
 // newSigningSecret is a Standard Webhooks secret: whsec_ and the base64 of

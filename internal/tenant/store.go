@@ -2,8 +2,6 @@ package tenant
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -16,8 +14,7 @@ import (
 	"github.com/postgate/postgate/internal/database"
 )
 
-// Store keeps tenants, apps, Pages, and reads and requeues events, in
-// Postgres through GORM. It enforces no business rule beyond the schema's:
+// Store keeps tenants, apps and Pages in Postgres through GORM. It enforces no business rule beyond the schema's:
 // that is the Service's job. Every method scoped to a tenant takes its id
 // and never touches another tenant's rows.
 //
@@ -69,6 +66,7 @@ func tenantRowOf(id uuid.UUID, t Tenant, sec SealedSecrets) tenantRow {
 		DeliverTestEvents:              t.DeliverTestEvents,
 		EndpointDisabledAt:             t.EndpointDisabledAt,
 		EndpointDisabledReason:         nullString(t.EndpointDisabledReason),
+		EndpointEnabledAt:              t.EndpointEnabledAt,
 		SigningSecret:                  sec.Current,
 		PreviousSigningSecret:          sec.Previous,
 		PreviousSigningSecretExpiresAt: sec.PreviousExpiresAt,
@@ -92,7 +90,7 @@ func (s *Store) GetTenant(ctx context.Context, id string) (Tenant, error) {
 
 // ListTenants lists tenants in id order (UUIDv7: creation order, so new
 // tenants land after every cursor already handed out).
-func (s *Store) ListTenants(ctx context.Context, opts ListOptions) (Results[Tenant], error) {
+func (s *Store) ListTenants(ctx context.Context, opts database.ListOptions) (database.Results[Tenant], error) {
 	return pageByID(s.db.WithContext(ctx).Model(&tenantRow{}), "id", opts, "list tenants",
 		(*tenantRow).domain, func(r *tenantRow) uuid.UUID { return r.ID })
 }
@@ -100,20 +98,20 @@ func (s *Store) ListTenants(ctx context.Context, opts ListOptions) (Results[Tena
 // pageByID reads one page of q in the order of its UUID column col, after
 // the cursor's id: limit+1 rows, the extra one only telling that there is
 // a next page.
-func pageByID[R, T any](q *gorm.DB, col string, opts ListOptions, op string, domain func(*R) T, id func(*R) uuid.UUID) (Results[T], error) {
+func pageByID[R, T any](q *gorm.DB, col string, opts database.ListOptions, op string, domain func(*R) T, id func(*R) uuid.UUID) (database.Results[T], error) {
 	q = q.Order(col)
 	if opts.Cursor != "" {
 		after, err := idCursor(opts.Cursor)
 		if err != nil {
-			return Results[T]{}, err
+			return database.Results[T]{}, err
 		}
 		q = q.Where(col+" > ?", after)
 	}
 	var rows []R
-	if err := q.Limit(opts.limit() + 1).Scan(&rows).Error; err != nil {
-		return Results[T]{}, storeErr(op, err)
+	if err := q.Limit(opts.PageSize() + 1).Scan(&rows).Error; err != nil {
+		return database.Results[T]{}, storeErr(op, err)
 	}
-	return page(rows, opts.limit(), domain, func(r *R) []string { return []string{id(r).String()} }), nil
+	return database.PageOf(rows, opts.PageSize(), domain, func(r *R) []string { return []string{id(r).String()} }), nil
 }
 
 // UpdateTenant reads tenant id under a row lock, lets apply change it and
@@ -131,22 +129,13 @@ func (s *Store) UpdateTenant(ctx context.Context, id string, apply func(*Tenant,
 		}
 		t := row.domain()
 		sec := SealedSecrets{Current: row.SigningSecret, Previous: row.PreviousSigningSecret, PreviousExpiresAt: row.PreviousSigningSecretExpiresAt}
-		wasDisabled := t.EndpointDisabledAt != nil
 		if err := apply(&t, &sec); err != nil {
 			return err
 		}
-		reenabled := wasDisabled && t.EndpointDisabledAt == nil
 		row = tenantRowOf(uid, t, sec)
 		// Select("*") writes every column, NULLs and zero values included.
 		if err := tx.Model(&tenantRow{}).Where("id = ?", uid).Select("*").Omit("id", "created_at").Updates(&row).Error; err != nil {
 			return storeErr("update tenant", err)
-		}
-		if reenabled {
-			// The events waited for the endpoint, not on it: their expiry
-			// clock starts again.
-			if err := tx.Exec(`UPDATE deliveries SET queued_at = now() WHERE tenant_id = ?`, uid).Error; err != nil {
-				return storeErr("update tenant", err)
-			}
 		}
 		out = row.domain()
 		return nil
@@ -155,25 +144,19 @@ func (s *Store) UpdateTenant(ctx context.Context, id string, apply func(*Tenant,
 }
 
 // DeleteTenant deletes a tenant; its apps, Pages, events and quarantine go
-// with it (ON DELETE CASCADE), which stops its deliveries. Its queue rows
-// go first, in the same transaction: deliveries before events is the lock
-// order of every writer of both (the cascade would take them the other
-// way round and could deadlock with an outcome being written).
+// with it (ON DELETE CASCADE), which stops its deliveries. The schema
+// removes its delivery queue first (migration 00011: the queue's lock
+// order); a deadlock all the same is retried.
 func (s *Store) DeleteTenant(ctx context.Context, id string) error {
 	uid, err := uuid.Parse(id)
 	if err != nil {
 		return notFound("tenant")
 	}
 	var deleted int64
-	err = retryDeadlock(func() error {
-		return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-			if err := tx.Exec(`DELETE FROM deliveries WHERE tenant_id = ?`, uid).Error; err != nil {
-				return err
-			}
-			res := tx.Where("id = ?", uid).Delete(&tenantRow{})
-			deleted = res.RowsAffected
-			return res.Error
-		})
+	err = database.RetryDeadlock(func() error {
+		res := s.db.WithContext(ctx).Where("id = ?", uid).Delete(&tenantRow{})
+		deleted = res.RowsAffected
+		return res.Error
 	})
 	if err != nil {
 		return storeErr("delete tenant", err)
@@ -182,20 +165,6 @@ func (s *Store) DeleteTenant(ctx context.Context, id string) error {
 		return notFound("tenant")
 	}
 	return nil
-}
-
-// retryDeadlock runs f again, up to twice, when Postgres ended it to break
-// a deadlock (SQLSTATE 40P01): the other transaction has gone through by
-// then.
-func retryDeadlock(f func() error) error {
-	var err error
-	for range 3 {
-		var pe *pgconn.PgError
-		if err = f(); !errors.As(err, &pe) || pe.Code != "40P01" {
-			return err
-		}
-	}
-	return err
 }
 
 // appRowOf is the row that stores a with its sealed secrets.
@@ -249,24 +218,24 @@ func (s *Store) GetApp(ctx context.Context, tenantID, appID string) (App, error)
 }
 
 // ListApps lists a tenant's apps in app_id order.
-func (s *Store) ListApps(ctx context.Context, tenantID string, opts ListOptions) (Results[App], error) {
+func (s *Store) ListApps(ctx context.Context, tenantID string, opts database.ListOptions) (database.Results[App], error) {
 	tid, err := uuid.Parse(tenantID)
 	if err != nil {
-		return Results[App]{}, notFound("tenant")
+		return database.Results[App]{}, notFound("tenant")
 	}
 	q := s.db.WithContext(ctx).Where("tenant_id = ?", tid).Order("app_id")
 	if opts.Cursor != "" {
 		k, err := decodeCursor(opts.Cursor, 1)
 		if err != nil {
-			return Results[App]{}, err
+			return database.Results[App]{}, err
 		}
 		q = q.Where("app_id > ?", k[0])
 	}
 	var rows []appRow
-	if err := q.Limit(opts.limit() + 1).Find(&rows).Error; err != nil {
-		return Results[App]{}, storeErr("list apps", err)
+	if err := q.Limit(opts.PageSize() + 1).Find(&rows).Error; err != nil {
+		return database.Results[App]{}, storeErr("list apps", err)
 	}
-	return page(rows, opts.limit(), (*appRow).domain, func(r *appRow) []string { return []string{r.AppID} }), nil
+	return database.PageOf(rows, opts.PageSize(), (*appRow).domain, func(r *appRow) []string { return []string{r.AppID} }), nil
 }
 
 // UpdateApp reads an app under a row lock, lets apply change it and its
@@ -335,24 +304,24 @@ func (s *Store) CreatePage(ctx context.Context, p Page) (Page, error) {
 }
 
 // ListPages lists a tenant's Pages in (page_id, app_id) order.
-func (s *Store) ListPages(ctx context.Context, tenantID string, opts ListOptions) (Results[Page], error) {
+func (s *Store) ListPages(ctx context.Context, tenantID string, opts database.ListOptions) (database.Results[Page], error) {
 	tid, err := uuid.Parse(tenantID)
 	if err != nil {
-		return Results[Page]{}, notFound("tenant")
+		return database.Results[Page]{}, notFound("tenant")
 	}
 	q := s.db.WithContext(ctx).Where("tenant_id = ?", tid).Order("page_id").Order("app_id")
 	if opts.Cursor != "" {
 		k, err := decodeCursor(opts.Cursor, 2)
 		if err != nil {
-			return Results[Page]{}, err
+			return database.Results[Page]{}, err
 		}
 		q = q.Where("(page_id, app_id) > (?, ?)", k[0], k[1])
 	}
 	var rows []pageRow
-	if err := q.Limit(opts.limit() + 1).Find(&rows).Error; err != nil {
-		return Results[Page]{}, storeErr("list pages", err)
+	if err := q.Limit(opts.PageSize() + 1).Find(&rows).Error; err != nil {
+		return database.Results[Page]{}, storeErr("list pages", err)
 	}
-	return page(rows, opts.limit(), (*pageRow).domain, func(r *pageRow) []string { return []string{r.PageID, r.AppID} }), nil
+	return database.PageOf(rows, opts.PageSize(), (*pageRow).domain, func(r *pageRow) []string { return []string{r.PageID, r.AppID} }), nil
 }
 
 // DeletePage deletes a Page of a tenant from appID, or, when appID is
@@ -385,222 +354,14 @@ func (s *Store) DeletePage(ctx context.Context, tenantID, pageID, appID string) 
 	})
 }
 
-// EventFilter narrows a list of events; zero fields do not filter. Since
-// is inclusive and Until exclusive, both on received_at.
-type EventFilter struct {
-	Status EventStatus
-	Type   string
-	PageID string
-	Since  time.Time
-	Until  time.Time
-}
-
-// ListEvents lists a tenant's events in id order (ids are UUIDv7, so that
-// is the order they were received in, and the primary key serves it), without
-// their bodies.
-func (s *Store) ListEvents(ctx context.Context, tenantID string, f EventFilter, opts ListOptions) (Results[Event], error) {
-	tid, err := uuid.Parse(tenantID)
-	if err != nil {
-		return Results[Event]{}, notFound("tenant")
-	}
-	q := s.db.WithContext(ctx).Table(eventsWithQueue).Select(eventListColumns).Where("e.tenant_id = ?", tid)
-	if f.Status != "" {
-		q = q.Where("e.status = ?", string(f.Status))
-	}
-	if f.Type != "" {
-		q = q.Where("e.type = ?", f.Type)
-	}
-	if f.PageID != "" {
-		q = q.Where("e.page_id = ?", f.PageID)
-	}
-	if !f.Since.IsZero() {
-		q = q.Where("e.received_at >= ?", f.Since)
-	}
-	if !f.Until.IsZero() {
-		q = q.Where("e.received_at < ?", f.Until)
-	}
-	return pageByID(q, "e.id", opts, "list events", (*queuedEventRow).domain,
-		func(r *queuedEventRow) uuid.UUID { return r.Event.ID })
-}
-
-// MaxAttemptsShown bounds the attempts GetEvent returns: the most recent
-// ones. The retry schedule makes a dozen per replay; this only guards
-// against an event replayed without end.
-const MaxAttemptsShown = 200
-
-// GetEvent reads one event of a tenant, with its body and its delivery
-// attempts (oldest first; the most recent MaxAttemptsShown).
-func (s *Store) GetEvent(ctx context.Context, tenantID string, id uuid.UUID) (Event, []Attempt, error) {
-	tid, err := uuid.Parse(tenantID)
-	if err != nil {
-		return Event{}, nil, notFound("event")
-	}
-	var rows []queuedEventRow
-	if err := s.db.WithContext(ctx).Table(eventsWithQueue).Select(eventListColumns+", e.body").
-		Where("e.tenant_id = ? AND e.id = ?", tid, id).Limit(1).Scan(&rows).Error; err != nil {
-		return Event{}, nil, storeErr("get event", err)
-	}
-	if len(rows) == 0 {
-		return Event{}, nil, notFound("event")
-	}
-	var attempts []attemptRow
-	if err := s.db.WithContext(ctx).Where("tenant_id = ? AND event_id = ?", tid, id).
-		Order("id DESC").Limit(MaxAttemptsShown).Find(&attempts).Error; err != nil {
-		return Event{}, nil, storeErr("get attempts", err)
-	}
-	out := make([]Attempt, len(attempts))
-	for i := range attempts {
-		out[len(attempts)-1-i] = attempts[i].domain()
-	}
-	return rows[0].domain(), out, nil
-}
-
-// requeueSQL is what a replay does: the events the WHERE clause (%s, over
-// events e) picks become pending with a fresh retry schedule, and their
-// deliveries rows are due now, unleased, with no attempts and a new expiry
-// clock (created if the event had settled; an attempt in flight loses its
-// lease, so its outcome changes nothing). The id (the webhook-id) does not
-// change, and the dedup key is not consulted, so a replay bypasses dedup.
-// The second %s selects from the requeued events (e) and their queue rows
-// (d). Run it after lockQueuedSQL with the same WHERE clause.
-const requeueSQL = `WITH e AS (
-	UPDATE events e SET status = 'pending', attempts = 0, dead_at = NULL
-	WHERE %s
-	RETURNING e.*
-), d AS (
-	INSERT INTO deliveries (tenant_id, event_id) SELECT tenant_id, id FROM e
-	ON CONFLICT (event_id) DO UPDATE
-	SET next_attempt_at = now(), leased_until = NULL, attempts = 0, queued_at = now()
-	RETURNING tenant_id, event_id, next_attempt_at
-)
-%s`
-
-// lockQueuedSQL locks the queue rows of the events a replay's WHERE clause
-// picks before the replay updates the events: deliveries before events is
-// the lock order of every writer of both (outcomes, expiry), so a replay
-// cannot deadlock with them.
-const lockQueuedSQL = `SELECT 1 FROM deliveries d JOIN events e ON e.id = d.event_id
-WHERE %s ORDER BY d.event_id FOR UPDATE OF d`
-
-// requeuedEvents selects the requeued events as eventListColumns lists them.
-const requeuedEvents = `SELECT ` + eventListColumns + ` FROM e JOIN d ON d.event_id = e.id`
-
-// requeue runs a replay of the events where picks (see requeueSQL) in one
-// transaction and scans what final selects into dest.
-func (s *Store) requeue(ctx context.Context, where, final string, dest any, args ...any) error {
-	return retryDeadlock(func() error {
-		return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-			if err := tx.Exec(fmt.Sprintf(lockQueuedSQL, where), args...).Error; err != nil {
-				return err
-			}
-			return tx.Raw(fmt.Sprintf(requeueSQL, where, final), args...).Scan(dest).Error
-		})
-	})
-}
-
-// ReplayEvent puts one event of a tenant back in the delivery queue.
-func (s *Store) ReplayEvent(ctx context.Context, tenantID string, id uuid.UUID) (Event, error) {
-	tid, err := uuid.Parse(tenantID)
-	if err != nil {
-		return Event{}, notFound("event")
-	}
-	var rows []queuedEventRow
-	if err := s.requeue(ctx, "e.tenant_id = ? AND e.id = ?", requeuedEvents, &rows, tid, id); err != nil {
-		return Event{}, storeErr("replay event", err)
-	}
-	if len(rows) == 0 {
-		return Event{}, notFound("event")
-	}
-	return rows[0].domain(), nil
-}
-
-// ReplayFilter picks the events a bulk replay requeues: every event of the
-// tenant with Status received in [Since, Until) (zero bounds are open).
-type ReplayFilter struct {
-	Status EventStatus
-	Since  time.Time
-	Until  time.Time
-}
-
-// ReplayEvents requeues every event f picks and returns how many.
-func (s *Store) ReplayEvents(ctx context.Context, tenantID string, f ReplayFilter) (int64, error) {
-	tid, err := uuid.Parse(tenantID)
-	if err != nil {
-		return 0, notFound("tenant")
-	}
-	where := "e.tenant_id = @tenant AND e.status = @status"
-	if !f.Since.IsZero() {
-		where += " AND e.received_at >= @since"
-	}
-	if !f.Until.IsZero() {
-		where += " AND e.received_at < @until"
-	}
-	var n int64
-	err = s.requeue(ctx, where, "SELECT count(*) FROM d", &n,
-		map[string]any{"tenant": tid, "status": string(f.Status), "since": f.Since, "until": f.Until})
-	if err != nil {
-		return 0, storeErr("replay events", err)
-	}
-	return n, nil
-}
-
-// ListQuarantine lists a tenant's quarantined bodies in (received_at, id)
-// order.
-func (s *Store) ListQuarantine(ctx context.Context, tenantID string, opts ListOptions) (Results[Quarantined], error) {
-	tid, err := uuid.Parse(tenantID)
-	if err != nil {
-		return Results[Quarantined]{}, notFound("tenant")
-	}
-	q := s.db.WithContext(ctx).Where("tenant_id = ?", tid).Order("received_at").Order("id")
-	if opts.Cursor != "" {
-		at, id, err := timeIDCursor(opts.Cursor)
-		if err != nil {
-			return Results[Quarantined]{}, err
-		}
-		q = q.Where("(received_at, id) > (?, ?)", at, id)
-	}
-	var rows []quarantineRow
-	if err := q.Limit(opts.limit() + 1).Find(&rows).Error; err != nil {
-		return Results[Quarantined]{}, storeErr("list quarantine", err)
-	}
-	return page(rows, opts.limit(), (*quarantineRow).domain, func(r *quarantineRow) []string {
-		return []string{r.ReceivedAt.UTC().Format(time.RFC3339Nano), r.ID.String()}
-	}), nil
-}
-
-// page turns limit+1 rows into one page of results: the extra row only
-// says that there is a next page, whose cursor is the key of the last item.
-func page[R, T any](rows []R, limit int, domain func(*R) T, key func(*R) []string) Results[T] {
-	out := Results[T]{Items: make([]T, 0, min(len(rows), limit))}
-	for i := range rows {
-		if i == limit {
-			out.NextCursor = encodeCursor(key(&rows[limit-1]))
-			break
-		}
-		out.Items = append(out.Items, domain(&rows[i]))
-	}
-	return out
-}
-
-var errBadCursor = invalid("cursor", "is not a cursor of this list")
-
-// encodeCursor makes the opaque cursor of a row's sort key: base64url of a
-// JSON array of strings.
-func encodeCursor(key []string) string {
-	b, _ := json.Marshal(key)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
+var errBadCursor = invalid("cursor", "%s", database.ErrBadCursor.Error())
 
 func decodeCursor(c string, n int) ([]string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
+	k, err := database.DecodeCursor(c, n)
 	if err != nil {
 		return nil, errBadCursor
 	}
-	var key []string
-	if err := json.Unmarshal(b, &key); err != nil || len(key) != n {
-		return nil, errBadCursor
-	}
-	return key, nil
+	return k, nil
 }
 
 // idCursor decodes the cursor of a list ordered by a UUID id.
@@ -614,22 +375,6 @@ func idCursor(c string) (uuid.UUID, error) {
 		return uuid.Nil, errBadCursor
 	}
 	return id, nil
-}
-
-func timeIDCursor(c string) (time.Time, uuid.UUID, error) {
-	k, err := decodeCursor(c, 2)
-	if err != nil {
-		return time.Time{}, uuid.Nil, err
-	}
-	at, err := time.Parse(time.RFC3339Nano, k[0])
-	if err != nil {
-		return time.Time{}, uuid.Nil, errBadCursor
-	}
-	id, err := uuid.Parse(k[1])
-	if err != nil {
-		return time.Time{}, uuid.Nil, errBadCursor
-	}
-	return at, id, nil
 }
 
 // notFound is ErrNotFound about one kind of thing: "tenant not found".

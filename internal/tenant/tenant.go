@@ -2,13 +2,10 @@ package tenant
 
 import (
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 // Sentinel errors of the tenant domain; the api package maps them to
@@ -42,6 +39,9 @@ type Tenant struct {
 	// endpoint, or an operator); events stay pending until re-enabled.
 	EndpointDisabledAt     *time.Time
 	EndpointDisabledReason string
+	// EndpointEnabledAt is when a paused endpoint was last re-enabled: the
+	// workers reset its circuit breaker then. Nil if it never was.
+	EndpointEnabledAt *time.Time
 	// PreviousSigningSecretExpiresAt is when the signing secret replaced by
 	// the last rotation stops signing; nil when there is none.
 	PreviousSigningSecretExpiresAt *time.Time
@@ -73,31 +73,8 @@ type Page struct {
 	CreatedAt time.Time
 }
 
-// Event types: the names of Meta's webhook fields, plus standby for
-// anything that came in standby[].
-const (
-	TypePostbacks        = "messaging_postbacks"
-	TypeMessages         = "messages"
-	TypeEchoes           = "message_echoes"
-	TypeDeliveries       = "message_deliveries"
-	TypeReads            = "message_reads"
-	TypeReferrals        = "messaging_referrals"
-	TypeOptins           = "messaging_optins"
-	TypeReactions        = "message_reactions"
-	TypeHandovers        = "messaging_handovers"
-	TypeStandby          = "standby"
-	TypePolicy           = "messaging_policy_enforcement"
-	TypeAccountLinking   = "messaging_account_linking"
-	TypeOther            = "other"
-	DefaultRotationGrace = 24 * time.Hour
-)
-
-// EventTypes lists every type a tenant can subscribe to, in a stable order.
-var EventTypes = []string{
-	TypePostbacks, TypeMessages, TypeEchoes, TypeDeliveries, TypeReads,
-	TypeReferrals, TypeOptins, TypeReactions, TypeHandovers, TypeStandby,
-	TypePolicy, TypeAccountLinking, TypeOther,
-}
+// DefaultRotationGrace is how long a rotated-out secret stays valid.
+const DefaultRotationGrace = 24 * time.Hour
 
 // Associated data that binds each ciphertext to its row (see package
 // secrets). Store and Registry must agree on these.
@@ -114,96 +91,6 @@ func SigningSecretBinding(tenantID string) string { return "tenants.signing_secr
 // PreviousSigningSecretBinding binds a tenant's previous signing secret.
 func PreviousSigningSecretBinding(tenantID string) string {
 	return "tenants.previous_signing_secret:" + tenantID
-}
-
-// EventStatus is where an event is in its delivery life.
-type EventStatus string
-
-// The statuses of SPEC: pending (due or waiting), failed (an attempt
-// failed, a retry is scheduled), delivered, and dead (out of retries).
-const (
-	StatusPending   EventStatus = "pending"
-	StatusFailed    EventStatus = "failed"
-	StatusDelivered EventStatus = "delivered"
-	StatusDead      EventStatus = "dead"
-)
-
-// Event is one accepted webhook event and its delivery state.
-type Event struct {
-	ID       uuid.UUID
-	TenantID string
-	PageID   string
-	AppID    string
-	Type     string
-	Test     bool
-	Status   EventStatus
-	Attempts int
-	// NextAttemptAt is when the next attempt is due, for an event still in
-	// the queue (pending, failed); while an attempt is in flight, when its
-	// lease ends. Zero for a delivered or dead event.
-	NextAttemptAt time.Time
-	ReceivedAt    time.Time
-	DeliveredAt   *time.Time // the last successful delivery
-	DeadAt        *time.Time // when the last retry failed, for a dead event
-	// Body is the JSON document POSTed to the tenant; only filled when one
-	// event is read, never in lists.
-	Body []byte
-}
-
-// Attempt is one delivery attempt of an event.
-type Attempt struct {
-	// Number counts from 1 since the event was accepted or last replayed.
-	Number     int
-	At         time.Time
-	StatusCode int // 0 when no answer came
-	Latency    time.Duration
-	// Class is the outcome class: ok, http_4xx, http_5xx, http_410,
-	// http_429, http_3xx, timeout, dns, refused, tls, blocked, connection.
-	Class string
-	// Error says what went wrong, without the URL; empty on success.
-	Error string
-	// Response is the first KiB of the endpoint's answer.
-	Response string
-}
-
-// Quarantined is a correctly signed body that could not be parsed as
-// Meta's webhook shape, kept for the tenant to look at.
-type Quarantined struct {
-	ID         uuid.UUID
-	TenantID   string
-	AppID      string
-	Reason     string
-	Body       []byte
-	ReceivedAt time.Time
-}
-
-// Public id prefixes: an event id is "evt_" and a quarantine id "qrn_",
-// each followed by the row's uuid as 32 lowercase hex digits. The event id
-// is also the Standard Webhooks webhook-id, stable across retries.
-const (
-	EventIDPrefix      = "evt_"
-	QuarantineIDPrefix = "qrn_"
-)
-
-// FormatEventID is the public id of the event row id.
-func FormatEventID(id uuid.UUID) string { return EventIDPrefix + hex.EncodeToString(id[:]) }
-
-// ParseEventID reverses FormatEventID.
-func ParseEventID(s string) (uuid.UUID, error) { return parsePrefixedID(s, EventIDPrefix) }
-
-// FormatQuarantineID is the public id of the quarantine row id.
-func FormatQuarantineID(id uuid.UUID) string { return QuarantineIDPrefix + hex.EncodeToString(id[:]) }
-
-func parsePrefixedID(s, prefix string) (uuid.UUID, error) {
-	h, ok := strings.CutPrefix(s, prefix)
-	var id uuid.UUID
-	if !ok || len(h) != 2*len(id) {
-		return uuid.Nil, fmt.Errorf("%w: id must be %s followed by 32 hex digits", ErrInvalid, prefix)
-	}
-	if _, err := hex.Decode(id[:], []byte(h)); err != nil {
-		return uuid.Nil, fmt.Errorf("%w: id must be %s followed by 32 hex digits", ErrInvalid, prefix)
-	}
-	return id, nil
 }
 
 // SigningSecretPrefix starts every Standard Webhooks signing secret.
@@ -242,34 +129,4 @@ func invalid(field, format string, args ...any) error {
 
 func conflict(field, format string, args ...any) error {
 	return &FieldError{Field: field, Message: fmt.Sprintf(format, args...), Err: ErrConflict}
-}
-
-// Results is one page of a keyset-paginated list. NextCursor is empty on
-// the last page; passing it back continues after the last item, and stays
-// correct while rows are added.
-type Results[T any] struct {
-	Items      []T
-	NextCursor string
-}
-
-// ListOptions bounds a list: at most Limit items after Cursor.
-type ListOptions struct {
-	Limit  int // 0 means DefaultLimit; capped at MaxLimit
-	Cursor string
-}
-
-// List limits.
-const (
-	DefaultLimit = 50
-	MaxLimit     = 200
-)
-
-func (o ListOptions) limit() int {
-	switch {
-	case o.Limit <= 0:
-		return DefaultLimit
-	case o.Limit > MaxLimit:
-		return MaxLimit
-	}
-	return o.Limit
 }

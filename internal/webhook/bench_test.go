@@ -57,19 +57,3 @@ func BenchmarkSignature(b *testing.B) {
 		})
 	}
 }
-
-func BenchmarkDeliveryBody(b *testing.B) {
-	env, err := Parse(batchBody(1))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ev := env.Entries[0].Events[0]
-	d := deliveryBody{ID: "evt_0123456789abcdef0123456789abcdef", Type: ev.Type, TenantID: "0192f0c2-0000-7000-8000-000000000000",
-		AppID: "1001", PageID: "104832957710000", Object: "page", Source: ev.Source, Sender: ev.Sender,
-		TimestampMS: ev.TimestampMS, Postback: ev.Postback, Event: ev.Raw}
-	var buf []byte
-	b.ReportAllocs()
-	for b.Loop() {
-		buf = d.appendTo(buf[:0])
-	}
-}

@@ -5,10 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/postgate/postgate/internal/database"
+	"github.com/postgate/postgate/internal/event"
 )
 
 // Group commit: every request hands its rows to one of CommitWorkers
@@ -103,11 +100,6 @@ func (in *Ingestor) commitLoop(ctx context.Context) {
 	}
 }
 
-const insertEvents = `INSERT INTO events (id, tenant_id, page_id, app_id, dedup_key, type, test, received_at, body)
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::timestamptz[], $9::bytea[])
-ON CONFLICT (tenant_id, page_id, dedup_key) DO NOTHING
-RETURNING id`
-
 func (in *Ingestor) flush(batch []*commitReq, n int) {
 	start := time.Now()
 	in.knownCommitted(batch, n)
@@ -122,7 +114,7 @@ func (in *Ingestor) flush(batch []*commitReq, n int) {
 	// The marker reads the rows after the requests are answered, so the
 	// batch slice must be its own, not the loop's reused one.
 	batch = append([]*commitReq(nil), batch...)
-	if err != nil && len(batch) > 1 && isDataError(err) {
+	if err != nil && len(batch) > 1 && event.IsDataError(err) {
 		// Postgres refused a value, not the connection: one request's
 		// data failed the shared insert. Store each request alone, so
 		// only the one that carries it fails.
@@ -154,48 +146,21 @@ func (in *Ingestor) flush(batch []*commitReq, n int) {
 // insert stores the rows of reqs (not those Redis knows are committed) in
 // one statement and returns the ids that were new.
 func (in *Ingestor) insert(ctx context.Context, reqs []*commitReq, n int) (map[[16]byte]struct{}, error) {
-	var (
-		ids      = make([][16]byte, 0, n)
-		tenants  = make([]string, 0, n)
-		pages    = make([]string, 0, n)
-		apps     = make([]string, 0, n)
-		keys     = make([]string, 0, n)
-		types    = make([]string, 0, n)
-		tests    = make([]bool, 0, n)
-		received = make([]time.Time, 0, n)
-		bodies   = make([][]byte, 0, n)
-	)
+	var b event.Batch
+	b.Grow(n)
 	for _, req := range reqs {
 		for i := range req.rows {
-			r := &req.rows[i]
-			if r.known {
-				continue
+			if !req.rows[i].known {
+				b.Add(&req.rows[i].New)
 			}
-			ids = append(ids, r.id)
-			tenants = append(tenants, r.tenantID)
-			pages = append(pages, r.pageID)
-			apps = append(apps, r.appID)
-			keys = append(keys, r.dedupKey)
-			types = append(types, r.typ)
-			tests = append(tests, r.test)
-			received = append(received, r.receivedAt)
-			bodies = append(bodies, r.body)
 		}
 	}
-	inserted := make(map[[16]byte]struct{}, len(ids))
-	if len(ids) == 0 {
-		return inserted, nil
-	}
-	rows, err := in.pool.Query(ctx, insertEvents, ids, tenants, pages, apps, keys, types, tests, received, bodies)
+	inserted := make(map[[16]byte]struct{}, b.Len())
+	err := in.events.Insert(ctx, &b, func(id [16]byte) { inserted[id] = struct{}{} })
 	if err != nil {
 		return nil, err
 	}
-	var id [16]byte
-	_, err = pgx.ForEachRow(rows, []any{&id}, func() error {
-		inserted[id] = struct{}{}
-		return nil
-	})
-	return inserted, err
+	return inserted, nil
 }
 
 // answer tells each request how many of its events were new, or the error.
@@ -207,7 +172,7 @@ func (in *Ingestor) answer(reqs []*commitReq, inserted map[[16]byte]struct{}, er
 		}
 		c := 0
 		for i := range req.rows {
-			if _, ok := inserted[req.rows[i].id]; ok {
+			if _, ok := inserted[req.rows[i].ID]; ok {
 				c++
 			}
 		}
@@ -226,21 +191,6 @@ func (in *Ingestor) mark(reqs []*commitReq) {
 	default:
 		in.m.redisErrors.Inc() // marker behind: these keys stay Postgres-only
 	}
-}
-
-// isDataError reports whether Postgres refused the statement's data (data
-// exceptions, integrity violations, limits), as opposed to the connection
-// or the server being unavailable.
-func isDataError(err error) bool {
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || len(pe.Code) < 2 {
-		return false
-	}
-	switch pe.Code[:2] {
-	case "22", "23", "54":
-		return true
-	}
-	return false
 }
 
 // markLoop writes committed marks to Redis in the background. Losing one
@@ -264,13 +214,6 @@ func (in *Ingestor) wakeWorkers() {
 	default:
 	}
 }
-
-// wakeSQL notifies the workers in a transaction of its own, after the
-// events' commit, not in it: Postgres serialises the commits of
-// transactions that NOTIFY (a cluster-wide lock held through the WAL
-// flush), which would take the group commits' shared flushes away. It
-// commits asynchronously: it stores nothing.
-const wakeSQL = "BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_notify('" + database.DeliveriesChannel + "', ''); COMMIT"
 
 // wakeEvery spaces the notifications: the first after a quiet spell goes
 // at once, later ones gather what was committed meanwhile. The workers do
@@ -296,7 +239,7 @@ func (in *Ingestor) wakeLoop(ctx context.Context) {
 		}
 		last = time.Now()
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if _, err := in.pool.Exec(wctx, wakeSQL); err != nil && ctx.Err() == nil {
+		if err := in.events.Wake(wctx); err != nil && ctx.Err() == nil {
 			in.log.Warn("notify delivery workers", "err", err)
 		}
 		cancel()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/testenv"
 )
 
@@ -27,15 +28,15 @@ func TestPoisonRequestFailsAlone(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	in, err := NewIngestor(Config{}, fakeRouting{}, db.Pool, nil, nil, nil)
+	in, err := NewIngestor(Config{}, fakeRouting{}, event.NewStore(db), nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req := func(page string) *commitReq {
-		return &commitReq{done: make(chan commitResult, 1), rows: []row{{
-			id: uuid.Must(uuid.NewV7()), tenantID: tenantID, pageID: page, appID: "1", dedupKey: "m:" + page,
-			typ: "messaging_postbacks", receivedAt: time.Now(), body: []byte(`{}`),
-		}}}
+		return &commitReq{done: make(chan commitResult, 1), rows: []row{{New: event.New{
+			ID: uuid.Must(uuid.NewV7()), TenantID: tenantID, PageID: page, AppID: "1", DedupKey: "m:" + page,
+			Type: "messaging_postbacks", ReceivedAt: time.Now(), Body: []byte(`{}`),
+		}}}}
 	}
 	good, poison, other := req("111"), req("666"), req("222")
 	in.flush([]*commitReq{good, poison, other}, 3)

@@ -75,13 +75,12 @@ func (in *Ingestor) markCommitted(batch []*commitReq) {
 }
 
 func (in *Ingestor) redisDown() bool {
-	return in.cfg.Now().UnixNano() < in.redisDownUntil.Load()
+	return in.redisBackoff.Down(in.cfg.Now())
 }
 
 func (in *Ingestor) markRedisDown(err error) {
 	in.m.redisErrors.Inc()
-	until := in.cfg.Now().Add(in.cfg.RedisBackoff).UnixNano()
-	if prev := in.redisDownUntil.Swap(until); prev < in.cfg.Now().UnixNano() {
+	if in.redisBackoff.Failed(in.cfg.Now()) {
 		in.log.Warn("redis unavailable; deduplicating in postgres only", "err", err, "retry_in", in.cfg.RedisBackoff)
 	}
 }

@@ -3,7 +3,8 @@
 // resolving each event's tenant through the tenant Registry, de-duplicating
 // (Redis as a fast path, Postgres as the durable key), and storing the
 // accepted events, each with its delivery work, before the caller answers
-// Meta.
+// Meta. It writes no SQL: the group commit hands each batch to
+// event.Store.Insert.
 //
 // It must never acknowledge an event that is not committed, never let one
 // bad event sink its siblings, never keep the caller's body buffer after

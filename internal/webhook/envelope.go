@@ -7,7 +7,7 @@ import (
 
 	json "github.com/goccy/go-json"
 
-	"github.com/postgate/postgate/internal/tenant"
+	"github.com/postgate/postgate/internal/event"
 )
 
 // MaxDepth is the deepest nesting of objects and arrays accepted in a body.
@@ -51,7 +51,7 @@ type Entry struct {
 // event object exactly as Meta sent it (for changes[], its value).
 type Event struct {
 	Source      Source
-	Type        string // a tenant.Type* name; "" for a non-messaging changes[] field
+	Type        string // a event.Type* name; "" for a non-messaging changes[] field
 	Raw         []byte
 	Sender      ID
 	SenderRef   ID // sender.user_ref, when the person has no PSID yet
@@ -124,10 +124,10 @@ func (m *millis) UnmarshalJSON(b []byte) error {
 
 // messagingFields are the changes[] fields that carry messaging events.
 var messagingFields = map[string]bool{
-	tenant.TypePostbacks: true, tenant.TypeMessages: true, tenant.TypeEchoes: true,
-	tenant.TypeDeliveries: true, tenant.TypeReads: true, tenant.TypeReferrals: true,
-	tenant.TypeOptins: true, tenant.TypeReactions: true, tenant.TypeHandovers: true,
-	tenant.TypePolicy: true, tenant.TypeAccountLinking: true, "messaging_seen": true,
+	event.TypePostbacks: true, event.TypeMessages: true, event.TypeEchoes: true,
+	event.TypeDeliveries: true, event.TypeReads: true, event.TypeReferrals: true,
+	event.TypeOptins: true, event.TypeReactions: true, event.TypeHandovers: true,
+	event.TypePolicy: true, event.TypeAccountLinking: true, "messaging_seen": true,
 	"standby": true,
 }
 
@@ -246,9 +246,9 @@ func parseChange(c []byte) Event {
 // fieldType prefers the field Meta named for a changes[] item.
 func fieldType(field, detected string) string {
 	if field == "messaging_seen" {
-		return tenant.TypeReads
+		return event.TypeReads
 	}
-	if detected != "" && detected != tenant.TypeOther {
+	if detected != "" && detected != event.TypeOther {
 		return detected
 	}
 	return field
@@ -288,17 +288,17 @@ func parseMid(v []byte, ev *Event) bool {
 // The keys whose presence gives an event its type, after postback and
 // message, in order of precedence.
 var typeKeys = []struct{ key, typ string }{
-	{"delivery", tenant.TypeDeliveries},
-	{"read", tenant.TypeReads},
-	{"reaction", tenant.TypeReactions},
-	{"referral", tenant.TypeReferrals},
-	{"optin", tenant.TypeOptins},
-	{"pass_thread_control", tenant.TypeHandovers},
-	{"take_thread_control", tenant.TypeHandovers},
-	{"request_thread_control", tenant.TypeHandovers},
-	{"app_roles", tenant.TypeHandovers},
-	{"policy-enforcement", tenant.TypePolicy},
-	{"account_linking", tenant.TypeAccountLinking},
+	{"delivery", event.TypeDeliveries},
+	{"read", event.TypeReads},
+	{"reaction", event.TypeReactions},
+	{"referral", event.TypeReferrals},
+	{"optin", event.TypeOptins},
+	{"pass_thread_control", event.TypeHandovers},
+	{"take_thread_control", event.TypeHandovers},
+	{"request_thread_control", event.TypeHandovers},
+	{"app_roles", event.TypeHandovers},
+	{"policy-enforcement", event.TypePolicy},
+	{"account_linking", event.TypeAccountLinking},
 }
 
 func parseEvent(raw []byte, src Source) Event {
@@ -335,7 +335,7 @@ func parseEvent(raw []byte, src Source) Event {
 	}
 	switch {
 	case present(postback):
-		ev.Type = tenant.TypePostbacks
+		ev.Type = event.TypePostbacks
 		ev.Postback = postback
 		if !parseMid(postback, &ev) {
 			ev.Err = errPostback
@@ -347,12 +347,12 @@ func parseEvent(raw []byte, src Source) Event {
 			ev.Err = errMessage
 			return ev
 		}
-		ev.Type = tenant.TypeMessages
+		ev.Type = event.TypeMessages
 		if ev.IsEcho {
-			ev.Type = tenant.TypeEchoes
+			ev.Type = event.TypeEchoes
 		}
 	default:
-		ev.Type = tenant.TypeOther
+		ev.Type = event.TypeOther
 		for i, tk := range typeKeys {
 			if has&(1<<i) != 0 {
 				ev.Type = tk.typ
@@ -361,7 +361,7 @@ func parseEvent(raw []byte, src Source) Event {
 		}
 	}
 	if src == SourceStandby {
-		ev.Type = tenant.TypeStandby
+		ev.Type = event.TypeStandby
 	}
 	return ev
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/postgate/postgate/internal/database"
+	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/secrets"
 	"github.com/postgate/postgate/internal/tenant"
 	"github.com/postgate/postgate/internal/testenv"
@@ -73,7 +74,7 @@ func (e *env) newIngestor(cfg webhook.Config) *webhook.Ingestor {
 	if cfg.KeyPrefix == "" {
 		cfg.KeyPrefix = e.prefix
 	}
-	ing, err := webhook.NewIngestor(cfg, e.reg, e.db.Pool, e.rdb, prometheus.NewRegistry(), nil)
+	ing, err := webhook.NewIngestor(cfg, e.reg, event.NewStore(e.db), e.rdb, prometheus.NewRegistry(), nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -10,15 +10,15 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/postgate/postgate/internal/event"
+	"github.com/postgate/postgate/internal/redisdb"
 	"github.com/postgate/postgate/internal/tenant"
 )
 
@@ -72,26 +72,25 @@ func (c *Config) defaults() {
 
 // Ingestor is the webhook ingest use case.
 type Ingestor struct {
-	cfg     Config
-	reg     Routing
-	pool    *pgxpool.Pool
-	rdb     redis.UniversalClient
-	log     *slog.Logger
-	m       *metrics
-	macs    macPools
-	commits chan *commitReq
-	marks   chan []*commitReq
-	wake    chan struct{}
-	// redisDownUntil is the Unix nano time until which Redis is skipped.
-	redisDownUntil atomic.Int64
+	cfg          Config
+	reg          Routing
+	events       *event.Store
+	rdb          redis.UniversalClient
+	log          *slog.Logger
+	m            *metrics
+	macs         macPools
+	commits      chan *commitReq
+	marks        chan []*commitReq
+	wake         chan struct{}
+	redisBackoff redisdb.Backoff
 }
 
 // NewIngestor builds the use case; Run must be running for Ingest to
 // store anything.
-func NewIngestor(cfg Config, reg Routing, pool *pgxpool.Pool, rdb redis.UniversalClient, mreg prometheus.Registerer, log *slog.Logger) (*Ingestor, error) {
+func NewIngestor(cfg Config, reg Routing, events *event.Store, rdb redis.UniversalClient, mreg prometheus.Registerer, log *slog.Logger) (*Ingestor, error) {
 	cfg.defaults()
-	if reg == nil || pool == nil {
-		return nil, errors.New("webhook: a registry and a postgres pool are required")
+	if reg == nil || events == nil {
+		return nil, errors.New("webhook: a registry and an event store are required")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -99,12 +98,14 @@ func NewIngestor(cfg Config, reg Routing, pool *pgxpool.Pool, rdb redis.Universa
 	if mreg == nil {
 		mreg = prometheus.NewRegistry()
 	}
-	return &Ingestor{
-		cfg: cfg, reg: reg, pool: pool, rdb: rdb, log: log, m: newMetrics(mreg),
+	in := &Ingestor{
+		cfg: cfg, reg: reg, events: events, rdb: rdb, log: log, m: newMetrics(mreg),
 		commits: make(chan *commitReq, 1024),
 		marks:   make(chan []*commitReq, 256),
 		wake:    make(chan struct{}, 1),
-	}, nil
+	}
+	in.redisBackoff.Wait = cfg.RedisBackoff
+	return in, nil
 }
 
 // VerifySubscription answers Meta's GET: mode must be subscribe and the
@@ -256,17 +257,9 @@ func pageOf(e *Entry, ev *Event) (string, bool) {
 
 // row is one accepted event on its way to Postgres.
 type row struct {
-	id         [16]byte
-	tenantID   string
-	pageID     string
-	appID      string
-	dedupKey   string
-	typ        string
-	test       bool
-	receivedAt time.Time
-	body       []byte
-	redisKey   string
-	known      bool // Redis says this key was committed before: a duplicate
+	event.New
+	redisKey string
+	known    bool // Redis says this key was committed before: a duplicate
 }
 
 // accept walks the envelope for app and stores the routable events.
@@ -358,16 +351,19 @@ func (in *Ingestor) walk(env *Envelope, app *tenant.AppKeys, pathApp bool, recv 
 				ts = recv.UnixMilli()
 			}
 			id := uuid.Must(uuid.NewV7())
-			d := deliveryBody{
-				ID: tenant.FormatEventID(id), Type: ev.Type, Test: test, TenantID: tenantID, AppID: app.AppID,
-				PageID: page, Object: env.Object, Source: ev.Source, Sender: ev.Sender, SenderRef: ev.SenderRef,
+			d := event.Payload{
+				ID: id, Type: ev.Type, Test: test, TenantID: tenantID, AppID: app.AppID,
+				PageID: page, Object: env.Object, Source: string(ev.Source),
+				SenderID: ev.Sender.Value, HasSenderID: ev.Sender.Set, SenderRef: ev.SenderRef.Value, HasSenderRef: ev.SenderRef.Set,
 				TimestampMS: ts, ReceivedAt: recv, Postback: ev.Postback, Event: ev.Raw,
 			}
-			buf = d.appendTo(buf[:0])
+			buf = d.AppendJSON(buf[:0])
 			key := dedupKey(page, ev, ts)
 			rows = append(rows, row{
-				id: id, tenantID: tenantID, pageID: page, appID: app.AppID, dedupKey: key,
-				typ: ev.Type, test: test, receivedAt: recv, body: append([]byte(nil), buf...),
+				New: event.New{
+					ID: id, TenantID: tenantID, PageID: page, AppID: app.AppID, DedupKey: key,
+					Type: ev.Type, Test: test, ReceivedAt: recv, Body: append([]byte(nil), buf...),
+				},
 				redisKey: in.cfg.KeyPrefix + "t:" + tenantID + ":dedup:" + page + ":" + key,
 			})
 		}
@@ -406,9 +402,10 @@ func storable(s string) bool {
 
 func (in *Ingestor) quarantine(ctx context.Context, app *tenant.AppKeys, reason error, req Request) Result {
 	in.m.lastEvent.WithLabelValues(app.AppID).Set(float64(req.ReceivedAt.Unix()))
-	id := uuid.Must(uuid.NewV7())
-	_, err := in.pool.Exec(ctx, `INSERT INTO quarantine (id, tenant_id, app_id, reason, body, received_at)
-		VALUES ($1, $2, $3, $4, $5, $6)`, id, app.TenantID, app.AppID, reason.Error(), req.Body, req.ReceivedAt)
+	err := in.events.Quarantine(ctx, event.Quarantined{
+		ID: uuid.Must(uuid.NewV7()), TenantID: app.TenantID, AppID: app.AppID, Reason: reason.Error(),
+		Body: req.Body, ReceivedAt: req.ReceivedAt,
+	})
 	if err != nil {
 		in.log.Error("quarantine not stored; answering 503 so Meta retries", "app_id", app.AppID, "err", err)
 		return Result{Outcome: OutcomeUnavailable, AppID: app.AppID, Message: "storage unavailable, retry later"}

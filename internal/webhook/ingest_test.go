@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/postgate/postgate/internal/database"
+	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/testenv"
 	"github.com/postgate/postgate/internal/webhook"
 )
@@ -297,7 +298,7 @@ func TestRedisDown(t *testing.T) {
 	e.rdb = nil
 	dead, _ := testenv.Redis(t)
 	_ = dead.Close() // a closed client fails every command
-	ing, err := webhook.NewIngestor(webhook.Config{KeyPrefix: e.prefix}, e.reg, e.db.Pool, dead, nil, nil)
+	ing, err := webhook.NewIngestor(webhook.Config{KeyPrefix: e.prefix}, e.reg, event.NewStore(e.db), dead, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

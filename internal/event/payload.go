@@ -1,4 +1,4 @@
-package webhook
+package event
 
 import (
 	"strconv"
@@ -6,33 +6,39 @@ import (
 	"unicode/utf8"
 )
 
-// deliveryBody is what the tenant receives, built once at ingest and stored
-// as the event's body:
+// Payload is the body of the standard format, what the tenant receives,
+// built once at ingest and stored as the event's body:
 //
 //	{"id","type","test","tenant_id","app_id","page_id","object","source",
 //	 "sender","timestamp","received_at","postback"?,"event"}
 //
-// event and postback are Meta's bytes, copied verbatim.
-type deliveryBody struct {
-	ID          string
-	Type        string
-	Test        bool
-	TenantID    string
-	AppID       string
-	PageID      string
-	Object      string
-	Source      Source
-	Sender      ID
-	SenderRef   ID
-	TimestampMS int64
-	ReceivedAt  time.Time
-	Postback    []byte
-	Event       []byte
+// Event and Postback are Meta's bytes, copied verbatim.
+type Payload struct {
+	ID       [16]byte // the event row's id; the body carries FormatID of it
+	Type     string
+	Test     bool
+	TenantID string
+	AppID    string
+	PageID   string
+	Object   string
+	Source   string // messaging, standby or changes
+	// SenderID is sender.id when HasSenderID; else SenderRef is
+	// sender.user_ref when HasSenderRef; else the sender is null.
+	SenderID     string
+	HasSenderID  bool
+	SenderRef    string
+	HasSenderRef bool
+	TimestampMS  int64
+	ReceivedAt   time.Time
+	Postback     []byte
+	Event        []byte
 }
 
-func (d *deliveryBody) appendTo(b []byte) []byte {
-	b = append(b, `{"id":`...)
-	b = appendString(b, d.ID)
+// AppendJSON appends the payload's JSON document to b.
+func (d *Payload) AppendJSON(b []byte) []byte {
+	b = append(b, `{"id":"`...)
+	b = AppendID(b, d.ID)
+	b = append(b, '"')
 	b = append(b, `,"type":`...)
 	b = appendString(b, d.Type)
 	b = append(b, `,"test":`...)
@@ -46,16 +52,16 @@ func (d *deliveryBody) appendTo(b []byte) []byte {
 	b = append(b, `,"object":`...)
 	b = appendString(b, d.Object)
 	b = append(b, `,"source":`...)
-	b = appendString(b, string(d.Source))
+	b = appendString(b, d.Source)
 	b = append(b, `,"sender":`...)
 	switch {
-	case d.Sender.Set:
+	case d.HasSenderID:
 		b = append(b, `{"id":`...)
-		b = appendString(b, d.Sender.Value)
+		b = appendString(b, d.SenderID)
 		b = append(b, '}')
-	case d.SenderRef.Set:
+	case d.HasSenderRef:
 		b = append(b, `{"user_ref":`...)
-		b = appendString(b, d.SenderRef.Value)
+		b = appendString(b, d.SenderRef)
 		b = append(b, '}')
 	default:
 		b = append(b, "null"...)

@@ -1,4 +1,4 @@
-package delivery
+package event
 
 import (
 	"context"
@@ -50,7 +50,7 @@ func TestPlansSurviveStaleStatistics(t *testing.T) {
 		return strings.Join(lines, "\n")
 	}
 	claim := plan(claimSQL, []string{tenantID.String()}, []int32{128}, 128, time.Minute)
-	outcome := plan(updateSQL, []uuid.UUID{tenantID}, []uuid.UUID{uuid.New()}, []time.Time{time.Now()},
+	outcome := plan(recordSQL, []uuid.UUID{tenantID}, []uuid.UUID{uuid.New()}, []time.Time{time.Now()},
 		[]*string{nil}, []*int32{nil}, []time.Time{time.Now()})
 	for name, p := range map[string]string{"claim": claim, "outcome": outcome} {
 		if !strings.Contains(p, "deliveries_pkey") || !strings.Contains(p, "events_pkey") {

@@ -1,0 +1,107 @@
+package event
+
+import (
+	"context"
+	"time"
+
+	"github.com/postgate/postgate/internal/database"
+)
+
+// Tenants tells whether a tenant exists; the tenant service is one. A
+// list or a bulk replay of a tenant that does not exist is ErrNotFound,
+// not an empty answer.
+type Tenants interface {
+	CheckTenant(ctx context.Context, id string) error
+}
+
+// Service holds the rules of reading and replaying events: validation of
+// filters and ids, and the tenant's existence. It is what the admin API
+// calls; authorization (who may reach which tenant) is the API's.
+type Service struct {
+	store   *Store
+	tenants Tenants
+}
+
+// NewService returns the service over store; tenants checks tenant ids.
+func NewService(store *Store, tenants Tenants) *Service {
+	return &Service{store: store, tenants: tenants}
+}
+
+// List lists tenantID's events in the order they arrived.
+func (s *Service) List(ctx context.Context, tenantID string, f Filter, opts database.ListOptions) (database.Results[Event], error) {
+	if err := checkWindow(f.Status, f.Since, f.Until, true); err != nil {
+		return database.Results[Event]{}, err
+	}
+	if f.Type != "" && !IsType(f.Type) {
+		return database.Results[Event]{}, invalid("type", "is not an event type")
+	}
+	if err := s.tenants.CheckTenant(ctx, tenantID); err != nil {
+		return database.Results[Event]{}, err
+	}
+	return s.store.List(ctx, tenantID, f, opts)
+}
+
+func checkWindow(status Status, since, until time.Time, statusOptional bool) error {
+	switch {
+	case status == "" && !statusOptional:
+		return invalid("status", "is required")
+	case status != "" && !status.valid():
+		return invalid("status", "must be pending, failed, delivered or dead")
+	}
+	if !since.IsZero() && !until.IsZero() && !since.Before(until) {
+		return invalid("until", "must be after since")
+	}
+	return nil
+}
+
+// Get reads one event of tenantID by its public id ("evt_…") with its
+// delivery attempts, oldest first.
+func (s *Service) Get(ctx context.Context, tenantID, eventID string) (Event, []Attempt, error) {
+	id, err := ParseID(eventID)
+	if err != nil {
+		return Event{}, nil, notFound("event")
+	}
+	return s.store.Get(ctx, tenantID, id)
+}
+
+// Replay queues one event of tenantID for delivery again, whatever its
+// status, with the same id (so the same webhook-id) and a fresh retry
+// schedule.
+func (s *Service) Replay(ctx context.Context, tenantID, eventID string) (Event, error) {
+	id, err := ParseID(eventID)
+	if err != nil {
+		return Event{}, notFound("event")
+	}
+	return s.store.Replay(ctx, tenantID, id)
+}
+
+// ReplayMany queues again every event of tenantID that f picks and
+// returns how many. Status is required.
+func (s *Service) ReplayMany(ctx context.Context, tenantID string, f ReplayFilter) (int64, error) {
+	if err := checkWindow(f.Status, f.Since, f.Until, false); err != nil {
+		return 0, err
+	}
+	if err := s.tenants.CheckTenant(ctx, tenantID); err != nil {
+		return 0, err
+	}
+	return s.store.ReplayMany(ctx, tenantID, f)
+}
+
+// ListQuarantine lists tenantID's quarantined bodies, oldest first,
+// without their bytes.
+func (s *Service) ListQuarantine(ctx context.Context, tenantID string, opts database.ListOptions) (database.Results[Quarantined], error) {
+	if err := s.tenants.CheckTenant(ctx, tenantID); err != nil {
+		return database.Results[Quarantined]{}, err
+	}
+	return s.store.ListQuarantine(ctx, tenantID, opts)
+}
+
+// GetQuarantined reads one quarantined body of tenantID by its public id
+// ("qrn_…"), with its bytes.
+func (s *Service) GetQuarantined(ctx context.Context, tenantID, id string) (Quarantined, error) {
+	qid, err := ParseQuarantineID(id)
+	if err != nil {
+		return Quarantined{}, notFound("quarantined body")
+	}
+	return s.store.GetQuarantined(ctx, tenantID, qid)
+}
