@@ -1,9 +1,11 @@
 package api
 
 import (
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humafiber"
@@ -134,6 +136,13 @@ func adminConfig(version, publicURL string) huma.Config {
 	cfg.SchemasPath = ""
 	cfg.OpenAPIPath = "/openapi"
 	cfg.Transformers = []huma.Transformer{scrubErrorValues}
+	cfg.Formats = map[string]huma.Format{}
+	for ct, f := range huma.DefaultFormats {
+		if ct == "application/json" || ct == "json" {
+			f.Unmarshal = unmarshalJSON
+		}
+		cfg.Formats[ct] = f
+	}
 	cfg.Info.Description = adminDescription
 	cfg.Servers = []*huma.Server{{URL: strings.TrimRight(publicURL, "/") + AdminPrefix}}
 	cfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
@@ -172,3 +181,46 @@ write-only. Rotating either keeps the previous one valid for 24 hours.
 **Events**: ids are ` + "`evt_`" + ` and 32 hex digits, the same as the ` + "`webhook-id`" + ` of the deliveries.
 A replay requeues the event now with a fresh retry schedule and the same id, bypassing dedup.
 An event's detail lists its delivery attempts, oldest first (the latest 200).`
+
+// unmarshalJSON decodes a request body as encoding/json does, except for
+// bytes that are not UTF-8 inside a string: encoding/json would turn each
+// into U+FFFD, and the gateway would store something the caller did not
+// send. They become NUL (\u0000) instead, which the service refuses in
+// every text field with a 422 naming it, as it refuses a NUL sent as such
+// (Guarantee 5). Anywhere else such a byte is a syntax error either way.
+func unmarshalJSON(data []byte, v any) error {
+	return json.Unmarshal(nulForInvalidUTF8(data), v)
+}
+
+func nulForInvalidUTF8(data []byte) []byte {
+	if utf8.Valid(data) {
+		return data
+	}
+	out := make([]byte, 0, len(data)+32)
+	inString, escaped := false, false
+	for i := 0; i < len(data); {
+		c := data[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case escaped:
+				escaped = false
+			case inString && c == '\\':
+				escaped = true
+			case c == '"':
+				inString = !inString
+			}
+			out = append(out, c)
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && n == 1 && inString && !escaped {
+			out = append(out, `\u0000`...)
+		} else {
+			out = append(out, data[i:i+n]...)
+		}
+		escaped = false
+		i += n
+	}
+	return out
+}

@@ -48,6 +48,9 @@ func CheckCallbackURL(ctx context.Context, raw string, allowPrivate bool, r Reso
 	if raw == "" {
 		return bad("is required")
 	}
+	if err := checkText("callback_url", raw); err != nil {
+		return err
+	}
 	if len(raw) > MaxCallbackURLLength {
 		return bad("is longer than " + strconv.Itoa(MaxCallbackURLLength) + " bytes")
 	}

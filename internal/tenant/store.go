@@ -600,6 +600,12 @@ func decodeCursor(c string, n int) ([]string, error) {
 	if err := json.Unmarshal(b, &key); err != nil || len(key) != n {
 		return nil, errBadCursor
 	}
+	// A crafted cursor can hold anything JSON can spell, NUL included.
+	for _, k := range key {
+		if checkText("cursor", k) != nil {
+			return nil, errBadCursor
+		}
+	}
 	return key, nil
 }
 
