@@ -77,13 +77,13 @@ func (h *adminAPI) routes(api huma.API) {
 	huma.Register(api, op("issueTenantToken", http.MethodPost, "/tenants/{tenant_id}/tokens", accessAdmin, "Mint a tenant token", http.StatusCreated), h.issueToken)
 	huma.Register(api, op("rotateSigningSecret", http.MethodPost, "/tenants/{tenant_id}/signing-secret/rotate", accessTenant, "Rotate the signing secret", 0), h.rotateSigningSecret)
 
-	huma.Register(api, op("registerApp", http.MethodPost, "/tenants/{tenant_id}/apps", accessTenant, "Register a Meta app", http.StatusCreated), h.registerApp)
+	huma.Register(api, describe(op("registerApp", http.MethodPost, "/tenants/{tenant_id}/apps", accessTenant, "Register a Meta app", http.StatusCreated), registerAppDoc), h.registerApp)
 	huma.Register(api, op("listApps", http.MethodGet, "/tenants/{tenant_id}/apps", accessTenant, "List apps", 0), h.listApps)
 	huma.Register(api, op("getApp", http.MethodGet, "/tenants/{tenant_id}/apps/{app_id}", accessTenant, "Get an app", 0), h.getApp)
 	huma.Register(api, op("updateApp", http.MethodPatch, "/tenants/{tenant_id}/apps/{app_id}", accessTenant, "Change or rotate an app's secret", 0), h.updateApp)
 	huma.Register(api, op("deleteApp", http.MethodDelete, "/tenants/{tenant_id}/apps/{app_id}", accessTenant, "Delete an app and its Pages", http.StatusNoContent), h.deleteApp)
 
-	huma.Register(api, op("registerPage", http.MethodPost, "/tenants/{tenant_id}/pages", accessTenant, "Register a Page", http.StatusCreated), h.registerPage)
+	huma.Register(api, describe(op("registerPage", http.MethodPost, "/tenants/{tenant_id}/pages", accessTenant, "Register a Page", http.StatusCreated), registerPageDoc), h.registerPage)
 	huma.Register(api, op("listPages", http.MethodGet, "/tenants/{tenant_id}/pages", accessTenant, "List Pages", 0), h.listPages)
 	huma.Register(api, op("deletePage", http.MethodDelete, "/tenants/{tenant_id}/pages/{page_id}", accessTenant, "Unregister a Page", http.StatusNoContent), h.deletePage)
 
@@ -127,6 +127,23 @@ func op(id, method, path string, acc access, summary string, status int) huma.Op
 		Metadata:      map[string]any{metaAccess: acc},
 	}
 }
+
+// describe adds what an operation's answers mean to its description.
+func describe(o huma.Operation, more string) huma.Operation {
+	o.Description += "\n\n" + more
+	return o
+}
+
+// What registering an app or a Page answers when the app is not the
+// caller's to use: never anything about another tenant.
+const (
+	registerAppDoc = "An app belongs to one tenant: an `app_id` that is already registered answers 409 on " +
+		"`body.app_id`, with the same answer whether this tenant or another one holds it; the answer never " +
+		"says which tenant, nor anything else of it. To move an app, delete it from the tenant that holds it first."
+	registerPageDoc = "The app must be one of this tenant's: an `app_id` that is not (registered by another tenant, " +
+		"or by none) answers the same 422 on `body.app_id`, whatever Pages another tenant has on it. " +
+		"409 on `body.page_id` when this tenant has already registered the Page for that app."
+)
 
 func adminConfig(version, publicURL string) huma.Config {
 	cfg := huma.DefaultConfig("Postgate admin API", version)
