@@ -138,3 +138,41 @@ func TestRegistrationDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestLimitsZeroMeansDefault: rate, burst and concurrency 0 mean the
+// gateway's TENANT_* default on create as on PATCH (the tenant then shows
+// none), and the OpenAPI document says so for each field of both.
+func TestLimitsZeroMeansDefault(t *testing.T) {
+	h := newHarness(t)
+	for _, path := range []string{"/tenants", "/tenants/{tenant_id}"} {
+		method := map[string]string{"/tenants": "POST", "/tenants/{tenant_id}": "PATCH"}[path]
+		_, props := openAPIOperation(t, h, method, path)
+		for field, env := range map[string]string{"rate": "TENANT_RATE", "burst": "TENANT_BURST", "concurrency": "TENANT_CONCURRENCY"} {
+			if d := props[field]; !strings.Contains(d, "0 ") || !strings.Contains(d, env) {
+				t.Errorf("%s %s: %s is documented as %q, want it to say that 0 means %s", method, path, field, d, env)
+			}
+		}
+	}
+
+	created := h.must(201, "POST", "/admin/v1/tenants", h.admin, map[string]any{
+		"name": "zero", "callback_url": "https://hooks.example.com/", "rate": 0, "burst": 0, "concurrency": 0})
+	id := created["id"].(string)
+	set := h.must(200, "PATCH", "/admin/v1/tenants/"+id, h.admin, map[string]any{"rate": 5, "burst": 7, "concurrency": 3})
+	reset := h.must(200, "PATCH", "/admin/v1/tenants/"+id, h.admin, map[string]any{"burst": 0})
+	for _, tt := range []struct {
+		name string
+		got  map[string]any
+		want map[string]any // nil: absent, the default
+	}{
+		{"created with 0", created, map[string]any{"rate": nil, "burst": nil, "concurrency": nil}},
+		{"patched", set, map[string]any{"rate": float64(5), "burst": float64(7), "concurrency": float64(3)}},
+		{"burst patched to 0", reset, map[string]any{"rate": float64(5), "burst": nil, "concurrency": float64(3)}},
+		{"read back", h.must(200, "GET", "/admin/v1/tenants/"+id, h.admin, nil), map[string]any{"rate": float64(5), "burst": nil, "concurrency": float64(3)}},
+	} {
+		for k, w := range tt.want {
+			if got, ok := tt.got[k]; got != w || (w == nil && ok) {
+				t.Errorf("%s: %s is %v, want %v (nil: absent, the gateway's default)", tt.name, k, got, w)
+			}
+		}
+	}
+}
