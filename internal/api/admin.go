@@ -1,9 +1,11 @@
 package api
 
 import (
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humafiber"
@@ -80,13 +82,13 @@ func (h *adminAPI) routes(api huma.API) {
 	huma.Register(api, op("issueTenantToken", http.MethodPost, "/tenants/{tenant_id}/tokens", accessAdmin, "Mint a tenant token", http.StatusCreated), h.issueToken)
 	huma.Register(api, op("rotateSigningSecret", http.MethodPost, "/tenants/{tenant_id}/signing-secret/rotate", accessTenant, "Rotate the signing secret", 0), h.rotateSigningSecret)
 
-	huma.Register(api, op("registerApp", http.MethodPost, "/tenants/{tenant_id}/apps", accessTenant, "Register a Meta app", http.StatusCreated), h.registerApp)
+	huma.Register(api, describe(op("registerApp", http.MethodPost, "/tenants/{tenant_id}/apps", accessTenant, "Register a Meta app", http.StatusCreated), registerAppDoc), h.registerApp)
 	huma.Register(api, op("listApps", http.MethodGet, "/tenants/{tenant_id}/apps", accessTenant, "List apps", 0), h.listApps)
 	huma.Register(api, op("getApp", http.MethodGet, "/tenants/{tenant_id}/apps/{app_id}", accessTenant, "Get an app", 0), h.getApp)
 	huma.Register(api, op("updateApp", http.MethodPatch, "/tenants/{tenant_id}/apps/{app_id}", accessTenant, "Change or rotate an app's secret", 0), h.updateApp)
 	huma.Register(api, op("deleteApp", http.MethodDelete, "/tenants/{tenant_id}/apps/{app_id}", accessTenant, "Delete an app and its Pages", http.StatusNoContent), h.deleteApp)
 
-	huma.Register(api, op("registerPage", http.MethodPost, "/tenants/{tenant_id}/pages", accessTenant, "Register a Page", http.StatusCreated), h.registerPage)
+	huma.Register(api, describe(op("registerPage", http.MethodPost, "/tenants/{tenant_id}/pages", accessTenant, "Register a Page", http.StatusCreated), registerPageDoc), h.registerPage)
 	huma.Register(api, op("listPages", http.MethodGet, "/tenants/{tenant_id}/pages", accessTenant, "List Pages", 0), h.listPages)
 	huma.Register(api, op("deletePage", http.MethodDelete, "/tenants/{tenant_id}/pages/{page_id}", accessTenant, "Unregister a Page", http.StatusNoContent), h.deletePage)
 
@@ -132,6 +134,23 @@ func op(id, method, path string, acc access, summary string, status int) huma.Op
 	}
 }
 
+// describe adds what an operation's answers mean to its description.
+func describe(o huma.Operation, more string) huma.Operation {
+	o.Description += "\n\n" + more
+	return o
+}
+
+// What registering an app or a Page answers when the app is not the
+// caller's to use: never anything about another tenant.
+const (
+	registerAppDoc = "An app belongs to one tenant: an `app_id` that is already registered answers 409 on " +
+		"`body.app_id`, with the same answer whether this tenant or another one holds it; the answer never " +
+		"says which tenant, nor anything else of it. To move an app, delete it from the tenant that holds it first."
+	registerPageDoc = "The app must be one of this tenant's: an `app_id` that is not (registered by another tenant, " +
+		"or by none) answers the same 422 on `body.app_id`, whatever Pages another tenant has on it. " +
+		"409 on `body.page_id` when this tenant has already registered the Page for that app."
+)
+
 func adminConfig(version, publicURL string) huma.Config {
 	cfg := huma.DefaultConfig("Postgate admin API", version)
 	// No $schema field in bodies and no Link: describedBy header.
@@ -140,6 +159,13 @@ func adminConfig(version, publicURL string) huma.Config {
 	cfg.SchemasPath = ""
 	cfg.OpenAPIPath = "/openapi"
 	cfg.Transformers = []huma.Transformer{scrubErrorValues}
+	cfg.Formats = map[string]huma.Format{}
+	for ct, f := range huma.DefaultFormats {
+		if ct == "application/json" || ct == "json" {
+			f.Unmarshal = unmarshalJSON
+		}
+		cfg.Formats[ct] = f
+	}
 	cfg.Info.Description = adminDescription
 	cfg.Servers = []*huma.Server{{URL: strings.TrimRight(publicURL, "/") + AdminPrefix}}
 	cfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
@@ -179,3 +205,46 @@ write-only. Rotating either keeps the previous one valid for 24 hours.
 A replay requeues the event now with a fresh retry schedule and the same id, bypassing dedup.
 An event's detail lists its delivery attempts, oldest first (the latest 200), numbered over the event's
 whole life. The quarantine list shows each body's size; its detail route has the bytes.`
+
+// unmarshalJSON decodes a request body as encoding/json does, except for
+// bytes that are not UTF-8 inside a string: encoding/json would turn each
+// into U+FFFD, and the gateway would store something the caller did not
+// send. They become NUL (\u0000) instead, which the service refuses in
+// every text field with a 422 naming it, as it refuses a NUL sent as such
+// (Guarantee 5). Anywhere else such a byte is a syntax error either way.
+func unmarshalJSON(data []byte, v any) error {
+	return json.Unmarshal(nulForInvalidUTF8(data), v)
+}
+
+func nulForInvalidUTF8(data []byte) []byte {
+	if utf8.Valid(data) {
+		return data
+	}
+	out := make([]byte, 0, len(data)+32)
+	inString, escaped := false, false
+	for i := 0; i < len(data); {
+		c := data[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case escaped:
+				escaped = false
+			case inString && c == '\\':
+				escaped = true
+			case c == '"':
+				inString = !inString
+			}
+			out = append(out, c)
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && n == 1 && inString && !escaped {
+			out = append(out, `\u0000`...)
+		} else {
+			out = append(out, data[i:i+n]...)
+		}
+		escaped = false
+		i += n
+	}
+	return out
+}

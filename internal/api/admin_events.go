@@ -55,7 +55,7 @@ type listEventsIn struct {
 	TenantParams
 	ListParams
 	Status string    `query:"status" enum:"pending,failed,delivered,dead"`
-	Type   string    `query:"type" maxLength:"64"`
+	Type   string    `query:"type" enum:"messaging_postbacks,messages,message_echoes,message_deliveries,message_reads,messaging_referrals,messaging_optins,message_reactions,messaging_handovers,standby,messaging_policy_enforcement,messaging_account_linking,other" doc:"Only events of this type."`
 	PageID string    `query:"page_id" pattern:"^[0-9]{1,20}$"`
 	Since  time.Time `query:"since" doc:"Received at or after (RFC 3339)."`
 	Until  time.Time `query:"until" doc:"Received before (RFC 3339)."`

@@ -102,9 +102,9 @@ type createTenantIn struct {
 		Name              string   `json:"name" minLength:"1" maxLength:"200"`
 		CallbackURL       string   `json:"callback_url" minLength:"1" maxLength:"2048" doc:"Where events are POSTed: an https URL on a public address (http and private addresses only with CALLBACK_ALLOW_PRIVATE)."`
 		Events            []string `json:"events,omitempty" enum:"messaging_postbacks,messages,message_echoes,message_deliveries,message_reads,messaging_referrals,messaging_optins,message_reactions,messaging_handovers,standby,messaging_policy_enforcement,messaging_account_linking,other" doc:"Event types to deliver besides messaging_postbacks (always delivered)."`
-		Rate              int      `json:"rate,omitempty" minimum:"0" maximum:"1000000" doc:"Events/s; 0 or absent: the gateway's default."`
-		Burst             int      `json:"burst,omitempty" minimum:"0" maximum:"1000000"`
-		Concurrency       int      `json:"concurrency,omitempty" minimum:"0" maximum:"1000000"`
+		Rate              int      `json:"rate,omitempty" minimum:"0" maximum:"1000000" doc:"Events/s. 0 or absent: the gateway's default, TENANT_RATE (the tenant then shows no rate)."`
+		Burst             int      `json:"burst,omitempty" minimum:"0" maximum:"1000000" doc:"Events sent at once above the rate. 0 or absent: the gateway's default, TENANT_BURST (the tenant then shows no burst); 0 never means no burst."`
+		Concurrency       int      `json:"concurrency,omitempty" minimum:"0" maximum:"1000000" doc:"In-flight deliveries. 0 or absent: the gateway's default, TENANT_CONCURRENCY (the tenant then shows no concurrency)."`
 		DeliverTestEvents *bool    `json:"deliver_test_events,omitempty" doc:"Deliver Meta's dashboard test events (default true)."`
 	}
 }
@@ -151,9 +151,9 @@ type updateTenantIn struct {
 		Name              *string   `json:"name,omitempty" minLength:"1" maxLength:"200"`
 		CallbackURL       *string   `json:"callback_url,omitempty" minLength:"1" maxLength:"2048"`
 		Events            *[]string `json:"events,omitempty" enum:"messaging_postbacks,messages,message_echoes,message_deliveries,message_reads,messaging_referrals,messaging_optins,message_reactions,messaging_handovers,standby,messaging_policy_enforcement,messaging_account_linking,other"`
-		Rate              *int      `json:"rate,omitempty" minimum:"0" maximum:"1000000" doc:"0 returns to the gateway's default."`
-		Burst             *int      `json:"burst,omitempty" minimum:"0" maximum:"1000000" doc:"0 returns to the gateway's default."`
-		Concurrency       *int      `json:"concurrency,omitempty" minimum:"0" maximum:"1000000" doc:"0 returns to the gateway's default."`
+		Rate              *int      `json:"rate,omitempty" minimum:"0" maximum:"1000000" doc:"Events/s. 0 returns to the gateway's default, TENANT_RATE; absent leaves it as it is."`
+		Burst             *int      `json:"burst,omitempty" minimum:"0" maximum:"1000000" doc:"Events sent at once above the rate. 0 returns to the gateway's default, TENANT_BURST (0 never means no burst); absent leaves it as it is."`
+		Concurrency       *int      `json:"concurrency,omitempty" minimum:"0" maximum:"1000000" doc:"In-flight deliveries. 0 returns to the gateway's default, TENANT_CONCURRENCY; absent leaves it as it is."`
 		DeliverTestEvents *bool     `json:"deliver_test_events,omitempty"`
 		EndpointEnabled   *bool     `json:"endpoint_enabled,omitempty" doc:"true re-enables deliveries paused by a 410; false pauses them."`
 	}

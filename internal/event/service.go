@@ -35,6 +35,9 @@ func (s *Service) List(ctx context.Context, tenantID string, f Filter, opts data
 	if f.Type != "" && !IsType(f.Type) {
 		return database.Results[Event]{}, invalid("type", "is not an event type")
 	}
+	if f.PageID != "" && !isPageID(f.PageID) {
+		return database.Results[Event]{}, invalid("page_id", "must be 1 to 20 digits")
+	}
 	if err := s.tenants.CheckTenant(ctx, tenantID); err != nil {
 		return database.Results[Event]{}, err
 	}
@@ -104,4 +107,18 @@ func (s *Service) GetQuarantined(ctx context.Context, tenantID, id string) (Quar
 		return Quarantined{}, notFound("quarantined body")
 	}
 	return s.store.GetQuarantined(ctx, tenantID, qid)
+}
+
+// isPageID reports whether s can be a Page id: 1 to 20 digits (anything
+// else, a NUL byte included, names no Page and would not reach Postgres).
+func isPageID(s string) bool {
+	if len(s) == 0 || len(s) > 20 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,16 +38,23 @@ var guardian = ssrf.New(ssrf.WithAnyPort(), ssrf.WithAnyNetwork())
 // CheckCallbackURL validates a tenant's callback URL: absolute, https (http
 // only when allowPrivate), no user info, no fragment, and a host whose
 // every address is public unless allowPrivate. It resolves the host with r
-// (bounded to 5 s). Errors are *FieldError on callback_url wrapping
+// (bounded to 5 s). Errors are one *FieldError on callback_url wrapping
 // ErrInvalid; they never repeat the URL, which could carry a credential.
+// Once the URL parses, its message gives every reason it is refused
+// ("must use https; host resolves to a cloud metadata address"), so that
+// fixing one does not only reveal the next.
 //
 // The delivery worker checks the connected address again (DNS can change
 // between registration and delivery); this check makes the mistake visible
 // when it is made.
 func CheckCallbackURL(ctx context.Context, raw string, allowPrivate bool, r Resolver) error {
 	bad := func(msg string) error { return invalid("callback_url", "%s", msg) }
+	// After any of these nothing else can be checked.
 	if raw == "" {
 		return bad("is required")
+	}
+	if err := checkText("callback_url", raw); err != nil {
+		return err
 	}
 	if len(raw) > MaxCallbackURLLength {
 		return bad("is longer than " + strconv.Itoa(MaxCallbackURLLength) + " bytes")
@@ -58,32 +66,44 @@ func CheckCallbackURL(ctx context.Context, raw string, allowPrivate bool, r Reso
 	if err != nil {
 		return bad("is not a URL")
 	}
-	switch {
-	case !u.IsAbs() || u.Host == "":
+	if !u.IsAbs() || u.Host == "" || u.Opaque != "" {
 		return bad("must be an absolute URL")
-	case u.Scheme != "https" && !(u.Scheme == "http" && allowPrivate):
-		if u.Scheme == "http" {
-			return bad("must use https (http is allowed only with CALLBACK_ALLOW_PRIVATE)")
-		}
-		return bad("must use https")
-	case u.User != nil:
-		return bad("must not contain user info; authenticate callbacks with the webhook-signature header")
-	case u.Fragment != "" || strings.Contains(raw, "#"):
-		return bad("must not contain a fragment")
-	case u.Opaque != "":
-		return bad("must be an absolute URL")
-	}
-	if p := u.Port(); p != "" {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 {
-			return bad("has an invalid port")
-		}
-	}
-	host := u.Hostname()
-	if host == "" {
-		return bad("must name a host")
 	}
 
+	var why []string
+	switch {
+	case u.Scheme == "https", u.Scheme == "http" && allowPrivate:
+	case u.Scheme == "http":
+		why = append(why, "must use https (http is allowed only with CALLBACK_ALLOW_PRIVATE)")
+	default:
+		why = append(why, "must use https")
+	}
+	if u.User != nil {
+		why = append(why, "must not contain user info; authenticate callbacks with the webhook-signature header")
+	}
+	if u.Fragment != "" || strings.Contains(raw, "#") {
+		why = append(why, "must not contain a fragment")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			why = append(why, "has an invalid port")
+		}
+	}
+	if host := u.Hostname(); host == "" {
+		why = append(why, "must name a host")
+	} else if msg := checkHost(ctx, host, allowPrivate, r); msg != "" {
+		why = append(why, msg)
+	}
+	if len(why) > 0 {
+		return bad(strings.Join(why, "; "))
+	}
+	return nil
+}
+
+// checkHost says what is wrong with a callback's host (it does not
+// resolve, or to an address that is not public while !allowPrivate), or ""
+// when nothing is.
+func checkHost(ctx context.Context, host string, allowPrivate bool, r Resolver) string {
 	var addrs []netip.Addr
 	if a, err := netip.ParseAddr(host); err == nil {
 		addrs = []netip.Addr{a}
@@ -94,20 +114,24 @@ func CheckCallbackURL(ctx context.Context, raw string, allowPrivate bool, r Reso
 		if err != nil || len(addrs) == 0 {
 			var dnsErr *net.DNSError
 			if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
-				return bad("host does not exist (DNS lookup found no such host)")
+				return "host does not exist (DNS lookup found no such host)"
 			}
-			return bad("host could not be resolved")
+			return "host could not be resolved"
 		}
 	}
 	if allowPrivate {
-		return nil
+		return ""
 	}
+	var kinds []string
 	for _, a := range addrs {
-		if why := nonPublic(a); why != "" {
-			return bad("host resolves to a " + why + " address; such callbacks are allowed only with CALLBACK_ALLOW_PRIVATE")
+		if why := nonPublic(a); why != "" && !slices.Contains(kinds, why) {
+			kinds = append(kinds, why)
 		}
 	}
-	return nil
+	if len(kinds) == 0 {
+		return ""
+	}
+	return "host resolves to a " + strings.Join(kinds, " and a ") + " address; such callbacks are allowed only with CALLBACK_ALLOW_PRIVATE"
 }
 
 // nonPublic says why a is not a public unicast address, or "" if it is.

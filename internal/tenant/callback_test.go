@@ -114,3 +114,36 @@ func TestSigningKey(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckCallbackURLEveryReason: a URL wrong in several ways is refused
+// with every reason at once, in one *FieldError on callback_url, so that
+// fixing one does not just reveal the next.
+func TestCheckCallbackURLEveryReason(t *testing.T) {
+	tests := []struct {
+		url  string
+		want []string
+	}{
+		{"http://169.254.169.254/latest/meta-data", []string{"must use https", "cloud metadata"}},
+		{"http://metadata.example/", []string{"must use https", "cloud metadata"}},
+		{"http://user:pw@ten.example.com/#x", []string{"must use https", "user info", "fragment", "private"}},
+		{"ftp://localhost:99999/", []string{"must use https", "port", "loopback"}},
+		{"http://nowhere.example/", []string{"must use https", "does not exist"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			err := CheckCallbackURL(context.Background(), tt.url, false, testResolver)
+			var fe *FieldError
+			if !errors.As(err, &fe) || !errors.Is(err, ErrInvalid) || fe.Field != "callback_url" {
+				t.Fatalf("got %v, want a *FieldError on callback_url wrapping ErrInvalid", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(fe.Message, w) {
+					t.Errorf("got message %q, want it to contain %q", fe.Message, w)
+				}
+			}
+			if strings.Contains(err.Error(), "pw") {
+				t.Errorf("error repeats the URL: %v", err)
+			}
+		})
+	}
+}

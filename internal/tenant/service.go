@@ -108,6 +108,29 @@ var (
 	reVerifyToken = regexp.MustCompile(`^[\x21-\x7e]+$`)
 )
 
+// checkText refuses a text input Postgres cannot store: a NUL byte or
+// invalid UTF-8 (Postgres would fail the statement: a 500). Every text
+// input of the tenant, app and Page operations goes through it before any
+// other check, so the answer is a *FieldError naming the field, and its
+// message never repeats the value.
+func checkText(field, s string) error {
+	if strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) {
+		return invalid(field, "must be UTF-8 text without NUL bytes")
+	}
+	return nil
+}
+
+// checkMetaID checks one of Meta's numeric ids (an app or a Page).
+func checkMetaID(field, s string) error {
+	if err := checkText(field, s); err != nil {
+		return err
+	}
+	if !reMetaID.MatchString(s) {
+		return invalid(field, "must be 1 to 20 digits")
+	}
+	return nil
+}
+
 // TenantInput creates a tenant. Zero Rate, Burst and Concurrency mean the
 // gateway's defaults; nil DeliverTestEvents means true.
 type TenantInput struct {
@@ -163,6 +186,9 @@ func (s *Service) checkTenant(ctx context.Context, t Tenant) error {
 
 // checkTenantFields checks everything but the callback URL.
 func checkTenantFields(t Tenant) error {
+	if err := checkText("name", t.Name); err != nil {
+		return err
+	}
 	switch n := utf8.RuneCountInString(t.Name); {
 	case n == 0:
 		return invalid("name", "is required")
@@ -185,6 +211,9 @@ func checkTenantFields(t Tenant) error {
 func normalizeEvents(in []string) ([]string, error) {
 	out := []string{}
 	for _, e := range in {
+		if err := checkText("events", e); err != nil {
+			return nil, err
+		}
 		if !event.IsType(e) {
 			return nil, invalid("events", "is not a list of event types (each one of %s)", strings.Join(event.Types, ", "))
 		}
@@ -345,10 +374,13 @@ type AppInput struct {
 // RegisterApp registers an app for tenantID. Its secret is sealed and
 // never returned; the verify token (given or generated) is in the App.
 func (s *Service) RegisterApp(ctx context.Context, tenantID string, in AppInput) (App, error) {
-	if !reMetaID.MatchString(in.AppID) {
-		return App{}, invalid("app_id", "must be 1 to 20 digits")
+	if err := checkMetaID("app_id", in.AppID); err != nil {
+		return App{}, err
 	}
 	if err := checkSecret(in.AppSecret); err != nil {
+		return App{}, err
+	}
+	if err := checkText("verify_token", in.VerifyToken); err != nil {
 		return App{}, err
 	}
 	if in.VerifyToken == "" {
@@ -365,6 +397,11 @@ func (s *Service) RegisterApp(ctx context.Context, tenantID string, in AppInput)
 }
 
 func checkSecret(secret string) error {
+	// Sealed, the secret is bytes to Postgres; but a NUL or a stray byte is
+	// never part of a real app secret, only of a paste gone wrong.
+	if err := checkText("app_secret", secret); err != nil {
+		return err
+	}
 	if secret == "" || len(secret) > MaxSecretLength || strings.TrimSpace(secret) != secret {
 		return invalid("app_secret", "must be 1 to %d characters without surrounding spaces", MaxSecretLength)
 	}
@@ -373,6 +410,9 @@ func checkSecret(secret string) error {
 
 // GetApp reads an app of tenantID.
 func (s *Service) GetApp(ctx context.Context, tenantID, appID string) (App, error) {
+	if checkMetaID("app_id", appID) != nil {
+		return App{}, notFound("app") // no such app can exist
+	}
 	return s.store.GetApp(ctx, tenantID, appID)
 }
 
@@ -393,6 +433,9 @@ type AppPatch struct {
 
 // UpdateApp applies p to an app of tenantID.
 func (s *Service) UpdateApp(ctx context.Context, tenantID, appID string, p AppPatch) (App, error) {
+	if checkMetaID("app_id", appID) != nil {
+		return App{}, notFound("app")
+	}
 	if p.AppSecret != nil {
 		if err := checkSecret(*p.AppSecret); err != nil {
 			return App{}, err
@@ -419,6 +462,9 @@ func (s *Service) UpdateApp(ctx context.Context, tenantID, appID string, p AppPa
 
 // DeleteApp deletes an app of tenantID and the Pages registered for it.
 func (s *Service) DeleteApp(ctx context.Context, tenantID, appID string) error {
+	if checkMetaID("app_id", appID) != nil {
+		return notFound("app")
+	}
 	return s.store.DeleteApp(ctx, tenantID, appID)
 }
 
@@ -434,11 +480,14 @@ type PageInput struct {
 // *FieldError on app_id wrapping ErrInvalid); a (Page, app) pair is
 // registered once (ErrConflict).
 func (s *Service) RegisterPage(ctx context.Context, tenantID string, in PageInput) (Page, error) {
-	if !reMetaID.MatchString(in.PageID) {
-		return Page{}, invalid("page_id", "must be 1 to 20 digits")
+	if err := checkMetaID("page_id", in.PageID); err != nil {
+		return Page{}, err
 	}
-	if !reMetaID.MatchString(in.AppID) {
-		return Page{}, invalid("app_id", "must be 1 to 20 digits")
+	if err := checkMetaID("app_id", in.AppID); err != nil {
+		return Page{}, err
+	}
+	if err := checkText("object", string(in.Object)); err != nil {
+		return Page{}, err
 	}
 	if in.Object == "" {
 		in.Object = ObjectPage
@@ -463,6 +512,14 @@ func (s *Service) ListPages(ctx context.Context, tenantID string, opts database.
 // DeletePage deletes a Page of tenantID from appID; appID may be empty when
 // the Page is on only one of the tenant's apps.
 func (s *Service) DeletePage(ctx context.Context, tenantID, pageID, appID string) error {
+	if checkMetaID("page_id", pageID) != nil {
+		return notFound("page")
+	}
+	if appID != "" {
+		if err := checkMetaID("app_id", appID); err != nil {
+			return err
+		}
+	}
 	return s.store.DeletePage(ctx, tenantID, pageID, appID)
 }
 

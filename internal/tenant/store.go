@@ -183,7 +183,9 @@ func appRowOf(tenantID uuid.UUID, a App, sec SealedSecrets) appRow {
 }
 
 // CreateApp inserts a (with its timestamps set) and its sealed secret. A
-// taken app_id or verify token is a *FieldError wrapping ErrConflict.
+// taken app_id or verify token is a *FieldError wrapping ErrConflict. An
+// app belongs to one tenant: its app_id is taken whichever tenant holds
+// it, and the error is the same either way, naming no tenant.
 func (s *Store) CreateApp(ctx context.Context, a App, secret []byte) (App, error) {
 	tid, err := uuid.Parse(a.TenantID)
 	if err != nil {
@@ -197,7 +199,7 @@ func (s *Store) CreateApp(ctx context.Context, a App, secret []byte) (App, error
 	case errors.Is(err, gorm.ErrDuplicatedKey) && constraint(err) == "apps_verify_token_key":
 		return App{}, conflict("verify_token", "is already used by another app")
 	case errors.Is(err, gorm.ErrDuplicatedKey):
-		return App{}, conflict("app_id", "app %s is already registered", a.AppID)
+		return App{}, errAppTaken
 	case errors.Is(err, gorm.ErrForeignKeyViolated):
 		return App{}, notFound("tenant")
 	}
@@ -282,23 +284,49 @@ func (s *Store) DeleteApp(ctx context.Context, tenantID, appID string) error {
 	return nil
 }
 
-// CreatePage registers p. The schema's foreign key on (tenant_id, app_id)
-// refuses an app that is not p's tenant's: that is a *FieldError on app_id
-// wrapping ErrInvalid; a taken (Page, app) wraps ErrConflict.
+// The errors of a registration that must not tell one tenant about
+// another: an app taken by any tenant, and a Page on an app that is not
+// the caller's, whether another tenant has it or nobody does.
+var (
+	errAppTaken        = conflict("app_id", "is already registered; an app belongs to one tenant only")
+	errAppNotOfTenant  = invalid("app_id", "is not registered for this tenant")
+	errPageTakenForApp = conflict("page_id", "is already registered for this app")
+)
+
+// CreatePage registers p. An app that is not p's tenant's is a *FieldError
+// on app_id wrapping ErrInvalid (errAppNotOfTenant), and a taken (Page,
+// app) one on page_id wrapping ErrConflict.
+//
+// The app is looked up, and held against deletion, before the insert:
+// pages' primary key (page_id, app_id) is checked before the foreign key
+// on (tenant_id, app_id), so inserting a Page another tenant has on its
+// app would otherwise answer "taken" and confirm that tenant's Page.
 func (s *Store) CreatePage(ctx context.Context, p Page) (Page, error) {
 	tid, err := uuid.Parse(p.TenantID)
 	if err != nil {
 		return Page{}, notFound("tenant")
 	}
 	row := pageRow{PageID: p.PageID, AppID: p.AppID, TenantID: tid, Object: string(p.Object), CreatedAt: p.CreatedAt}
-	err = s.db.WithContext(ctx).Create(&row).Error
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var apps []string
+		if err := tx.Model(&appRow{}).Clauses(clause.Locking{Strength: "KEY SHARE"}).
+			Where("tenant_id = ? AND app_id = ?", tid, p.AppID).Pluck("app_id", &apps).Error; err != nil {
+			return err
+		}
+		if len(apps) == 0 {
+			return errAppNotOfTenant
+		}
+		return tx.Create(&row).Error
+	})
 	switch {
 	case err == nil:
 		return row.domain(), nil
+	case errors.Is(err, ErrInvalid):
+		return Page{}, err
 	case errors.Is(err, gorm.ErrDuplicatedKey):
-		return Page{}, conflict("page_id", "Page %s is already registered for app %s", p.PageID, p.AppID)
+		return Page{}, errPageTakenForApp
 	case errors.Is(err, gorm.ErrForeignKeyViolated):
-		return Page{}, invalid("app_id", "app %s is not registered for this tenant", p.AppID)
+		return Page{}, errAppNotOfTenant
 	}
 	return Page{}, storeErr("create page", err)
 }

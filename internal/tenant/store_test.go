@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -207,5 +208,77 @@ func TestCursor(t *testing.T) {
 		if _, err := idCursor(bad); !errors.Is(err, ErrInvalid) {
 			t.Errorf("cursor %q: got %v, want ErrInvalid", bad, err)
 		}
+	}
+}
+
+// TestServiceTextInputs: every text input the Service passes to Postgres
+// is refused as a *FieldError (or, for an id in a path, ErrNotFound) when
+// it holds a NUL byte or invalid UTF-8, whoever the caller is; Postgres
+// would fail the statement instead.
+func TestServiceTextInputs(t *testing.T) {
+	ctx := context.Background()
+	db := testenv.Postgres(t)
+	keys, _ := newKeyring(t, nil)
+	svc := newService(t, NewStore(db), keys)
+	a, _, err := svc.CreateTenant(ctx, TenantInput{Name: "a", CallbackURL: "https://hooks.example.com/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.RegisterApp(ctx, a.ID, AppInput{AppID: "1", AppSecret: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.RegisterPage(ctx, a.ID, PageInput{PageID: "10", AppID: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	type textCase struct {
+		name      string
+		err       error
+		wantErr   error
+		wantField string
+	}
+	for _, bad := range []string{"x\x00y", "x\xffy"} {
+		tests := []textCase{
+			{"create name", third(svc.CreateTenant(ctx, TenantInput{Name: bad, CallbackURL: "https://hooks.example.com/"})), ErrInvalid, "name"},
+			{"create callback_url", third(svc.CreateTenant(ctx, TenantInput{Name: "n", CallbackURL: "https://hooks.example.com/" + bad})), ErrInvalid, "callback_url"},
+			{"create events", third(svc.CreateTenant(ctx, TenantInput{Name: "n", CallbackURL: "https://hooks.example.com/", Events: []string{bad}})), ErrInvalid, "events"},
+			{"patch name", second(svc.UpdateTenant(ctx, a.ID, TenantPatch{Name: &bad})), ErrInvalid, "name"},
+			{"patch callback_url", second(svc.UpdateTenant(ctx, a.ID, TenantPatch{CallbackURL: ptr("https://hooks.example.com/" + bad)})), ErrInvalid, "callback_url"},
+			{"app id", second(svc.RegisterApp(ctx, a.ID, AppInput{AppID: bad, AppSecret: "s"})), ErrInvalid, "app_id"},
+			{"app secret", second(svc.RegisterApp(ctx, a.ID, AppInput{AppID: "2", AppSecret: bad})), ErrInvalid, "app_secret"},
+			{"verify token", second(svc.RegisterApp(ctx, a.ID, AppInput{AppID: "2", AppSecret: "s", VerifyToken: bad + "0123456789abcdef"})), ErrInvalid, "verify_token"},
+			{"rotated app secret", second(svc.UpdateApp(ctx, a.ID, "1", AppPatch{AppSecret: &bad})), ErrInvalid, "app_secret"},
+			{"get app", second(svc.GetApp(ctx, a.ID, bad)), ErrNotFound, ""},
+			{"update app", second(svc.UpdateApp(ctx, a.ID, bad, AppPatch{})), ErrNotFound, ""},
+			{"delete app", svc.DeleteApp(ctx, a.ID, bad), ErrNotFound, ""},
+			{"page id", second(svc.RegisterPage(ctx, a.ID, PageInput{PageID: bad, AppID: "1"})), ErrInvalid, "page_id"},
+			{"page app id", second(svc.RegisterPage(ctx, a.ID, PageInput{PageID: "11", AppID: bad})), ErrInvalid, "app_id"},
+			{"page object", second(svc.RegisterPage(ctx, a.ID, PageInput{PageID: "11", AppID: "1", Object: Object(bad)})), ErrInvalid, "object"},
+			{"delete page id", svc.DeletePage(ctx, a.ID, bad, ""), ErrNotFound, ""},
+			{"delete page app id", svc.DeletePage(ctx, a.ID, "10", bad), ErrInvalid, "app_id"},
+		}
+		if strings.Contains(bad, "\x00") { // JSON turns a stray byte into U+FFFD: harmless in a cursor
+			tests = append(tests, []textCase{
+				{"apps cursor", second(svc.ListApps(ctx, a.ID, database.ListOptions{Cursor: database.EncodeCursor([]string{bad})})), ErrInvalid, "cursor"},
+				{"pages cursor", second(svc.ListPages(ctx, a.ID, database.ListOptions{Cursor: database.EncodeCursor([]string{bad, "1"})})), ErrInvalid, "cursor"},
+			}...)
+		}
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("%q/%s", bad, tt.name), func(t *testing.T) {
+				if !errors.Is(tt.err, tt.wantErr) {
+					t.Fatalf("got %v, want %v", tt.err, tt.wantErr)
+				}
+				var fe *FieldError
+				if errors.As(tt.err, &fe) != (tt.wantField != "") || (fe != nil && fe.Field != tt.wantField) {
+					t.Errorf("got %v, want a *FieldError on %q", tt.err, tt.wantField)
+				}
+				if tt.err != nil && strings.Contains(tt.err.Error(), bad) {
+					t.Errorf("the error repeats the value: %q", tt.err)
+				}
+			})
+		}
+	}
+	got, err := svc.GetTenant(ctx, a.ID)
+	if err != nil || got.Name != "a" || got.CallbackURL != "https://hooks.example.com/" {
+		t.Errorf("tenant after refused changes: got %+v, %v", got, err)
 	}
 }
