@@ -1,0 +1,205 @@
+package event
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/postgate/postgate/internal/database"
+	"github.com/postgate/postgate/internal/testenv"
+)
+
+func TestRowsMatchSchema(t *testing.T) {
+	testenv.RowsMatchSchema(t, testenv.Postgres(t), map[reflect.Type][]string{}, &eventRow{}, &attemptRow{}, &quarantineRow{})
+}
+
+// TestStatusesMatchSchema: the statuses this package's SQL spells are
+// exactly the ones the schema's CHECK constraint allows.
+func TestStatusesMatchSchema(t *testing.T) {
+	db := testenv.Postgres(t)
+	var def string
+	if err := db.Pool.QueryRow(context.Background(), `SELECT pg_get_constraintdef(oid) FROM pg_constraint
+		WHERE conrelid = 'events'::regclass AND contype = 'c' AND pg_get_constraintdef(oid) LIKE '%status%'`).Scan(&def); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range Statuses {
+		if !strings.Contains(def, "'"+string(s)+"'") {
+			t.Errorf("status %s is not allowed by %s", s, def)
+		}
+	}
+	if got, want := strings.Count(def, "'"), 2*len(Statuses); got != want {
+		t.Errorf("the constraint %s names %d statuses, the package %d", def, got/2, len(Statuses))
+	}
+}
+
+// fixture is two tenants with events (pending, delivered, dead), attempts
+// and a quarantined body each.
+type fixture struct {
+	db     *database.DB
+	store  *Store
+	a, b   string
+	events map[string][]uuid.UUID // per tenant: pending, delivered, dead
+	qrn    map[string]uuid.UUID
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	db := testenv.Postgres(t)
+	f := &fixture{db: db, store: NewStore(db), events: map[string][]uuid.UUID{}, qrn: map[string]uuid.UUID{}}
+	ctx := context.Background()
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := db.Pool.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	old := time.Now().Add(-48 * time.Hour)
+	for i := range 2 {
+		tid := uuid.Must(uuid.NewV7()).String()
+		exec(`INSERT INTO tenants (id, name, callback_url, signing_secret) VALUES ($1, $2, 'https://example.com/h', '\x00')`, tid, fmt.Sprint("t", i))
+		var b Batch
+		var ids []uuid.UUID
+		for j, typ := range []string{TypePostbacks, TypeMessages, TypeReads} {
+			id := uuid.Must(uuid.NewV7())
+			ids = append(ids, id)
+			b.Add(&New{ID: id, TenantID: tid, PageID: "100", AppID: "1", DedupKey: fmt.Sprint("m:", j), Type: typ, ReceivedAt: old, Body: []byte(`{}`)})
+		}
+		if err := f.store.Insert(ctx, &b, func([16]byte) {}); err != nil {
+			t.Fatal(err)
+		}
+		exec(`DELETE FROM deliveries WHERE event_id = ANY($1)`, ids[1:])
+		exec(`UPDATE events SET status = 'delivered', attempts = 1, delivered_at = $2 WHERE id = $1`, ids[1], old)
+		exec(`UPDATE events SET status = 'dead', attempts = 3, dead_at = $2 WHERE id = $1`, ids[2], old)
+		exec(`INSERT INTO delivery_attempts (tenant_id, event_id, attempt, attempted_at, latency_us, error_class)
+			SELECT $1, id, 1, now(), 1000, 'http_5xx' FROM unnest($2::uuid[]) id`, tid, ids)
+		q := uuid.Must(uuid.NewV7())
+		if err := f.store.Quarantine(ctx, Quarantined{ID: q, TenantID: tid, AppID: "1", Reason: "not JSON", Body: []byte("x"), ReceivedAt: old}); err != nil {
+			t.Fatal(err)
+		}
+		f.events[tid], f.qrn[tid] = ids, q
+		if i == 0 {
+			f.a = tid
+		} else {
+			f.b = tid
+		}
+	}
+	return f
+}
+
+// snapshot is everything stored of a tenant's events.
+func (f *fixture) snapshot(t *testing.T, tenantID string) string {
+	t.Helper()
+	var s string
+	err := f.db.Pool.QueryRow(context.Background(), `SELECT
+		(SELECT string_agg(format('%s %s %s %s %s', id, status, attempts, delivered_at, dead_at), ';' ORDER BY id) FROM events WHERE tenant_id = $1) ||
+		(SELECT coalesce(string_agg(format('%s %s %s %s', event_id, next_attempt_at, attempts, attempted), ';' ORDER BY event_id), '') FROM deliveries WHERE tenant_id = $1) ||
+		(SELECT count(*)::text FROM delivery_attempts WHERE tenant_id = $1) ||
+		(SELECT string_agg(id::text, ';') FROM quarantine WHERE tenant_id = $1)`, tenantID).Scan(&s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestTenantScoping calls every tenant-scoped read and write of the store
+// with tenant A's id on tenant B's data: none finds, returns or changes
+// any of it.
+func TestTenantScoping(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	a, b := f.a, f.b
+	before := f.snapshot(t, b)
+	bPending, bDelivered, bDead := f.events[b][0], f.events[b][1], f.events[b][2]
+
+	list, err := f.store.List(ctx, a, Filter{}, database.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range list.Items {
+		if e.TenantID != a || slices.Contains(f.events[b], e.ID) {
+			t.Errorf("List of A returned %s of tenant %s", FormatID(e.ID), e.TenantID)
+		}
+	}
+	if len(list.Items) != 3 {
+		t.Errorf("List of A: got %d events, want its 3", len(list.Items))
+	}
+	for _, id := range f.events[b] {
+		if _, _, err := f.store.Get(ctx, a, id); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Get of B's event under A: got %v, want ErrNotFound", err)
+		}
+		if _, err := f.store.Replay(ctx, a, id); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Replay of B's event under A: got %v, want ErrNotFound", err)
+		}
+	}
+	for _, st := range Statuses {
+		if n, err := f.store.ReplayMany(ctx, a, ReplayFilter{Status: st}); err != nil || n != 1 && st != StatusFailed || n != 0 && st == StatusFailed {
+			t.Errorf("ReplayMany of A's %s events: got %d, %v; want only A's own", st, n, err)
+		}
+	}
+	ql, err := f.store.ListQuarantine(ctx, a, database.ListOptions{})
+	if err != nil || len(ql.Items) != 1 || ql.Items[0].ID != f.qrn[a] {
+		t.Errorf("ListQuarantine of A: got %+v, %v; want A's one body", ql.Items, err)
+	}
+	if _, err := f.store.GetQuarantined(ctx, a, f.qrn[b]); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetQuarantined of B's body under A: got %v, want ErrNotFound", err)
+	}
+	if _, err := f.db.Pool.Exec(ctx, `UPDATE deliveries SET attempts = 1, queued_at = now() - interval '3 days'`); err != nil {
+		t.Fatal(err)
+	}
+	before = f.snapshot(t, b)
+	if _, err := f.store.Expire(ctx, a, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []Status{StatusDelivered, StatusDead} {
+		if _, err := f.store.Purge(ctx, a, st, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := f.snapshot(t, b); after != before {
+		t.Errorf("B's data changed through A's calls:\nbefore %s\nafter  %s", before, after)
+	}
+	// B's own calls still find B's data: the scoping is by tenant, not a
+	// blanket refusal.
+	if _, _, err := f.store.Get(ctx, b, bPending); err != nil {
+		t.Errorf("Get of B's event under B: %v", err)
+	}
+	if n, err := f.store.Purge(ctx, b, StatusDelivered, time.Now()); err != nil || n != 1 {
+		t.Errorf("Purge of B's delivered: got %d, %v; want 1", n, err)
+	}
+	if _, _, err := f.store.Get(ctx, b, bDelivered); !errors.Is(err, ErrNotFound) {
+		t.Errorf("B's purged event: got %v, want ErrNotFound", err)
+	}
+	if e, err := f.store.Replay(ctx, b, bDead); err != nil || e.Status != StatusPending {
+		t.Errorf("Replay of B's dead event under B: got %+v, %v", e, err)
+	}
+}
+
+// TestDeleteTenantClearsQueue: deleting a tenant removes its events, their
+// queue rows and attempts, and its quarantine, and nothing of another
+// tenant (the queue goes first: migration 11).
+func TestDeleteTenantClearsQueue(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	before := f.snapshot(t, f.b)
+	if _, err := f.db.Pool.Exec(ctx, `DELETE FROM tenants WHERE id = $1`, f.a); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := f.db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM events WHERE tenant_id = $1) + (SELECT count(*) FROM deliveries WHERE tenant_id = $1)
+		+ (SELECT count(*) FROM delivery_attempts WHERE tenant_id = $1) + (SELECT count(*) FROM quarantine WHERE tenant_id = $1)`, f.a).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("rows of the deleted tenant left: %d", n)
+	}
+	if after := f.snapshot(t, f.b); after != before {
+		t.Errorf("the other tenant's data changed:\nbefore %s\nafter  %s", before, after)
+	}
+}
