@@ -338,13 +338,18 @@ func (e *env) metric(name string, labels ...string) float64 {
 	return sum
 }
 
-// claimRounds waits until the worker has run n more claim statements
-// than it had when called: every round after the call reads the queue as
-// it is now.
+// claimRounds waits until the worker has run n more claim statements than
+// it had when called, and holds no event: every round after the call read
+// the queue as it was then, and whatever a round took has been attempted
+// (or put back). A test asserting that something did not happen waits
+// for this instead of sleeping.
 func (e *env) claimRounds(n int) {
 	e.t.Helper()
 	from := e.metric("postgate_delivery_claim_events")
 	waitFor(e.t, 5*time.Second, fmt.Sprintf("%d claim rounds", n), func() bool {
 		return e.metric("postgate_delivery_claim_events") >= from+float64(n)
+	})
+	waitFor(e.t, 5*time.Second, "no event held", func() bool {
+		return e.metric("postgate_delivery_in_flight") == 0
 	})
 }
