@@ -142,9 +142,8 @@ func TestWebhookStatuses(t *testing.T) {
 // TestBodyOverLimit: over MAX_BODY_BYTES is 413, on a real connection.
 // With a Content-Length the answer comes from the headers alone: the test
 // sends no body at all, so nothing past the limit can have been read. A
-// chunked body is cut at the limit; the gateway answers 413 and closes, so
-// a client still writing may see the reset before the answer: either is a
-// refusal, and a 200 never is.
+// chunked body is refused at the chunk that would cross the limit, before
+// its bytes; the gateway answers 413 and closes.
 func TestBodyOverLimit(t *testing.T) {
 	s := webhookServer(t, 64<<10)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -183,26 +182,39 @@ func TestBodyOverLimit(t *testing.T) {
 		}
 		defer conn.Close()
 		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-		go func() {
-			w := bufio.NewWriter(conn)
-			_, _ = io.WriteString(w, head+"Transfer-Encoding: chunked\r\n\r\n")
-			chunk := strings.Repeat("y", 8<<10)
-			for range 32 { // 256 KiB, four times the limit
-				if _, err := fmt.Fprintf(w, "%x\r\n%s\r\n", len(chunk), chunk); err != nil {
-					return
-				}
-			}
-			_, _ = io.WriteString(w, "0\r\n\r\n")
-			_ = w.Flush()
-		}()
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			t.Logf("connection closed before the answer was read (%v): refused", err)
-			return
+		// Chunks up to the limit exactly (allowed), then the header of a
+		// chunk that would cross it, and the client waits. The gateway must
+		// refuse on that header, without waiting for the chunk's bytes. It
+		// has then read every byte sent, so its close cannot turn into a
+		// reset that loses the answer: the 413 is read every time.
+		var req bytes.Buffer
+		req.WriteString(head + "Transfer-Encoding: chunked\r\n\r\n")
+		chunk := strings.Repeat("y", 8<<10)
+		for range (64 << 10) / len(chunk) {
+			fmt.Fprintf(&req, "%x\r\n%s\r\n", len(chunk), chunk)
 		}
+		fmt.Fprintf(&req, "%x\r\n", len(chunk))
+		written := make(chan error, 1)
+		go func() { _, err := conn.Write(req.Bytes()); written <- err }()
+		r := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("no answer to a chunked body crossing the limit: %v", err)
+		}
+		_, err = io.ReadAll(resp.Body)
 		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("reading the answer's body: %v", err)
+		}
 		if resp.StatusCode != http.StatusRequestEntityTooLarge {
 			t.Fatalf("got %d, want 413", resp.StatusCode)
+		}
+		if err := <-written; err != nil {
+			t.Fatalf("the gateway stopped reading before the limit: %v", err)
+		}
+		// Then it closes: the connection ends cleanly, nothing else comes.
+		if b, err := r.ReadByte(); err != io.EOF {
+			t.Errorf("after the 413: got byte %q, %v; want the connection closed (EOF)", b, err)
 		}
 	})
 }

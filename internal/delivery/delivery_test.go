@@ -316,7 +316,8 @@ func TestDeadAndReplay(t *testing.T) {
 	if err != nil || len(list.Items) != 1 || list.Items[0].ID != id {
 		t.Fatalf("dead list: got %+v, %v; want the event", list.Items, err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Claims that start after the event died read it dead: none may take it.
+	e.claimRounds(3)
 	if n := len(rc.requests()); n != 3 {
 		t.Fatalf("a dead event was attempted again: %d requests, want 3", n)
 	}
@@ -376,7 +377,15 @@ func TestGoneDisablesEndpoint(t *testing.T) {
 	})
 	e.waitStatus(tenantID, first, "pending", 2*time.Second)
 	second := e.addEvent(tenantID)
-	time.Sleep(300 * time.Millisecond)
+	// Proof that the worker went on claiming after second was queued: a
+	// healthy tenant's later event is delivered and more claims run (a
+	// paused tenant is left out of a claim before it runs, so the healthy
+	// tenant keeps them coming); any of them would have taken the paused
+	// tenant's events along.
+	canaryRC := newReceiver(t, nil)
+	canary, _ := e.addTenant(canaryRC.srv.URL, tenantOpts{})
+	e.waitStatus(canary, e.addEvent(canary), "delivered", 5*time.Second)
+	e.claimRounds(3)
 	if n := len(rc.requests()); n != 1 {
 		t.Fatalf("requests while paused: got %d, want 1", n)
 	}

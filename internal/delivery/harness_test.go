@@ -36,6 +36,9 @@ type env struct {
 	reg    *tenant.Registry
 	store  *tenant.Store
 	events *event.Store
+	// mreg is the metrics registry of the worker start made last: tests
+	// wait on its counters for proof that the worker went past a point.
+	mreg *prometheus.Registry
 }
 
 func newEnv(t *testing.T) *env {
@@ -197,10 +200,12 @@ func (e *env) baseConfig() delivery.Config {
 // start runs a worker until the test ends (or stop is called).
 func (e *env) start(cfg delivery.Config) (w *delivery.Worker, stop func()) {
 	e.t.Helper()
-	w, err := delivery.New(cfg, e.reg, e.events, e.rdb, prometheus.NewRegistry(), nil)
+	mreg := prometheus.NewRegistry()
+	w, err := delivery.New(cfg, e.reg, e.events, e.rdb, mreg, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	e.mreg = mreg
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
@@ -290,4 +295,63 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// metric reads the last started worker's metric name: the sum over its
+// series whose labels include every name=value pair of labels, where a
+// counter or gauge counts its value and a histogram its observations.
+func (e *env) metric(name string, labels ...string) float64 {
+	e.t.Helper()
+	if e.mreg == nil {
+		e.t.Fatal("metric: no worker started")
+	}
+	mfs, err := e.mreg.Gather()
+	if err != nil {
+		e.t.Fatalf("gather metrics: %v", err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, l := range m.GetLabel() {
+					if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue series
+				}
+			}
+			switch {
+			case m.GetCounter() != nil:
+				sum += m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				sum += m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				sum += float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return sum
+}
+
+// claimRounds waits until the worker has run n more claim statements than
+// it had when called, and holds no event: every round after the call read
+// the queue as it was then, and whatever a round took has been attempted
+// (or put back). A test asserting that something did not happen waits
+// for this instead of sleeping.
+func (e *env) claimRounds(n int) {
+	e.t.Helper()
+	from := e.metric("postgate_delivery_claim_events")
+	waitFor(e.t, 5*time.Second, fmt.Sprintf("%d claim rounds", n), func() bool {
+		return e.metric("postgate_delivery_claim_events") >= from+float64(n)
+	})
+	waitFor(e.t, 5*time.Second, "no event held", func() bool {
+		return e.metric("postgate_delivery_in_flight") == 0
+	})
 }

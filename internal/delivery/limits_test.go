@@ -52,7 +52,10 @@ func TestIsolation(t *testing.T) {
 	cfg.RetrySchedule = []time.Duration{10 * time.Millisecond, 10 * time.Millisecond, 10 * time.Millisecond}
 	cfg.BreakerOpenFor = time.Second
 	e.start(cfg)
-	time.Sleep(200 * time.Millisecond) // A's attempts are hanging, C's failing
+	waitFor(t, 5*time.Second, "A's attempts hanging and C's breaker open", func() bool {
+		return len(hang.requests()) == cfg.TenantConcurrency &&
+			e.metric("postgate_delivery_breaker_transitions_total", "to", "open") >= 1
+	})
 
 	const n = 60
 	for range n {
@@ -130,20 +133,59 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
-// TestRateLimitFailsOpen: with Redis unreachable, deliveries go on.
+// TestRateLimitFailsOpen: with Redis unreachable, deliveries go on and
+// are not throttled: a tenant limited to 1 event/s gets a backlog of
+// events at once. The same tenant with Redis up is throttled, so the
+// measure can tell the two apart.
 func TestRateLimitFailsOpen(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	e.rdb = redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
-	rc := newReceiver(t, nil)
-	tenantID, _ := e.addTenant(rc.srv.URL, tenantOpts{rate: 1, burst: 1})
-	var ids []uuid.UUID
-	for range 5 {
-		ids = append(ids, e.addEvent(tenantID))
+	const n = 4 // at 1/s, burst 1: the last at least n-1 seconds after the first
+	tests := []struct {
+		name      string
+		redisDown bool
+	}{
+		{"redis down: not throttled", true},
+		{"redis up: throttled", false},
 	}
-	e.start(e.baseConfig())
-	for _, id := range ids {
-		e.waitStatus(tenantID, id, "delivered", 5*time.Second)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			if tt.redisDown {
+				e.rdb = redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
+			}
+			rc := newReceiver(t, nil)
+			tenantID, _ := e.addTenant(rc.srv.URL, tenantOpts{rate: 1, burst: 1})
+			var ids []uuid.UUID
+			for range n {
+				ids = append(ids, e.addEvent(tenantID))
+			}
+			e.start(e.baseConfig())
+			for _, id := range ids {
+				e.waitStatus(tenantID, id, "delivered", 2*n*time.Second)
+			}
+			reqs := rc.requests()
+			if len(reqs) != n {
+				t.Fatalf("requests: got %d, want %d", len(reqs), n)
+			}
+			span := reqs[n-1].at.Sub(reqs[0].at)
+			errs := e.metric("postgate_delivery_redis_errors_total")
+			t.Logf("%d events at 1/s, burst 1: the last arrived %s after the first; %v Redis errors", n, span.Round(time.Millisecond), errs)
+			if tt.redisDown {
+				if span > time.Second {
+					t.Errorf("with Redis down the last event arrived %s after the first, want under 1s (the limit fails open)", span)
+				}
+				if errs == 0 {
+					t.Error("no Redis error counted: the rate limit was not checked against the unreachable Redis")
+				}
+				return
+			}
+			if want := time.Duration(n-1) * time.Second * 9 / 10; span < want {
+				t.Errorf("with Redis up the last event arrived %s after the first, want at least %s (1/s)", span, want)
+			}
+			if errs != 0 {
+				t.Errorf("%v Redis errors with Redis up, want 0", errs)
+			}
+		})
 	}
 }
 
@@ -269,8 +311,10 @@ func TestRetention(t *testing.T) {
 	}
 	for i, tt := range tests {
 		var events, attempts int
-		_ = e.db.Pool.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM events WHERE id = $1),
-			(SELECT count(*) FROM delivery_attempts WHERE event_id = $1)`, ids[i]).Scan(&events, &attempts)
+		if err := e.db.Pool.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM events WHERE id = $1),
+			(SELECT count(*) FROM delivery_attempts WHERE event_id = $1)`, ids[i]).Scan(&events, &attempts); err != nil {
+			t.Fatalf("%s event %s old: %v", tt.status, tt.age, err)
+		}
 		want := 0
 		if tt.kept {
 			want = 1

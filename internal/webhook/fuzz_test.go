@@ -15,12 +15,17 @@ import (
 	"github.com/postgate/postgate/internal/testenv"
 )
 
+// seedFixtures adds every signed fixture: Meta's shapes (testdata/messenger)
+// and the bodies that re-serialised JSON would change (testdata/raw).
 func seedFixtures(f *testing.F, add func(body []byte)) {
 	f.Helper()
-	dir := testenv.FixtureDir()
-	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
-	if len(files) == 0 {
-		f.Fatalf("no fixtures under %s", dir)
+	var files []string
+	for _, dir := range []string{testenv.FixtureDir(), "testdata/raw"} {
+		fs, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+		if len(fs) == 0 {
+			f.Fatalf("no fixtures under %s", dir)
+		}
+		files = append(files, fs...)
 	}
 	for _, p := range files {
 		b, err := os.ReadFile(p)
