@@ -554,4 +554,5 @@ func TestE2EBadRequests(t *testing.T) {
 			t.Errorf("%v requests answered 5xx", n)
 		}
 	}
+	g.checkMetrics(t)
 }

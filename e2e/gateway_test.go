@@ -108,6 +108,42 @@ func (g *gatewayProc) metrics() (string, error) {
 	return string(b), err
 }
 
+// checkMetrics scrapes /metrics and fails t unless it answers 200 with
+// the gateway's metric families, and every method label of the HTTP
+// metrics is an HTTP method (SPEC guarantee 6: a label kept from a buffer
+// fasthttp reused reads "GETT" or "POS", and then the whole scrape fails).
+func (g *gatewayProc) checkMetrics(t *testing.T) {
+	t.Helper()
+	resp, err := http.Get("http://" + g.metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape /metrics: %d, %v: %.300s", resp.StatusCode, err, b)
+	}
+	text := string(b)
+	for _, family := range []string{"postgate_http_requests_total", "postgate_webhook_requests_total", "postgate_delivery_attempts_total", "go_goroutines"} {
+		if !strings.Contains(text, "\n"+family) {
+			t.Errorf("/metrics lacks %s", family)
+		}
+	}
+	methods := map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "OPTIONS": true, "CONNECT": true, "TRACE": true}
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, "postgate_http_") {
+			continue
+		}
+		if i := strings.Index(line, `method="`); i >= 0 {
+			m := line[i+len(`method="`):]
+			m = m[:strings.IndexByte(m, '"')]
+			if !methods[m] {
+				t.Errorf("/metrics: method label %q in %s", m, line)
+			}
+		}
+	}
+}
+
 // metricValue sums the samples of name whose labels contain every one of
 // labels (e.g. `outcome="duplicate"`).
 func metricValue(text, name string, labels ...string) float64 {

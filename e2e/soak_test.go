@@ -4,7 +4,9 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -51,8 +53,9 @@ func procFDs(pid int) int {
 // TestSoak runs SOAK_DURATION (default 10m) of mixed load against one
 // `serve --role all`: three healthy tenants (endpoints answering in
 // 2–20 ms) and one whose endpoint fails every request, batches of 1–20
-// events on both webhook routes, some for unregistered Pages, and Meta
-// redelivering a few acknowledged POSTs every few seconds. Every
+// events on both webhook routes, some for unregistered Pages, Meta
+// redelivering a few acknowledged POSTs every few seconds, and an operator
+// using the admin API with every method, good and bad requests alike. Every
 // SOAK_INTERVAL (default 30s) it prints the gateway's RSS, goroutines,
 // open file descriptors, its Postgres connections and the backlog, so a
 // leak shows as a column that keeps growing. At the end every event
@@ -102,6 +105,10 @@ func TestSoak(t *testing.T) {
 		}
 	}()
 
+	stopAdmin := make(chan struct{})
+	adminDone := make(chan map[int]int)
+	go func() { adminDone <- adminTraffic(admin, ts, stopAdmin) }()
+
 	fmt.Printf("%8s %9s %10s %6s %8s %12s %14s %6s %10s %10s\n", "elapsed", "rss_mib", "goroutines", "fds",
 		"pg_conns", "backlog_ok", "backlog_failing", "dead", "delivered", "acked_all")
 	start := time.Now()
@@ -131,7 +138,16 @@ loop:
 	tick.Stop()
 	close(stopRedeliver)
 	nRedelivered := <-redelivered
+	close(stopAdmin)
+	adminCodes := <-adminDone
 	ld.finish()
+	fmt.Printf("admin requests by status: %v\n", adminCodes)
+	for code, n := range adminCodes {
+		if code == 0 || code >= 500 {
+			t.Errorf("%d admin requests answered %d", n, code)
+		}
+	}
+	g.checkMetrics(t)
 
 	healthy := ts[:3]
 	if !waitUntil(60*time.Second, func() bool {
@@ -161,5 +177,61 @@ loop:
 		duration, nRedelivered, failingAcked, kept, s.db.status("dead")))
 	if kept < failingAcked {
 		t.Errorf("the failing tenant had %d events acknowledged, %d are kept", failingAcked, kept)
+	}
+}
+
+// adminTraffic sends admin requests until stop is closed, about 20 a
+// second, with every method on real and unknown routes, good and bad
+// bodies, and returns how many got each status.
+func adminTraffic(a *adminClient, ts []*tenantSetup, stop <-chan struct{}) map[int]int {
+	codes := map[int]int{}
+	client := &http.Client{Timeout: 10 * time.Second} // keep-alive: fasthttp reuses its buffers
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return codes
+		case <-tick.C:
+		}
+		x := ts[i%len(ts)]
+		send := func(method, path, body string) int {
+			req, _ := http.NewRequest(method, a.base+path, strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+a.token)
+			if body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				return 0 // counted: a request that got no answer
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		var code int
+		switch i % 10 {
+		case 0:
+			code = send("GET", "/tenants/"+x.id, "")
+		case 1:
+			code = send("GET", "/tenants/"+x.id+"/events?limit=5", "")
+		case 2:
+			code = send("PATCH", "/tenants/"+x.id, fmt.Sprintf(`{"name":"%s-%d"}`, x.name, i))
+		case 3:
+			code = send("PUT", "/tenants", `{"name":"x"}`)
+		case 4:
+			code = send("POST", "/tenants", `{"name":"x\u0000y","callback_url":"https://hooks.example.com/"}`)
+		case 5:
+			code = send("GET", "/tenants/"+x.id+"/events?type=%00", "")
+		case 6:
+			code = send("DELETE", "/tenants/"+x.id+"/pages/1", "")
+		case 7:
+			code = send("OPTIONS", "/tenants", "")
+		case 8:
+			code = send("HEAD", "/nope/"+strconv.Itoa(i), "")
+		default:
+			code = send("GET", "/tenants/"+x.id+"/quarantine", "")
+		}
+		codes[code]++
 	}
 }
