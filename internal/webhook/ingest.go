@@ -422,8 +422,10 @@ func (in *Ingestor) countSigFailure(appID string) {
 	if appID == "" {
 		return
 	}
-	if _, ok := in.reg.App(appID); ok {
-		in.m.sigFailures.WithLabelValues(appID).Inc()
+	// Label with the registry's copy of the id: appID comes from a request
+	// and need not outlive it.
+	if app, ok := in.reg.App(appID); ok {
+		in.m.sigFailures.WithLabelValues(app.AppID).Inc()
 	}
 }
 
