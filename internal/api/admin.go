@@ -40,6 +40,7 @@ func (s *Server) registerAdmin(a *Admin) {
 	api.UseMiddleware(auth.middleware)
 	h := &adminAPI{svc: a.Tenants, log: s.log}
 	h.routes(api)
+	s.registerOpenAPI(api)
 	s.app.All(AdminPrefix+"/*", adminNotFound)
 }
 
@@ -132,7 +133,7 @@ func adminConfig(version, publicURL string) huma.Config {
 	cfg.CreateHooks = nil
 	cfg.DocsPath = ""
 	cfg.SchemasPath = ""
-	cfg.OpenAPIPath = "/openapi"
+	cfg.OpenAPIPath = "" // served by registerOpenAPI
 	cfg.Transformers = []huma.Transformer{scrubErrorValues}
 	cfg.Info.Description = adminDescription
 	cfg.Servers = []*huma.Server{{URL: strings.TrimRight(publicURL, "/") + AdminPrefix}}
