@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -192,7 +193,18 @@ func (in *Ingestor) ingest(ctx context.Context, req Request) Result {
 		in.m.sigFailures.WithLabelValues(app.AppID).Inc()
 	}
 	in.log.Warn("webhook signature matches no candidate app", "candidates", len(candidates), "app_id", candidates[0].AppID)
-	return Result{Outcome: OutcomeBadSignature, Message: "signature does not match"}
+	return Result{Outcome: OutcomeBadSignature, Message: noMatchMessage(req, candidates...)}
+}
+
+// noMatchMessage explains a 401 for a signature none of apps' secrets
+// matched. A lone X-Hub-Signature (SHA-1) counts only for apps with
+// legacy_sha1: for the others it is the SHA-256 header that is missing,
+// and saying "does not match" would send the operator after a wrong secret.
+func noMatchMessage(req Request, apps ...*tenant.AppKeys) string {
+	if req.Signature256 == "" && !slices.ContainsFunc(apps, func(a *tenant.AppKeys) bool { return a.LegacySHA1 }) {
+		return "missing X-Hub-Signature-256 (X-Hub-Signature, SHA-1, alone is accepted only for apps with legacy_sha1)"
+	}
+	return "signature does not match"
 }
 
 func (in *Ingestor) ingestForApp(ctx context.Context, req Request, matches func(*tenant.AppKeys) bool) Result {
@@ -203,7 +215,7 @@ func (in *Ingestor) ingestForApp(ctx context.Context, req Request, matches func(
 	if !matches(app) {
 		in.m.sigFailures.WithLabelValues(app.AppID).Inc()
 		in.log.Warn("webhook signature does not match the app's secrets", "app_id", app.AppID)
-		return Result{Outcome: OutcomeBadSignature, AppID: app.AppID, Message: "signature does not match"}
+		return Result{Outcome: OutcomeBadSignature, AppID: app.AppID, Message: noMatchMessage(req, app)}
 	}
 	env, err := Parse(req.Body)
 	if err != nil {
