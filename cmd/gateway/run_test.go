@@ -182,7 +182,8 @@ func TestServeConfigErrors(t *testing.T) {
 func TestToken(t *testing.T) {
 	secret := strings.Repeat("k", 40)
 	var out bytes.Buffer
-	err := run(context.Background(), []string{"token", "--role", "tenant", "--tenant", "t-1", "--ttl", "2h"},
+	const tenantID = "0196f1c2-8d4e-7000-8000-000000000001"
+	err := run(context.Background(), []string{"token", "--role", "tenant", "--tenant", tenantID, "--ttl", "2h"},
 		envFunc(map[string]string{"ADMIN_JWT_SECRET": secret}), &out)
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +199,7 @@ func TestToken(t *testing.T) {
 			t.Errorf("claim %q missing from %v", k, claims)
 		}
 	}
-	if claims["role"] != "tenant" || claims["tenant_id"] != "t-1" || claims["iss"] != "postgate" {
+	if claims["role"] != "tenant" || claims["tenant_id"] != tenantID || claims["iss"] != "postgate" {
 		t.Errorf("claims: got %v", claims)
 	}
 	exp, _ := claims.GetExpirationTime()
@@ -207,6 +208,20 @@ func TestToken(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"token", "--role", "tenant"}, envFunc(map[string]string{"ADMIN_JWT_SECRET": secret}), io.Discard); err == nil {
 		t.Error("a tenant token without --tenant was issued")
+	}
+}
+
+// TestTokenTenantNotAUUID: a tenant id is a UUID; a token for "nope"
+// would verify and reach nothing, so none is printed.
+func TestTokenTenantNotAUUID(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"token", "--role", "tenant", "--tenant", "nope"},
+		envFunc(map[string]string{"ADMIN_JWT_SECRET": strings.Repeat("k", 40)}), &out)
+	if err == nil || !strings.Contains(err.Error(), "UUID") || !strings.Contains(err.Error(), `"nope"`) {
+		t.Fatalf("got %v, want an error saying the tenant id must be a UUID", err)
+	}
+	if out.Len() != 0 {
+		t.Fatalf("printed %q, want no token", out.String())
 	}
 }
 

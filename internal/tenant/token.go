@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
 )
 
 // Role is what an admin-API token may do.
@@ -93,6 +94,15 @@ func (t *Tokens) Issue(subject string, role Role, tenantID string, ttl time.Dura
 		return "", time.Time{}, fmt.Errorf("%w: an admin token takes no tenant id", ErrInvalid)
 	case ttl <= 0 || ttl > t.cfg.MaxTTL:
 		return "", time.Time{}, fmt.Errorf("%w: ttl must be between 1s and %s, got %s", ErrInvalid, t.cfg.MaxTTL, ttl)
+	}
+	if role == RoleTenant {
+		// A tenant id is a UUID, compared in its lowercase form: a token
+		// for anything else would verify and then reach nothing.
+		u, err := uuid.Parse(tenantID)
+		if err != nil {
+			return "", time.Time{}, fmt.Errorf("%w: a tenant id is a UUID (as the admin API shows it), got %q", ErrInvalid, tenantID)
+		}
+		tenantID = u.String()
 	}
 	now := t.now().Truncate(time.Second)
 	exp := now.Add(ttl)

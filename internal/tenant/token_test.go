@@ -63,3 +63,26 @@ func TestVerifyNumericDates(t *testing.T) {
 		})
 	}
 }
+
+// TestIssueTenantID: a tenant token names a tenant by its id, a UUID, in
+// the lowercase form the admin API compares with; anything else would
+// mint a token that reaches nothing.
+func TestIssueTenantID(t *testing.T) {
+	tokens := testTokens(t)
+	for _, bad := range []string{"nope", "t-1", "0196f1c2-0000-7000-8000", " 0196f1c2-0000-7000-8000-000000000001"} {
+		if _, _, err := tokens.Issue("x", tenant.RoleTenant, bad, time.Hour); !errors.Is(err, tenant.ErrInvalid) || !strings.Contains(err.Error(), "UUID") {
+			t.Errorf("Issue for tenant %q: got %v, want ErrInvalid naming a UUID", bad, err)
+		}
+	}
+	tok, _, err := tokens.Issue("x", tenant.RoleTenant, "0196F1C2-0000-7000-8000-00000000000A", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := tokens.Verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "0196f1c2-0000-7000-8000-00000000000a"; p.TenantID != want {
+		t.Errorf("got tenant_id %q, want %q", p.TenantID, want)
+	}
+}
