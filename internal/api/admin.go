@@ -41,7 +41,7 @@ func (s *Server) registerAdmin(a *Admin) {
 	h := &adminAPI{svc: a.Tenants, log: s.log}
 	h.routes(api)
 	s.registerOpenAPI(api)
-	s.app.All(AdminPrefix+"/*", adminNotFound)
+	s.app.Use(AdminPrefix, adminNoRoute)
 }
 
 // routes lists every admin operation (paths relative to /admin/v1).
