@@ -22,8 +22,7 @@ services: ## make sure local Postgres and Redis run (installs them from Debian i
 	@scripts/services.sh
 
 .PHONY: run
-run: services build ## run the gateway locally (serve --dev): prints an admin token and a quick start
-	@createdb -h 127.0.0.1 -U postgres postgate 2>/dev/null || true
+run: services build ## run the gateway locally (serve --dev; honours DATABASE_URL, HTTP_ADDR...): prints a token and a quick start
 	./bin/gateway serve --dev
 
 .PHONY: test

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/postgate/postgate/internal/testenv"
 )
@@ -287,6 +289,58 @@ func TestServeDev(t *testing.T) {
 		return []byte(saved["ADMIN_JWT_SECRET"]), nil
 	}); err != nil {
 		t.Fatalf("token does not verify with the dev secret: %v", err)
+	}
+}
+
+// missingDatabaseURL names a database that does not exist yet on the test
+// server, and drops it when the test ends.
+func missingDatabaseURL(t *testing.T) string {
+	t.Helper()
+	u, err := url.Parse(testenv.DatabaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	name := fmt.Sprintf("postgate_test_dev_%x", b)
+	u.Path = "/" + name
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, testenv.DatabaseURL())
+		if err != nil {
+			t.Logf("drop %s: %v", name, err)
+			return
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Logf("drop %s: %v", name, err)
+		}
+	})
+	return u.String()
+}
+
+// TestServeDevCreatesDatabase: `make run` with DATABASE_URL naming a
+// database of its own, on a server where it does not exist yet: serve
+// --dev creates it (through the server's maintenance database) and comes
+// up on it.
+func TestServeDevCreatesDatabase(t *testing.T) {
+	t.Chdir(t.TempDir())
+	env := baseEnv(t)
+	delete(env, "ADMIN_JWT_SECRET")
+	delete(env, "SECRET_KEY")
+	env["DATABASE_URL"] = missingDatabaseURL(t)
+	startServe(t, env, "--dev")
+	if code, body := get(t, "http://"+env["HTTP_ADDR"]+"/readyz"); code != 200 {
+		t.Fatalf("/readyz: %d %s", code, body)
+	}
+	// Without --dev the gateway never creates a database.
+	env2 := baseEnv(t)
+	env2["DATABASE_URL"] = missingDatabaseURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := run(ctx, []string{"serve"}, envFunc(env2), io.Discard); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("serve without --dev on a missing database: got %v, want it to say the database does not exist", err)
 	}
 }
 
