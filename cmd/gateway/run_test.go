@@ -344,6 +344,34 @@ func TestServeDevCreatesDatabase(t *testing.T) {
 	}
 }
 
+// TestServeDevPublicURL: under --dev, PUBLIC_URL follows HTTP_ADDR unless
+// set, so the quick start's URLs are where the gateway listens.
+func TestServeDevPublicURL(t *testing.T) {
+	t.Chdir(t.TempDir())
+	env := baseEnv(t)
+	delete(env, "ADMIN_JWT_SECRET")
+	delete(env, "SECRET_KEY")
+	out, stop := startServe(t, env, "--dev")
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), "export TOKEN=") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	printed := out.String()
+	base := "http://" + env["HTTP_ADDR"]
+	for _, want := range []string{base + "/webhook/{app_id}", base + "/admin/v1/tenants", "http://" + env["METRICS_ADDR"] + "/metrics"} {
+		if !strings.Contains(printed, want) {
+			t.Errorf("quick start lacks %q:\n%s", want, printed)
+		}
+	}
+	if strings.Contains(printed, ":8080") {
+		t.Errorf("quick start names :8080, where nothing listens:\n%s", printed)
+	}
+
+}
+
 func TestVersion(t *testing.T) {
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"version"}, envFunc(nil), &out); err != nil {

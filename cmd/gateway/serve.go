@@ -39,7 +39,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("--role must be all, ingress or worker, got %q", *role)
 	}
 	if *dev {
-		if err := applyDev(loader, getenv); err != nil {
+		if err := applyDev(loader, setIn(fs, getenv)); err != nil {
 			return err
 		}
 	}
