@@ -64,6 +64,10 @@ fuzz: services ## run each fuzz target briefly (FUZZTIME=10s)
 	go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/webhook/
 	go test -run '^$$' -fuzz '^FuzzSignature$$' -fuzztime $(FUZZTIME) ./internal/webhook/
 
+.PHONY: vendor-redoc
+vendor-redoc: ## re-vendor the API reference renderer (redoc, version pinned in scripts/vendor-redoc.sh) from npm
+	@scripts/vendor-redoc.sh
+
 .PHONY: clean
 clean: ## remove build output and the test template databases
 	rm -rf bin

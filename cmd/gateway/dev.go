@@ -132,6 +132,7 @@ Postgate is running in development mode.
 
   Webhook URL for Meta:  %[1]s/webhook/{app_id}   (or %[1]s/webhook for every app)
   Admin API:             %[1]s/admin/v1   (OpenAPI: %[1]s/admin/v1/openapi.json)
+  API reference:         %[1]s/admin/v1/docs   (open it in a browser)
   Metrics:               %[3]s/metrics
 
   Admin token (24h; mint more with ./bin/gateway token --role admin):

@@ -361,7 +361,7 @@ func TestServeDevPublicURL(t *testing.T) {
 	}
 	printed := out.String()
 	base := "http://" + env["HTTP_ADDR"]
-	for _, want := range []string{base + "/webhook/{app_id}", base + "/admin/v1/tenants", "http://" + env["METRICS_ADDR"] + "/metrics"} {
+	for _, want := range []string{base + "/webhook/{app_id}", base + "/admin/v1/tenants", base + "/admin/v1/docs", "http://" + env["METRICS_ADDR"] + "/metrics"} {
 		if !strings.Contains(printed, want) {
 			t.Errorf("quick start lacks %q:\n%s", want, printed)
 		}

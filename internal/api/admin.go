@@ -41,6 +41,7 @@ func (s *Server) registerAdmin(a *Admin) {
 	h := &adminAPI{svc: a.Tenants, log: s.log}
 	h.routes(api)
 	s.registerOpenAPI(api)
+	s.registerDocs()
 	s.app.Use(AdminPrefix, adminNoRoute)
 }
 
@@ -67,6 +68,7 @@ func (s *Server) registerAdmin(a *Admin) {
 //	POST   /tenants/{tenant_id}/replay                   both    bulk replay by status and time
 //	GET    /tenants/{tenant_id}/quarantine               both    signed bodies that did not parse
 //	GET    /openapi.json                                 anyone  this API's OpenAPI 3.1 document
+//	GET    /docs                                         anyone  the API reference page (docs.go)
 func (h *adminAPI) routes(api huma.API) {
 	huma.Register(api, op("createTenant", http.MethodPost, "/tenants", accessAdmin, "Create a tenant", http.StatusCreated), h.createTenant)
 	huma.Register(api, op("listTenants", http.MethodGet, "/tenants", accessAdmin, "List tenants", 0), h.listTenants)
