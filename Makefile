@@ -22,8 +22,7 @@ services: ## make sure local Postgres and Redis run (installs them from Debian i
 	@scripts/services.sh
 
 .PHONY: run
-run: services build ## run the gateway locally (serve --dev): prints an admin token and a quick start
-	@createdb -h 127.0.0.1 -U postgres postgate 2>/dev/null || true
+run: services build ## run the gateway locally (serve --dev; honours DATABASE_URL, HTTP_ADDR...): prints a token and a quick start
 	./bin/gateway serve --dev
 
 .PHONY: test
@@ -64,6 +63,10 @@ image: ## build the image without Docker (OCI layout + tarball in bin/image) and
 fuzz: services ## run each fuzz target briefly (FUZZTIME=10s)
 	go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/webhook/
 	go test -run '^$$' -fuzz '^FuzzSignature$$' -fuzztime $(FUZZTIME) ./internal/webhook/
+
+.PHONY: vendor-redoc
+vendor-redoc: ## re-vendor the API reference renderer (redoc, version pinned in scripts/vendor-redoc.sh) from npm
+	@scripts/vendor-redoc.sh
 
 .PHONY: clean
 clean: ## remove build output and the test template databases

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"crypto/rand"
 	"encoding/base64"
+	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 
@@ -18,8 +20,10 @@ import (
 const devFile = ".postgate-dev.env"
 
 // applyDev fills what --dev provides: generated (and remembered) secrets,
-// private callbacks allowed, text logs, and no readiness delay on Ctrl-C.
-func applyDev(l *config.Loader, getenv func(string) string) error {
+// private callbacks allowed, text logs, no readiness delay on Ctrl-C, and
+// a PUBLIC_URL where HTTP_ADDR listens. isSet reports whether the user gave
+// a setting (environment or flag); those are left alone.
+func applyDev(l *config.Loader, isSet func(env string) bool) error {
 	saved, err := readDevFile(devFile)
 	if err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("read %s: %w", devFile, err)
@@ -40,16 +44,48 @@ func applyDev(l *config.Loader, getenv func(string) string) error {
 			return fmt.Errorf("write %s: %w", devFile, err)
 		}
 	}
-	if getenv("CALLBACK_ALLOW_PRIVATE") == "" {
+	if !isSet("CALLBACK_ALLOW_PRIVATE") {
 		l.Set("CALLBACK_ALLOW_PRIVATE", "true")
 	}
-	if getenv("LOG_FORMAT") == "" {
+	if !isSet("LOG_FORMAT") {
 		l.Set("LOG_FORMAT", "text")
 	}
-	if getenv("SHUTDOWN_DELAY") == "" {
+	if !isSet("SHUTDOWN_DELAY") {
 		l.Set("SHUTDOWN_DELAY", "0s")
 	}
+	if !isSet("PUBLIC_URL") {
+		// The webhook URLs and the quick start then name the port the
+		// gateway listens on, not the default :8080.
+		l.Set("PUBLIC_URL", addrURL(l.Get("HTTP_ADDR")))
+	}
 	return nil
+}
+
+// setIn reports whether a setting was given, in the environment or as a
+// flag of fs (after fs.Parse).
+func setIn(fs *flag.FlagSet, getenv func(string) string) func(env string) bool {
+	return func(env string) bool {
+		if getenv(env) != "" {
+			return true
+		}
+		given := false
+		fs.Visit(func(f *flag.Flag) { given = given || f.Name == config.FlagName(env) })
+		return given
+	}
+}
+
+// addrURL is the http:// URL a local browser reaches a listen address at:
+// its host, or localhost for every interface.
+func addrURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr
+	}
+	switch host {
+	case "", "0.0.0.0", "::":
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 func randomSecret() string {
@@ -96,7 +132,8 @@ Postgate is running in development mode.
 
   Webhook URL for Meta:  %[1]s/webhook/{app_id}   (or %[1]s/webhook for every app)
   Admin API:             %[1]s/admin/v1   (OpenAPI: %[1]s/admin/v1/openapi.json)
-  Metrics:               http://localhost%[3]s/metrics
+  API reference:         %[1]s/admin/v1/docs   (open it in a browser)
+  Metrics:               %[3]s/metrics
 
   Admin token (24h; mint more with ./bin/gateway token --role admin):
 
@@ -108,12 +145,5 @@ Postgate is running in development mode.
       -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
       -d '{"name":"Acme","callback_url":"http://localhost:9000/hooks"}'
 
-`, cfg.PublicURL, token, portOf(cfg.MetricsAddr))
-}
-
-func portOf(addr string) string {
-	if i := strings.LastIndexByte(addr, ':'); i >= 0 {
-		return addr[i:]
-	}
-	return addr
+`, cfg.PublicURL, token, addrURL(cfg.MetricsAddr))
 }

@@ -130,7 +130,7 @@ func runToken(args []string, getenv func(string) string, stdout io.Writer) error
 	fs := newFlagSet("token", stdout)
 	loader := config.Bind(fs, getenv)
 	role := fs.String("role", "admin", "admin or tenant")
-	tenantID := fs.String("tenant", "", "tenant id (for --role tenant)")
+	tenantID := fs.String("tenant", "", "tenant id, the UUID the admin API shows (for --role tenant)")
 	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime of the token")
 	sub := fs.String("sub", "", "subject (default: the role)")
 	if err := fs.Parse(args); err != nil {

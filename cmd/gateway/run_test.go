@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/postgate/postgate/internal/testenv"
 )
@@ -182,7 +184,8 @@ func TestServeConfigErrors(t *testing.T) {
 func TestToken(t *testing.T) {
 	secret := strings.Repeat("k", 40)
 	var out bytes.Buffer
-	err := run(context.Background(), []string{"token", "--role", "tenant", "--tenant", "t-1", "--ttl", "2h"},
+	const tenantID = "0196f1c2-8d4e-7000-8000-000000000001"
+	err := run(context.Background(), []string{"token", "--role", "tenant", "--tenant", tenantID, "--ttl", "2h"},
 		envFunc(map[string]string{"ADMIN_JWT_SECRET": secret}), &out)
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +201,7 @@ func TestToken(t *testing.T) {
 			t.Errorf("claim %q missing from %v", k, claims)
 		}
 	}
-	if claims["role"] != "tenant" || claims["tenant_id"] != "t-1" || claims["iss"] != "postgate" {
+	if claims["role"] != "tenant" || claims["tenant_id"] != tenantID || claims["iss"] != "postgate" {
 		t.Errorf("claims: got %v", claims)
 	}
 	exp, _ := claims.GetExpirationTime()
@@ -207,6 +210,20 @@ func TestToken(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"token", "--role", "tenant"}, envFunc(map[string]string{"ADMIN_JWT_SECRET": secret}), io.Discard); err == nil {
 		t.Error("a tenant token without --tenant was issued")
+	}
+}
+
+// TestTokenTenantNotAUUID: a tenant id is a UUID; a token for "nope"
+// would verify and reach nothing, so none is printed.
+func TestTokenTenantNotAUUID(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"token", "--role", "tenant", "--tenant", "nope"},
+		envFunc(map[string]string{"ADMIN_JWT_SECRET": strings.Repeat("k", 40)}), &out)
+	if err == nil || !strings.Contains(err.Error(), "UUID") || !strings.Contains(err.Error(), `"nope"`) {
+		t.Fatalf("got %v, want an error saying the tenant id must be a UUID", err)
+	}
+	if out.Len() != 0 {
+		t.Fatalf("printed %q, want no token", out.String())
 	}
 }
 
@@ -273,6 +290,86 @@ func TestServeDev(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("token does not verify with the dev secret: %v", err)
 	}
+}
+
+// missingDatabaseURL names a database that does not exist yet on the test
+// server, and drops it when the test ends.
+func missingDatabaseURL(t *testing.T) string {
+	t.Helper()
+	u, err := url.Parse(testenv.DatabaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	name := fmt.Sprintf("postgate_test_dev_%x", b)
+	u.Path = "/" + name
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, testenv.DatabaseURL())
+		if err != nil {
+			t.Logf("drop %s: %v", name, err)
+			return
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Logf("drop %s: %v", name, err)
+		}
+	})
+	return u.String()
+}
+
+// TestServeDevCreatesDatabase: `make run` with DATABASE_URL naming a
+// database of its own, on a server where it does not exist yet: serve
+// --dev creates it (through the server's maintenance database) and comes
+// up on it.
+func TestServeDevCreatesDatabase(t *testing.T) {
+	t.Chdir(t.TempDir())
+	env := baseEnv(t)
+	delete(env, "ADMIN_JWT_SECRET")
+	delete(env, "SECRET_KEY")
+	env["DATABASE_URL"] = missingDatabaseURL(t)
+	startServe(t, env, "--dev")
+	if code, body := get(t, "http://"+env["HTTP_ADDR"]+"/readyz"); code != 200 {
+		t.Fatalf("/readyz: %d %s", code, body)
+	}
+	// Without --dev the gateway never creates a database.
+	env2 := baseEnv(t)
+	env2["DATABASE_URL"] = missingDatabaseURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := run(ctx, []string{"serve"}, envFunc(env2), io.Discard); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("serve without --dev on a missing database: got %v, want it to say the database does not exist", err)
+	}
+}
+
+// TestServeDevPublicURL: under --dev, PUBLIC_URL follows HTTP_ADDR unless
+// set, so the quick start's URLs are where the gateway listens.
+func TestServeDevPublicURL(t *testing.T) {
+	t.Chdir(t.TempDir())
+	env := baseEnv(t)
+	delete(env, "ADMIN_JWT_SECRET")
+	delete(env, "SECRET_KEY")
+	out, stop := startServe(t, env, "--dev")
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), "export TOKEN=") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	printed := out.String()
+	base := "http://" + env["HTTP_ADDR"]
+	for _, want := range []string{base + "/webhook/{app_id}", base + "/admin/v1/tenants", base + "/admin/v1/docs", "http://" + env["METRICS_ADDR"] + "/metrics"} {
+		if !strings.Contains(printed, want) {
+			t.Errorf("quick start lacks %q:\n%s", want, printed)
+		}
+	}
+	if strings.Contains(printed, ":8080") {
+		t.Errorf("quick start names :8080, where nothing listens:\n%s", printed)
+	}
+
 }
 
 func TestVersion(t *testing.T) {

@@ -31,7 +31,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	fs := newFlagSet("serve", stdout)
 	loader := config.Bind(fs, getenv)
 	role := fs.String("role", "all", "all, ingress (webhooks and admin API) or worker (deliveries)")
-	dev := fs.Bool("dev", false, "local development: generate secrets, allow private callbacks, text logs, print a token")
+	dev := fs.Bool("dev", false, "local development: generate secrets, create the database if missing, PUBLIC_URL from HTTP_ADDR, allow private callbacks, text logs, print a token")
 	migrate := fs.Bool("migrate", true, "apply pending migrations at start")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -40,7 +40,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("--role must be all, ingress or worker, got %q", *role)
 	}
 	if *dev {
-		if err := applyDev(loader, getenv); err != nil {
+		if err := applyDev(loader, setIn(fs, getenv)); err != nil {
 			return err
 		}
 	}
@@ -66,6 +66,17 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	defer metricsLn.Close()
 
+	if *dev {
+		// `make run` with a DATABASE_URL of one's own: make it, as the
+		// tests make theirs, rather than fail on a name nobody created.
+		created, err := database.CreateIfMissing(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return err
+		}
+		if created {
+			log.Info("created the database DATABASE_URL names")
+		}
+	}
 	db, err := database.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err

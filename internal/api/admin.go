@@ -46,7 +46,9 @@ func (s *Server) registerAdmin(a *Admin) {
 	api.UseMiddleware(auth.middleware)
 	h := &adminAPI{svc: a.Tenants, events: a.Events, log: s.log}
 	h.routes(api)
-	s.app.All(AdminPrefix+"/*", adminNotFound)
+	s.registerOpenAPI(api)
+	s.registerDocs()
+	s.app.Use(AdminPrefix, adminNoRoute)
 }
 
 // routes lists every admin operation (paths relative to /admin/v1).
@@ -73,6 +75,7 @@ func (s *Server) registerAdmin(a *Admin) {
 //	GET    /tenants/{tenant_id}/quarantine               both    signed bodies that did not parse (summaries)
 //	GET    /tenants/{tenant_id}/quarantine/{quarantine_id} both  one quarantined body, bytes included
 //	GET    /openapi.json                                 anyone  this API's OpenAPI 3.1 document
+//	GET    /docs                                         anyone  the API reference page (docs.go)
 func (h *adminAPI) routes(api huma.API) {
 	huma.Register(api, op("createTenant", http.MethodPost, "/tenants", accessAdmin, "Create a tenant", http.StatusCreated), h.createTenant)
 	huma.Register(api, op("listTenants", http.MethodGet, "/tenants", accessAdmin, "List tenants", 0), h.listTenants)
@@ -157,7 +160,7 @@ func adminConfig(version, publicURL string) huma.Config {
 	cfg.CreateHooks = nil
 	cfg.DocsPath = ""
 	cfg.SchemasPath = ""
-	cfg.OpenAPIPath = "/openapi"
+	cfg.OpenAPIPath = "" // served by registerOpenAPI
 	cfg.Transformers = []huma.Transformer{scrubErrorValues}
 	cfg.Formats = map[string]huma.Format{}
 	for ct, f := range huma.DefaultFormats {

@@ -139,19 +139,21 @@ func (a *authenticator) deny(ctx huma.Context, status int, challenge, msg, reaso
 }
 
 // normalizeID lowercases a uuid so that an upper-case spelling of a
-// tenant's own id is still its own; anything else is returned as is.
+// tenant's own id is still its own; anything else is returned as a copy
+// (s is a path parameter in Fiber's reused buffer, and the request info
+// that keeps it travels in the context).
 func normalizeID(s string) string {
 	if u, err := uuid.Parse(s); err == nil {
 		return u.String()
 	}
-	return s
+	return strings.Clone(s)
 }
 
-// requestID keeps a caller's X-Request-Id when it is short and printable,
-// else makes one.
+// requestID keeps a copy of a caller's X-Request-Id when it is short and
+// printable, else makes one.
 func requestID(given string) string {
 	if n := len(given); n > 0 && n <= 128 && strings.IndexFunc(given, func(r rune) bool { return r < 0x21 || r > 0x7e }) < 0 {
-		return given
+		return strings.Clone(given)
 	}
 	return newErrorID()
 }

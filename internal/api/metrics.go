@@ -46,7 +46,37 @@ func (m *httpMetrics) middleware(c *fiber.Ctx) error {
 			code = fiber.StatusInternalServerError
 		}
 	}
-	m.requests.WithLabelValues(route, c.Method(), strconv.Itoa(code)).Inc()
-	m.duration.WithLabelValues(route, c.Method()).Observe(time.Since(start).Seconds())
+	method := methodLabel(c.Method())
+	m.requests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
 	return err
+}
+
+// methodLabel is the method as a constant string. c.Method() points into
+// the connection's read buffer, which fasthttp overwrites with the next
+// request: kept as a label, "GET" would later read "POS" or "GETT" and
+// break /metrics. Fiber answers any other method itself, before routing.
+func methodLabel(m string) string {
+	switch m {
+	case fiber.MethodGet:
+		return fiber.MethodGet
+	case fiber.MethodHead:
+		return fiber.MethodHead
+	case fiber.MethodPost:
+		return fiber.MethodPost
+	case fiber.MethodPut:
+		return fiber.MethodPut
+	case fiber.MethodPatch:
+		return fiber.MethodPatch
+	case fiber.MethodDelete:
+		return fiber.MethodDelete
+	case fiber.MethodConnect:
+		return fiber.MethodConnect
+	case fiber.MethodOptions:
+		return fiber.MethodOptions
+	case fiber.MethodTrace:
+		return fiber.MethodTrace
+	default:
+		return "other"
+	}
 }

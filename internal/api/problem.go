@@ -98,13 +98,25 @@ func scrubErrorValues(_ huma.Context, _ string, v any) (any, error) {
 	return v, nil
 }
 
-// adminNotFound answers a path under /admin/v1 that no route matches, as a
-// problem like every other admin error.
-func adminNotFound(c *fiber.Ctx) error {
+// adminNoRoute answers a request under /admin/v1 that no route took, as a
+// problem like every other admin error. It is mounted with Use after every
+// admin route, so it runs only when none matched; c.Next() then lets Fiber
+// tell a path that exists with other methods (ErrMethodNotAllowed, with
+// those methods already in the Allow header) from one that does not.
+func adminNoRoute(c *fiber.Ctx) error {
+	err := c.Next()
+	var fe *fiber.Error
+	if err == nil || !errors.As(err, &fe) || (fe.Code != fiber.StatusMethodNotAllowed && fe.Code != fiber.StatusNotFound) {
+		return err
+	}
+	detail := "no such admin API route; see /admin/v1/openapi.json"
+	if fe.Code == fiber.StatusMethodNotAllowed {
+		detail = "this admin API route does not take " + methodLabel(c.Method()) + "; the Allow header lists the methods it takes"
+	}
 	c.Set(fiber.HeaderContentType, "application/problem+json")
-	return c.Status(fiber.StatusNotFound).JSON(huma.ErrorModel{
-		Title:  http.StatusText(http.StatusNotFound),
-		Status: http.StatusNotFound,
-		Detail: "no such admin API route; see /admin/v1/openapi.json",
+	return c.Status(fe.Code).JSON(huma.ErrorModel{
+		Title:  http.StatusText(fe.Code),
+		Status: fe.Code,
+		Detail: detail,
 	}, "application/problem+json")
 }

@@ -6,7 +6,8 @@ package api
 //	GET  /readyz                     readiness (Postgres, Redis, not draining)
 //	GET  /webhook, /webhook/:app_id  Meta's subscription verification
 //	POST /webhook, /webhook/:app_id  Meta's notifications
-//	     /admin/v1/...               the admin API (admin.go; OpenAPI at /admin/v1/openapi.json)
+//	     /admin/v1/...               the admin API (admin.go; OpenAPI at /admin/v1/openapi.json,
+//	                                 reference page at /admin/v1/docs: docs.go)
 func (s *Server) routes() {
 	s.app.Use(s.metrics.middleware)
 	s.app.Get("/healthz", s.healthz)

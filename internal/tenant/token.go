@@ -1,11 +1,13 @@
 package tenant
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
 )
 
 // Role is what an admin-API token may do.
@@ -93,6 +95,15 @@ func (t *Tokens) Issue(subject string, role Role, tenantID string, ttl time.Dura
 	case ttl <= 0 || ttl > t.cfg.MaxTTL:
 		return "", time.Time{}, fmt.Errorf("%w: ttl must be between 1s and %s, got %s", ErrInvalid, t.cfg.MaxTTL, ttl)
 	}
+	if role == RoleTenant {
+		// A tenant id is a UUID, compared in its lowercase form: a token
+		// for anything else would verify and then reach nothing.
+		u, err := uuid.Parse(tenantID)
+		if err != nil {
+			return "", time.Time{}, fmt.Errorf("%w: a tenant id is a UUID (as the admin API shows it), got %q", ErrInvalid, tenantID)
+		}
+		tenantID = u.String()
+	}
 	now := t.now().Truncate(time.Second)
 	exp := now.Add(ttl)
 	claims := Claims{
@@ -124,6 +135,45 @@ func (t *Tokens) Verify(token string) (Principal, error) {
 		return Principal{}, fmt.Errorf("%w: %w", ErrBadToken, err)
 	}
 	return c.Principal()
+}
+
+// UnmarshalJSON refuses a token whose exp, iat or nbf is not a JSON
+// number. RFC 7519 makes them NumericDates (numbers); jwt-go also reads a
+// string holding a number, which this gateway never writes, so such a
+// token was not minted here.
+func (c *Claims) UnmarshalJSON(b []byte) error {
+	var dates struct {
+		Exp json.RawMessage `json:"exp"`
+		Iat json.RawMessage `json:"iat"`
+		Nbf json.RawMessage `json:"nbf"`
+	}
+	if err := json.Unmarshal(b, &dates); err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		name string
+		raw  json.RawMessage
+	}{{"exp", dates.Exp}, {"iat", dates.Iat}, {"nbf", dates.Nbf}} {
+		if len(d.raw) > 0 && string(d.raw) != "null" && d.raw[0] != '-' && (d.raw[0] < '0' || d.raw[0] > '9') {
+			return fmt.Errorf("claim %s must be a NumericDate (a number of seconds), got %s", d.name, jsonKind(d.raw[0]))
+		}
+	}
+	type plain Claims // without this method
+	return json.Unmarshal(b, (*plain)(c))
+}
+
+// jsonKind names the JSON type a value starting with b has.
+func jsonKind(b byte) string {
+	switch b {
+	case '"':
+		return "a string"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	default:
+		return "a boolean"
+	}
 }
 
 // Principal checks the role claims and returns the caller they describe.

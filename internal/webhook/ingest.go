@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -193,7 +194,18 @@ func (in *Ingestor) ingest(ctx context.Context, req Request) Result {
 		in.m.sigFailures.WithLabelValues(app.AppID).Inc()
 	}
 	in.log.Warn("webhook signature matches no candidate app", "candidates", len(candidates), "app_id", candidates[0].AppID)
-	return Result{Outcome: OutcomeBadSignature, Message: "signature does not match"}
+	return Result{Outcome: OutcomeBadSignature, Message: noMatchMessage(req, candidates...)}
+}
+
+// noMatchMessage explains a 401 for a signature none of apps' secrets
+// matched. A lone X-Hub-Signature (SHA-1) counts only for apps with
+// legacy_sha1: for the others it is the SHA-256 header that is missing,
+// and saying "does not match" would send the operator after a wrong secret.
+func noMatchMessage(req Request, apps ...*tenant.AppKeys) string {
+	if req.Signature256 == "" && !slices.ContainsFunc(apps, func(a *tenant.AppKeys) bool { return a.LegacySHA1 }) {
+		return "missing X-Hub-Signature-256 (X-Hub-Signature, SHA-1, alone is accepted only for apps with legacy_sha1)"
+	}
+	return "signature does not match"
 }
 
 func (in *Ingestor) ingestForApp(ctx context.Context, req Request, matches func(*tenant.AppKeys) bool) Result {
@@ -204,7 +216,7 @@ func (in *Ingestor) ingestForApp(ctx context.Context, req Request, matches func(
 	if !matches(app) {
 		in.m.sigFailures.WithLabelValues(app.AppID).Inc()
 		in.log.Warn("webhook signature does not match the app's secrets", "app_id", app.AppID)
-		return Result{Outcome: OutcomeBadSignature, AppID: app.AppID, Message: "signature does not match"}
+		return Result{Outcome: OutcomeBadSignature, AppID: app.AppID, Message: noMatchMessage(req, app)}
 	}
 	env, err := Parse(req.Body)
 	if err != nil {
@@ -419,8 +431,10 @@ func (in *Ingestor) countSigFailure(appID string) {
 	if appID == "" {
 		return
 	}
-	if _, ok := in.reg.App(appID); ok {
-		in.m.sigFailures.WithLabelValues(appID).Inc()
+	// Label with the registry's copy of the id: appID comes from a request
+	// and need not outlive it.
+	if app, ok := in.reg.App(appID); ok {
+		in.m.sigFailures.WithLabelValues(app.AppID).Inc()
 	}
 }
 
