@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/postgate/postgate/internal/api"
+	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/secrets"
 	"github.com/postgate/postgate/internal/tenant"
 	"github.com/postgate/postgate/internal/testenv"
@@ -65,7 +66,7 @@ func startLiveGateway(t *testing.T) *liveGateway {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	ing, err := webhook.NewIngestor(webhook.Config{KeyPrefix: prefix}, registry, db.Pool, rdb, reg, nil)
+	ing, err := webhook.NewIngestor(webhook.Config{KeyPrefix: prefix}, registry, event.NewStore(db), rdb, reg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func startLiveGateway(t *testing.T) *liveGateway {
 	go ing.Run(runCtx)
 	s := api.New(api.Config{Version: "test"}, api.Deps{
 		Metrics: reg, Ingest: ing,
-		Admin: &api.Admin{Tenants: svc, Tokens: tokens, PublicURL: publicURL},
+		Admin: &api.Admin{Tenants: svc, Events: event.NewService(event.NewStore(db), svc), Tokens: tokens, PublicURL: publicURL},
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

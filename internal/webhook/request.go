@@ -2,7 +2,10 @@ package webhook
 
 import "time"
 
-// Request is one webhook POST as the HTTP layer received it.
+// Request is one webhook POST as the HTTP layer received it. Its strings
+// and Body may point into the HTTP layer's buffers: they are valid only
+// until Ingest returns, and Ingest copies nothing of them that it keeps
+// (labels and log attributes come from the registry's own copies).
 type Request struct {
 	// AppID is the app named in the path (/webhook/{app_id}); empty on
 	// /webhook.
@@ -17,32 +20,19 @@ type Request struct {
 	ReceivedAt   time.Time
 }
 
-// Outcome is how a POST ended; each maps to one HTTP status.
+// Outcome is how a POST ended; the HTTP layer maps each to one status
+// (SPEC's bad-input table).
 type Outcome int
 
 // Outcomes, in the order of SPEC's bad-input table.
 const (
-	OutcomeAccepted     Outcome = iota // 200: events walked and stored
-	OutcomeBadSignature                // 401: header missing/malformed, or no candidate's secret matches
-	OutcomeNotJSON                     // 400: /webhook body is not JSON (no app can be known)
-	OutcomeUnroutable                  // 200: /webhook, no Page in the body is registered
-	OutcomeQuarantined                 // 200: /webhook/{app_id}, signed but unparseable; kept
-	OutcomeUnavailable                 // 503: Postgres unavailable; Meta retries
+	OutcomeAccepted     Outcome = iota // events walked and stored
+	OutcomeBadSignature                // header missing/malformed, or no candidate's secret matches
+	OutcomeNotJSON                     // /webhook body is not JSON (no app can be known)
+	OutcomeUnroutable                  // /webhook, no Page in the body is registered
+	OutcomeQuarantined                 // /webhook/{app_id}, signed but unparseable; kept
+	OutcomeUnavailable                 // Postgres unavailable; Meta retries
 )
-
-// Status is the HTTP status of an outcome.
-func (o Outcome) Status() int {
-	switch o {
-	case OutcomeBadSignature:
-		return 401
-	case OutcomeNotJSON:
-		return 400
-	case OutcomeUnavailable:
-		return 503
-	default:
-		return 200
-	}
-}
 
 // Result is what Ingest did with a request.
 type Result struct {
