@@ -150,6 +150,10 @@ func TestTenantScoping(t *testing.T) {
 	if _, err := f.store.GetQuarantined(ctx, a, f.qrn[b]); !errors.Is(err, ErrNotFound) {
 		t.Errorf("GetQuarantined of B's body under A: got %v, want ErrNotFound", err)
 	}
+	if after := f.snapshot(t, b); after != before {
+		t.Errorf("B's data changed through A's reads and replays:\nbefore %s\nafter  %s", before, after)
+	}
+	// Make B's queue expirable, then expire and purge as A.
 	if _, err := f.db.Pool.Exec(ctx, `UPDATE deliveries SET attempts = 1, queued_at = now() - interval '3 days'`); err != nil {
 		t.Fatal(err)
 	}
