@@ -38,7 +38,7 @@ soak: services ## mixed load with a failing tenant (SOAK_DURATION=10m); prints m
 	SOAK_DURATION=$(or $(SOAK_DURATION),10m) go test -tags soak -run '^TestSoak$$' -count=1 -v -timeout 2h ./e2e/
 
 .PHONY: bench
-bench: services build ## measure ingest, then ingest + delivery (see README "Performance")
+bench: services build ## measure ingest, then ingest + delivery (see docs/performance.md)
 	go test -run '^$$' -bench . -benchmem ./internal/webhook/
 	go run ./cmd/loadgen -gateway ./bin/gateway
 	go run ./cmd/loadgen -gateway ./bin/gateway -pipeline

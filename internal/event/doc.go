@@ -22,9 +22,10 @@
 //     attempts. So an accepted event is never without its delivery work,
 //     whoever inserts it.
 //   - Lock order: every statement that changes both deliveries and events
-//     locks the deliveries rows first (Record, Expire, the replays, and
-//     tenant deletion through DeleteTenantQueue). Writers retry once or
-//     twice on a deadlock all the same.
+//     locks the deliveries rows first (Record, Expire, the replays; and
+//     deleting a tenant, whose BEFORE DELETE trigger of migration 11 clears
+//     its queue before the cascade reaches its events). Writers retry once
+//     or twice on a deadlock all the same.
 //   - A deliveries row exists only while its event has work to do
 //     (pending, failed, or waiting behind a disabled endpoint); its
 //     leased_until is the token an outcome must match.
