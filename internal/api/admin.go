@@ -41,6 +41,11 @@ type adminAPI struct {
 // app, OpenAPI 3.1 at /admin/v1/openapi.json (no auth), bearer auth on
 // every operation, problem+json for every error.
 func (s *Server) registerAdmin(a *Admin) {
+	if a.Tenants == nil || a.Events == nil || a.Tokens == nil {
+		// A wiring mistake, not a request's: every event route would
+		// otherwise answer 500.
+		panic("api: Admin needs Tenants, Events and Tokens")
+	}
 	api := humafiber.NewWithGroup(s.app, s.app.Group(AdminPrefix), adminConfig(s.cfg.Version, a.PublicURL))
 	auth := &authenticator{api: api, tokens: a.Tokens, log: s.log}
 	api.UseMiddleware(auth.middleware)
@@ -207,7 +212,8 @@ write-only. Rotating either keeps the previous one valid for 24 hours.
 **Events**: ids are ` + "`evt_`" + ` and 32 hex digits, the same as the ` + "`webhook-id`" + ` of the deliveries.
 A replay requeues the event now with a fresh retry schedule and the same id, bypassing dedup.
 An event's detail lists its delivery attempts, oldest first (the latest 200), numbered over the event's
-whole life. The quarantine list shows each body's size; its detail route has the bytes.`
+whole life. The quarantine list shows each body's size and its first 4 KiB (` + "`truncated`" + ` says when that is
+not all of it); its detail route has the whole body.`
 
 // unmarshalJSON decodes a request body as encoding/json does, except for
 // bytes that are not UTF-8 inside a string: encoding/json would turn each

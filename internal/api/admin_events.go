@@ -155,17 +155,27 @@ func (h *adminAPI) replayEvents(ctx context.Context, in *replayEventsIn) (*repla
 }
 
 // Quarantined is a signed body that could not be parsed, as listed: its
-// size, not its bytes (GET .../quarantine/{id} has them).
+// size and its first 4 KiB (GET .../quarantine/{id} has all of it).
 type Quarantined struct {
 	ID         string    `json:"id" doc:"qrn_ and 32 hex digits."`
 	AppID      string    `json:"app_id"`
 	Reason     string    `json:"reason"`
 	ReceivedAt time.Time `json:"received_at"`
 	Size       int       `json:"size" doc:"The body's length in bytes."`
+	Truncated  bool      `json:"truncated" doc:"In a list: true when body and body_base64 hold only the first 4 KiB of a longer body; the detail route has it all."`
+	Body       string    `json:"body,omitempty" doc:"The body (in a list, its first 4 KiB) as text, when that is valid UTF-8."`
+	BodyBase64 string    `json:"body_base64" doc:"The exact bytes Meta signed (in a list, the first 4 KiB), base64."`
 }
 
 func quarantineOf(q event.Quarantined) Quarantined {
-	return Quarantined{ID: event.FormatQuarantineID(q.ID), AppID: q.AppID, Reason: q.Reason, ReceivedAt: q.ReceivedAt, Size: q.Size}
+	out := Quarantined{
+		ID: event.FormatQuarantineID(q.ID), AppID: q.AppID, Reason: q.Reason, ReceivedAt: q.ReceivedAt,
+		Size: q.Size, Truncated: len(q.Body) < q.Size, BodyBase64: base64.StdEncoding.EncodeToString(q.Body),
+	}
+	if utf8.Valid(q.Body) {
+		out.Body = string(q.Body)
+	}
+	return out
 }
 
 type listQuarantineIn struct {
@@ -181,20 +191,13 @@ func (h *adminAPI) listQuarantine(ctx context.Context, in *listQuarantineIn) (*l
 	return listOf(r, quarantineOf), nil
 }
 
-// QuarantinedBody is one quarantined body with its bytes.
-type QuarantinedBody struct {
-	Quarantined
-	Body       string `json:"body,omitempty" doc:"The body as text, when it is valid UTF-8."`
-	BodyBase64 string `json:"body_base64" doc:"The exact bytes Meta signed, base64."`
-}
-
 type getQuarantinedIn struct {
 	TenantParams
 	QuarantineID string `path:"quarantine_id" pattern:"^qrn_[0-9a-f]{32}$"`
 }
 
 type quarantinedOut struct {
-	Body QuarantinedBody
+	Body Quarantined
 }
 
 func (h *adminAPI) getQuarantined(ctx context.Context, in *getQuarantinedIn) (*quarantinedOut, error) {
@@ -202,9 +205,5 @@ func (h *adminAPI) getQuarantined(ctx context.Context, in *getQuarantinedIn) (*q
 	if err != nil {
 		return nil, problem(ctx, h.log, err, "path")
 	}
-	out := &quarantinedOut{Body: QuarantinedBody{Quarantined: quarantineOf(q), BodyBase64: base64.StdEncoding.EncodeToString(q.Body)}}
-	if utf8.Valid(q.Body) {
-		out.Body.Body = string(q.Body)
-	}
-	return out, nil
+	return &quarantinedOut{Body: quarantineOf(q)}, nil
 }

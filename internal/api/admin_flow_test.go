@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -349,19 +350,30 @@ func TestEvents(t *testing.T) {
 	}
 	ql := h.must(200, "GET", "/admin/v1/tenants/"+id+"/quarantine", h.admin, nil)
 	qi := ql["items"].([]any)
-	// The list shows sizes, not bytes (a page of 8 MiB bodies would be
-	// gigabytes); the detail route has the bytes, once.
-	if len(qi) != 1 || qi[0].(map[string]any)["id"] != event.FormatQuarantineID(qid) || qi[0].(map[string]any)["size"] != float64(9) {
+	// The list carries each body's size and first 4 KiB (whole here, as
+	// the first version's list did); a long body is cut there and marked,
+	// and the detail route has all of it.
+	if len(qi) != 1 || qi[0].(map[string]any)["id"] != event.FormatQuarantineID(qid) || qi[0].(map[string]any)["body_base64"] != "/25vdCBqc29u" ||
+		qi[0].(map[string]any)["size"] != float64(9) || qi[0].(map[string]any)["truncated"] != false {
 		t.Errorf("quarantine: got %v", ql)
 	}
-	if len(qi) == 1 {
-		if _, ok := qi[0].(map[string]any)["body_base64"]; ok {
-			t.Errorf("quarantine list carries the body: %v", ql)
-		}
-	}
 	qd := h.must(200, "GET", "/admin/v1/tenants/"+id+"/quarantine/"+event.FormatQuarantineID(qid), h.admin, nil)
-	if qd["body_base64"] != "/25vdCBqc29u" || qd["size"] != float64(9) {
+	if qd["body_base64"] != "/25vdCBqc29u" || qd["size"] != float64(9) || qd["truncated"] != false {
 		t.Errorf("quarantined body: got %v", qd)
+	}
+	long := uuid.Must(uuid.NewV7())
+	if _, err := h.db.Pool.Exec(context.Background(), `INSERT INTO quarantine (id, tenant_id, app_id, reason, body) VALUES ($1, $2, '1', 'not JSON', $3)`,
+		long, id, bytes.Repeat([]byte("x"), 10000)); err != nil {
+		t.Fatal(err)
+	}
+	ql = h.must(200, "GET", "/admin/v1/tenants/"+id+"/quarantine", h.admin, nil)
+	if qi := ql["items"].([]any); len(qi) != 2 || len(qi[1].(map[string]any)["body"].(string)) != 4096 ||
+		qi[1].(map[string]any)["size"] != float64(10000) || qi[1].(map[string]any)["truncated"] != true {
+		t.Errorf("long quarantined body in the list: got %.300v", ql)
+	}
+	qd = h.must(200, "GET", "/admin/v1/tenants/"+id+"/quarantine/"+event.FormatQuarantineID(long), h.admin, nil)
+	if len(qd["body"].(string)) != 10000 || qd["truncated"] != false {
+		t.Errorf("long quarantined body: got %d bytes, truncated %v", len(qd["body"].(string)), qd["truncated"])
 	}
 	h.must(404, "GET", "/admin/v1/tenants/"+other+"/quarantine/"+event.FormatQuarantineID(qid), h.admin, nil)
 	if l := h.must(200, "GET", "/admin/v1/tenants/"+other+"/quarantine", h.admin, nil); len(l["items"].([]any)) != 0 {

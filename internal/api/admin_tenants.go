@@ -155,7 +155,7 @@ type updateTenantIn struct {
 		Burst             *int      `json:"burst,omitempty" minimum:"0" maximum:"1000000" doc:"Events sent at once above the rate. 0 returns to the gateway's default, TENANT_BURST (0 never means no burst); absent leaves it as it is."`
 		Concurrency       *int      `json:"concurrency,omitempty" minimum:"0" maximum:"1000000" doc:"In-flight deliveries. 0 returns to the gateway's default, TENANT_CONCURRENCY; absent leaves it as it is."`
 		DeliverTestEvents *bool     `json:"deliver_test_events,omitempty"`
-		EndpointEnabled   *bool     `json:"endpoint_enabled,omitempty" doc:"true re-enables deliveries paused by a 410; false pauses them."`
+		EndpointEnabled   *bool     `json:"endpoint_enabled,omitempty" doc:"true re-enables deliveries paused by a 410 (or by an operator) and resets the endpoint's circuit breaker in every worker, also when it was not paused; false pauses them."`
 	}
 }
 

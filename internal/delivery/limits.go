@@ -27,6 +27,10 @@ type tenantState struct {
 	// enabledAt is the endpoint's EndpointEnabledAt when the breaker was
 	// made: a re-enable since starts a new, closed one.
 	enabledAt time.Time
+	// lastFailure is when an attempt of this worker to the endpoint last
+	// failed: events queued before it may expire without an attempt of
+	// their own (see event.Store.Expire).
+	lastFailure time.Time
 }
 
 // errAttemptFailed and errNotAnAttempt are what the breaker is told.
@@ -44,17 +48,41 @@ func (w *Worker) newBreaker(tenantID string) *gobreaker.TwoStepCircuitBreaker[st
 			return c.ConsecutiveFailures >= uint32(w.cfg.BreakerFailures)
 		},
 		IsExcluded: func(err error) bool { return errors.Is(err, errNotAnAttempt) },
+		// It may run under w.mu (State() moves an open breaker to
+		// half-open): it must not take it.
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			w.m.breaker.WithLabelValues(to.String()).Inc()
-			switch {
-			case from == gobreaker.StateClosed:
-				w.m.breakersOpen.Inc()
-			case to == gobreaker.StateClosed:
-				w.m.breakersOpen.Dec()
-			}
 			w.log.Warn("tenant endpoint circuit breaker", "tenant_id", name, "from", from.String(), "to", to.String())
 		},
 	})
+}
+
+// openBreakers counts the tenants whose current breaker in this worker is
+// open or half-open: the gauge postgate_delivery_breakers_open, read at
+// scrape time, so a breaker replaced (a new URL, a re-enable) or a tenant
+// deleted can never leave it off by one.
+func (w *Worker) openBreakers() float64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, st := range w.tenants {
+		if st.breaker != nil && st.breaker.State() != gobreaker.StateClosed {
+			n++
+		}
+	}
+	return float64(n)
+}
+
+// forgetTenants drops the state of tenants gone from the registry that
+// have nothing in flight here.
+func (w *Worker) forgetTenants() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id, st := range w.tenants {
+		if _, ok := w.reg.Tenant(id); !ok && st.inFlight == 0 {
+			delete(w.tenants, id)
+		}
+	}
 }
 
 // rateLimiter is the per-tenant GCRA in Redis. It fails open: with Redis

@@ -23,6 +23,7 @@ func (w *Worker) maintain(ctx context.Context) {
 			return
 		case <-stats.C:
 			w.updateStats(ctx)
+			w.forgetTenants()
 		case <-purge.C:
 			if _, err := w.Expire(ctx); err != nil && ctx.Err() == nil {
 				w.log.Error("expire events past the retry schedule", "err", err)
@@ -52,8 +53,9 @@ func (w *Worker) updateStats(ctx context.Context) {
 // Expire makes dead the events of failing endpoints that have waited
 // longer than the retry schedule could take (every delay at its +Jitter
 // maximum) since they were queued (accepted or replayed) and since their
-// endpoint was last re-enabled, and that have had at least one attempt in
-// that time; it returns how many. Behind an open circuit breaker an event
+// endpoint was last re-enabled, and that the endpoint was tried with in
+// that time: an attempt of their own, or a failed attempt (a breaker's
+// probe) after they were queued; it returns how many. Behind an open circuit breaker an event
 // waits without attempts; without this a tenant whose endpoint stays down
 // would pile up pending events for ever, and flood the endpoint with
 // days-old ones when it came back.
@@ -62,8 +64,9 @@ func (w *Worker) updateStats(ctx context.Context) {
 // swept, and only their due events: a healthy tenant's backlog (behind its
 // rate limit, or after the workers were down) is never expired, nor is an
 // event waiting for a scheduled retry (a Retry-After), held by an attempt
-// in flight, or not attempted since it was queued (a replayed event always
-// gets its attempt). Tenants whose endpoint is disabled are skipped: their
+// in flight, or queued after the endpoint's last failed attempt and not
+// attempted since (a replayed event always gets its chance: it dies only
+// once the endpoint has failed again after the replay). Tenants whose endpoint is disabled are skipped: their
 // events wait, as SPEC says, until it is re-enabled. Dead events are kept,
 // listed and replayable: a bulk replay by time range brings an outage's
 // events back.
@@ -75,10 +78,14 @@ func (w *Worker) Expire(ctx context.Context) (int64, error) {
 	cutoff := w.cfg.Now().Add(-window)
 	var total int64
 	for _, t := range w.reg.Tenants() {
-		if t.EndpointDisabled || t.EndpointEnabledAt.After(cutoff) || !w.failing(t.ID) {
+		if t.EndpointDisabled || t.EndpointEnabledAt.After(cutoff) {
 			continue
 		}
-		n, err := w.events.Expire(ctx, t.ID, cutoff)
+		failing, lastFailure := w.failing(t.ID)
+		if !failing {
+			continue
+		}
+		n, err := w.events.Expire(ctx, t.ID, cutoff, lastFailure)
 		if err != nil {
 			return total, err
 		}
@@ -93,12 +100,16 @@ func (w *Worker) Expire(ctx context.Context) (int64, error) {
 }
 
 // failing reports whether the tenant's circuit breaker in this worker is
-// open or half-open: its endpoint has been failing.
-func (w *Worker) failing(tenantID string) bool {
+// open or half-open (its endpoint has been failing), and when this worker
+// last saw an attempt to it fail.
+func (w *Worker) failing(tenantID string) (bool, time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	st := w.tenants[tenantID]
-	return st != nil && st.breaker != nil && st.breaker.State() != gobreaker.StateClosed
+	if st == nil || st.breaker == nil || st.breaker.State() == gobreaker.StateClosed {
+		return false, time.Time{}
+	}
+	return true, st.lastFailure
 }
 
 // Purge deletes delivered events older than RetainDelivered and dead

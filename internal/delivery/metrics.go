@@ -9,7 +9,6 @@ type metrics struct {
 	dead           prometheus.Counter
 	deferred       *prometheus.CounterVec
 	breaker        *prometheus.CounterVec
-	breakersOpen   prometheus.Gauge
 	inFlight       prometheus.Gauge
 	backlog        prometheus.Gauge
 	backlogAge     prometheus.Gauge
@@ -43,10 +42,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "postgate_delivery_deferred_total",
 			Help: "Claimed events put back without an attempt, by reason (rate_limited, breaker_open, shutdown, no_tenant, no_signing_key).",
 		}, []string{"reason"}),
-		breakersOpen: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "postgate_delivery_breakers_open",
-			Help: "Tenant endpoints whose circuit breaker is open or half-open in this worker.",
-		}),
 		breaker: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "postgate_delivery_breaker_transitions_total",
 			Help: "Circuit breaker state changes of tenant endpoints, by new state.",
@@ -81,7 +76,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Events deleted by retention, by status.",
 		}, []string{"status"}),
 	}
-	reg.MustRegister(m.attempts, m.attemptSeconds, m.latency, m.dead, m.deferred, m.breaker, m.breakersOpen, m.inFlight,
+	reg.MustRegister(m.attempts, m.attemptSeconds, m.latency, m.dead, m.deferred, m.breaker, m.inFlight,
 		m.backlog, m.backlogAge, m.claims, m.flushErrors, m.redisErrors, m.purged)
 	return m
 }

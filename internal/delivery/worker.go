@@ -70,11 +70,16 @@ func New(cfg Config, reg Tenants, events *event.Store, rdb redis.UniversalClient
 	if mreg == nil {
 		mreg = prometheus.NewRegistry()
 	}
-	return &Worker{
+	w := &Worker{
 		cfg: cfg, reg: reg, events: events, rate: newRateLimiter(rdb, cfg.KeyPrefix), sender: newSender(&cfg),
 		log: log, m: newMetrics(mreg), tenants: map[string]*tenantState{},
 		outcomes: make(chan event.Outcome, 4096), wake: make(chan struct{}, 1),
-	}, nil
+	}
+	mreg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "postgate_delivery_breakers_open",
+		Help: "Tenant endpoints whose circuit breaker is open or half-open in this worker.",
+	}, w.openBreakers))
+	return w, nil
 }
 
 // Run delivers until ctx ends, then drains and returns: it stops claiming,
@@ -252,9 +257,6 @@ func (w *Worker) stateLocked(t *tenant.TenantInfo) *tenantState {
 	// does an endpoint re-enabled since the breaker was made (its owner
 	// says it works again; SPEC: re-enabling resets the breaker).
 	if st.breaker == nil || st.breakerURL != t.CallbackURL || !st.enabledAt.Equal(t.EndpointEnabledAt) {
-		if st.breaker != nil && st.breaker.State() != gobreaker.StateClosed {
-			w.m.breakersOpen.Dec() // the old breaker goes away
-		}
 		st.breaker, st.breakerURL, st.enabledAt = w.newBreaker(t.ID), t.CallbackURL, t.EndpointEnabledAt
 	}
 	return st
@@ -331,8 +333,14 @@ func (w *Worker) poke() {
 
 // attempt makes one delivery attempt of j and records what came of it.
 func (w *Worker) attempt(ctx context.Context, t *tenant.TenantInfo, j job) {
+	// The breaker the claim round keyed; t may be a moment older than the
+	// registry the round saw, and must not key it back.
 	w.mu.Lock()
-	breaker := w.stateLocked(t).breaker
+	st := w.tenants[t.ID]
+	if st == nil || st.breaker == nil {
+		st = w.stateLocked(t)
+	}
+	breaker := st.breaker
 	w.mu.Unlock()
 	done, err := breaker.Allow()
 	if err != nil {
@@ -361,6 +369,9 @@ func (w *Worker) attempt(ctx context.Context, t *tenant.TenantInfo, j job) {
 		done(nil)
 	} else {
 		done(errAttemptFailed)
+		w.mu.Lock()
+		st.lastFailure = now
+		w.mu.Unlock()
 	}
 	w.m.attempts.WithLabelValues(res.class).Inc()
 	w.m.attemptSeconds.Observe(res.latency.Seconds())
@@ -381,9 +392,10 @@ func (w *Worker) attempt(ctx context.Context, t *tenant.TenantInfo, j job) {
 		o.Status, o.Attempts, o.At = event.StatusDelivered, j.Attempts+1, end
 		w.m.latency.Observe(end.Sub(j.ReceivedAt).Seconds())
 	case res.class == Class410:
-		// Gone: pause the tenant; the event waits, its retries unspent.
+		// Gone: pause the tenant; the event waits, its retries unspent,
+		// and not due again before every replica has seen the pause.
 		verdict = "paused"
-		o.Status, o.Attempts, o.At = event.StatusPending, j.Attempts, end
+		o.Status, o.Attempts, o.At = event.StatusPending, j.Attempts, end.Add(pauseSettle)
 		w.disableEndpoint(t.ID)
 	case j.Attempts+1 > len(w.cfg.RetrySchedule):
 		verdict = string(event.StatusDead)
@@ -404,6 +416,11 @@ func (w *Worker) attempt(ctx context.Context, t *tenant.TenantInfo, j job) {
 		"outcome", verdict, "retry_in", next.String())
 	w.finish(o)
 }
+
+// pauseSettle is how long an event that met a 410 waits before it is due
+// again: the pause reaches every replica's registry within it (about
+// 20 ms; SPEC allows 1 s), so none POSTs it to the Gone endpoint again.
+const pauseSettle = time.Second
 
 // retryDelay is the wait after failed attempt number attempts+1: the
 // schedule's, ±Jitter, or the endpoint's Retry-After (already capped).

@@ -145,7 +145,8 @@ type Attempt struct {
 
 // Quarantined is a correctly signed body that could not be parsed as
 // Meta's webhook shape, kept for the tenant to look at. Size is the body's
-// length; Body is filled only when one body is read, never in lists.
+// length. Body is the whole body when one is read, and in lists its first
+// QuarantineListBytes (whole when Size is no larger).
 type Quarantined struct {
 	ID         uuid.UUID
 	TenantID   string
@@ -155,6 +156,10 @@ type Quarantined struct {
 	Body       []byte
 	ReceivedAt time.Time
 }
+
+// QuarantineListBytes is how much of each body a quarantine list carries:
+// a page of 200 bodies of up to 8 MiB would otherwise be gigabytes.
+const QuarantineListBytes = 4096
 
 // Public id prefixes: an event id is "evt_" and a quarantine id "qrn_",
 // each followed by the row's uuid as 32 lowercase hex digits. The event id

@@ -113,7 +113,10 @@ type Outcome struct {
 // (delivered, dead) leaves deliveries; any other is rescheduled there, and
 // a release gives back the attempt number its claim took. The event row
 // changes only with a new state, and only if its deliveries row did: the
-// lease is checked once, on the queue, whose rows are locked first.
+// lease is checked once, on the queue. The CTEs lock the queue rows and the
+// final UPDATE the events rows, in one statement whose inner order
+// Postgres does not promise; a deadlock with a concurrent replay is rare,
+// and the batch is retried (package delivery's flushRetrying).
 const recordSQL = `WITH u AS (
 	SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::int[], $6::timestamptz[])
 		AS u(tenant_id, id, lease, status, attempts, at)
@@ -215,27 +218,33 @@ func (c *attemptColumns) add(tenantID string, id uuid.UUID, a *Attempt) {
 	c.snippets = append(c.snippets, nullString(a.Response))
 }
 
-// expireSQL ends the due work of one tenant queued before $2 that has been
-// attempted since it was queued: the events become dead (dead_at now) and
-// leave the queue. A row held by an attempt in flight, or waiting for a
-// scheduled retry, is not due; a row never attempted since it was queued
-// (accepted, or replayed: both set attempts to 0) is never expired, so a
-// replayed event always gets its attempt. Deliveries are locked before
-// events.
+// expireSQL ends the due work of one tenant queued before $2 that the
+// endpoint has been tried with since it was queued: the event itself had
+// an attempt (attempts > 0: accepting and replaying both reset it), or the
+// endpoint failed an attempt after the event was queued ($3: the latest
+// failure). The events become dead (dead_at now) and leave the queue. A
+// row held by an attempt in flight, or waiting for a scheduled retry, is
+// not due; an event queued after the endpoint's latest failure and never
+// attempted is never expired, so a replayed event always gets its chance.
+// Deliveries are locked before events.
 const expireSQL = `WITH gone AS (
 	DELETE FROM deliveries d
-	WHERE d.tenant_id = $1 AND d.queued_at < $2 AND d.next_attempt_at <= now() AND d.attempts > 0
+	WHERE d.tenant_id = $1 AND d.queued_at < $2 AND d.next_attempt_at <= now()
+	  AND (d.attempts > 0 OR d.queued_at < $3)
 	RETURNING d.tenant_id, d.event_id
 )
 UPDATE events e SET status = 'dead', dead_at = now()
 FROM gone g WHERE e.tenant_id = g.tenant_id AND e.id = g.event_id`
 
 // Expire makes dead the due events of tenantID queued before
-// queuedBefore that have had at least one attempt since, and returns how
-// many. The caller decides when a tenant's backlog may expire (package
-// delivery: only behind an open breaker).
-func (s *Store) Expire(ctx context.Context, tenantID string, queuedBefore time.Time) (int64, error) {
-	tag, err := s.pool.Exec(ctx, expireSQL, replan, tenantID, queuedBefore)
+// queuedBefore that the endpoint was tried with since (an attempt of
+// their own, or a failed attempt of the endpoint after lastFailure's
+// event was queued: lastFailure is the endpoint's latest failed attempt,
+// zero if none is known), and returns how many. The caller decides when a
+// tenant's backlog may expire (package delivery: only behind an open
+// breaker).
+func (s *Store) Expire(ctx context.Context, tenantID string, queuedBefore, lastFailure time.Time) (int64, error) {
+	tag, err := s.pool.Exec(ctx, expireSQL, replan, tenantID, queuedBefore, lastFailure)
 	if err != nil {
 		return 0, fmt.Errorf("expire events: %w", err)
 	}

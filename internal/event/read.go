@@ -116,19 +116,21 @@ type quarantineRow struct {
 
 func (quarantineRow) TableName() string { return "quarantine" }
 
-// quarantineSummaryRow is a quarantined body in a list: its size, not its
-// bytes (a page of 8 MiB bodies would be gigabytes).
+// quarantineSummaryRow is a quarantined body in a list: its size and its
+// first QuarantineListBytes.
 type quarantineSummaryRow struct {
 	ID         uuid.UUID `gorm:"column:id"`
 	TenantID   uuid.UUID `gorm:"column:tenant_id"`
 	AppID      string    `gorm:"column:app_id"`
 	Reason     string    `gorm:"column:reason"`
+	Head       []byte    `gorm:"column:head"`
 	Size       int64     `gorm:"column:size"`
 	ReceivedAt time.Time `gorm:"column:received_at"`
 }
 
 func (r *quarantineSummaryRow) domain() Quarantined {
-	return Quarantined{ID: r.ID, TenantID: r.TenantID.String(), AppID: r.AppID, Reason: r.Reason, Size: int(r.Size), ReceivedAt: r.ReceivedAt}
+	return Quarantined{ID: r.ID, TenantID: r.TenantID.String(), AppID: r.AppID, Reason: r.Reason,
+		Body: r.Head, Size: int(r.Size), ReceivedAt: r.ReceivedAt}
 }
 
 // Filter narrows a list of events; zero fields do not filter. Since is
@@ -218,7 +220,8 @@ func (s *Store) Get(ctx context.Context, tenantID string, id uuid.UUID) (Event, 
 // delivered_at or dead_at: those described the life the replay ends), and
 // their deliveries rows are due now, unleased, with a retry count of 0 and
 // a new expiry clock. A settled event gets a new deliveries row that
-// carries on its attempt numbering; an attempt in flight loses its lease,
+// carries on its attempt numbering from the highest number logged (not
+// their count: an attempt whose lease a replay took may have left a gap); an attempt in flight loses its lease,
 // so its outcome changes nothing. The id (the webhook-id) does not change,
 // and the dedup key is not consulted, so a replay bypasses dedup. The
 // second %s selects from the requeued events (e) and their queue rows
@@ -229,7 +232,7 @@ const requeueSQL = `WITH e AS (
 	RETURNING e.*
 ), d AS (
 	INSERT INTO deliveries (tenant_id, event_id, attempted)
-	SELECT e.tenant_id, e.id, (SELECT count(*) FROM delivery_attempts a WHERE a.tenant_id = e.tenant_id AND a.event_id = e.id)
+	SELECT e.tenant_id, e.id, (SELECT coalesce(max(a.attempt), 0) FROM delivery_attempts a WHERE a.tenant_id = e.tenant_id AND a.event_id = e.id)
 	FROM e
 	ON CONFLICT (event_id) DO UPDATE
 	SET next_attempt_at = now(), leased_until = NULL, attempts = 0, queued_at = now()
@@ -307,14 +310,14 @@ func (s *Store) ReplayMany(ctx context.Context, tenantID string, f ReplayFilter)
 }
 
 // ListQuarantine lists a tenant's quarantined bodies in (received_at, id)
-// order, each with its size but without its bytes.
+// order, each with its size and its first QuarantineListBytes.
 func (s *Store) ListQuarantine(ctx context.Context, tenantID string, opts database.ListOptions) (database.Results[Quarantined], error) {
 	tid, err := parseTenant(tenantID, "tenant")
 	if err != nil {
 		return database.Results[Quarantined]{}, err
 	}
 	q := s.db.WithContext(ctx).Model(&quarantineRow{}).
-		Select("id, tenant_id, app_id, reason, octet_length(body) AS size, received_at").
+		Select("id, tenant_id, app_id, reason, substring(body FROM 1 FOR ?) AS head, octet_length(body) AS size, received_at", QuarantineListBytes).
 		Where("tenant_id = ?", tid).Order("received_at").Order("id")
 	if opts.Cursor != "" {
 		at, id, err := timeIDCursor(opts.Cursor)

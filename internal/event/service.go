@@ -90,8 +90,8 @@ func (s *Service) ReplayMany(ctx context.Context, tenantID string, f ReplayFilte
 	return s.store.ReplayMany(ctx, tenantID, f)
 }
 
-// ListQuarantine lists tenantID's quarantined bodies, oldest first,
-// without their bytes.
+// ListQuarantine lists tenantID's quarantined bodies, oldest first, each
+// with its first QuarantineListBytes.
 func (s *Service) ListQuarantine(ctx context.Context, tenantID string, opts database.ListOptions) (database.Results[Quarantined], error) {
 	if err := s.tenants.CheckTenant(ctx, tenantID); err != nil {
 		return database.Results[Quarantined]{}, err

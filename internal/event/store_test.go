@@ -158,7 +158,7 @@ func TestTenantScoping(t *testing.T) {
 		t.Fatal(err)
 	}
 	before = f.snapshot(t, b)
-	if _, err := f.store.Expire(ctx, a, time.Now()); err != nil {
+	if _, err := f.store.Expire(ctx, a, time.Now(), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	for _, st := range []Status{StatusDelivered, StatusDead} {
@@ -187,7 +187,7 @@ func TestTenantScoping(t *testing.T) {
 
 // TestDeleteTenantClearsQueue: deleting a tenant removes its events, their
 // queue rows and attempts, and its quarantine, and nothing of another
-// tenant (the queue goes first: migration 11).
+// tenant.
 func TestDeleteTenantClearsQueue(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
@@ -205,5 +205,110 @@ func TestDeleteTenantClearsQueue(t *testing.T) {
 	}
 	if after := f.snapshot(t, f.b); after != before {
 		t.Errorf("the other tenant's data changed:\nbefore %s\nafter  %s", before, after)
+	}
+}
+
+// TestExpireGuard: Expire ends only due work queued before the cutoff that
+// the endpoint was tried with since it was queued: an attempt of its own,
+// or a failure of the endpoint after it was queued. An event replayed (or
+// accepted) after the endpoint's last failure and never attempted stays.
+func TestExpireGuard(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	tid := f.a
+	var b Batch
+	ids := map[string]uuid.UUID{}
+	for _, name := range []string{"attempted", "unattempted, queued before the failure", "unattempted, queued after the failure", "attempted, young"} {
+		id := uuid.Must(uuid.NewV7())
+		ids[name] = id
+		b.Add(&New{ID: id, TenantID: tid, PageID: "200", AppID: "1", DedupKey: name, Type: TypePostbacks, ReceivedAt: time.Now(), Body: []byte(`{}`)})
+	}
+	if err := f.store.Insert(ctx, &b, func([16]byte) {}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	set := func(name string, queuedAgo time.Duration, attempts int) {
+		t.Helper()
+		if _, err := f.db.Pool.Exec(ctx, `UPDATE deliveries SET queued_at = $2, attempts = $3, next_attempt_at = now() - interval '1 minute' WHERE event_id = $1`,
+			ids[name], now.Add(-queuedAgo), attempts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("attempted", 5*time.Hour, 1)
+	set("unattempted, queued before the failure", 5*time.Hour, 0)
+	set("unattempted, queued after the failure", 3*time.Hour, 0)
+	set("attempted, young", time.Hour, 1)
+	// (The fixture's own pending event of A was queued just now: too young.)
+	lastFailure := now.Add(-4 * time.Hour)
+	n, err := f.store.Expire(ctx, tid, now.Add(-2*time.Hour), lastFailure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Errorf("expired %d, want 2 (the attempted one and the one queued before the failure)", n)
+	}
+	for name, id := range ids {
+		want := name == "attempted" || name == "unattempted, queued before the failure"
+		e, _, err := f.store.Get(ctx, tid, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.Status == StatusDead; got != want {
+			t.Errorf("%s: got %s, want dead %v", name, e.Status, want)
+		}
+	}
+	// Without a known failure, only events attempted since they were
+	// queued expire.
+	set("unattempted, queued after the failure", 3*time.Hour, 0)
+	if n, err := f.store.Expire(ctx, tid, now.Add(-2*time.Hour), time.Time{}); err != nil || n != 0 {
+		t.Errorf("expire without a known failure: got %d, %v; want 0", n, err)
+	}
+}
+
+// TestDeleteTenantKeepsLockOrder: an outcome write holds a queue row and
+// then updates its event, while the tenant is being deleted. The delete
+// must take the queue rows before the events (migration 11), as every
+// other writer does; the other way round (the cascade reaching events
+// first) the two deadlock and Postgres aborts one of them.
+func TestDeleteTenantKeepsLockOrder(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	pending := f.events[f.a][0]
+	tx, err := f.db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it is a no-op
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM deliveries WHERE event_id = $1 FOR UPDATE`, pending); err != nil {
+		t.Fatal(err)
+	}
+	deleted := make(chan error, 1)
+	go func() {
+		_, err := f.db.Pool.Exec(ctx, `DELETE FROM tenants WHERE id = $1`, f.a)
+		deleted <- err
+	}()
+	// Wait until the delete waits for the queue row the outcome holds.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var waiting int
+		if err := f.db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM tenants%'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the tenant delete never waited for the held queue row")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE events SET status = 'delivered' WHERE id = $1`, pending); err != nil {
+		t.Fatalf("the outcome's event update: %v (the delete locked events before the queue)", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("the outcome's commit: %v", err)
+	}
+	if err := <-deleted; err != nil {
+		t.Fatalf("the tenant delete: %v", err)
 	}
 }

@@ -289,11 +289,10 @@ func (s *Service) UpdateTenant(ctx context.Context, id string, p TenantPatch) (T
 		switch {
 		case p.EndpointEnabled == nil:
 		case *p.EndpointEnabled:
-			if t.EndpointDisabledAt != nil {
-				// The workers reset the endpoint's breaker when they see
-				// this change, and its backlog's expiry counts from it.
-				t.EndpointEnabledAt = &now
-			}
+			// Enabling (again, or while enabled) says the endpoint works:
+			// the workers reset its breaker when they see this stamp
+			// change, and its backlog's expiry counts from it.
+			t.EndpointEnabledAt = &now
 			t.EndpointDisabledAt, t.EndpointDisabledReason = nil, ""
 		case t.EndpointDisabledAt == nil:
 			t.EndpointDisabledAt, t.EndpointDisabledReason = &now, "disabled through the admin API"
