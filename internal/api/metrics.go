@@ -57,26 +57,16 @@ func (m *httpMetrics) middleware(c *fiber.Ctx) error {
 // request: kept as a label, "GET" would later read "POS" or "GETT" and
 // break /metrics. Fiber answers any other method itself, before routing.
 func methodLabel(m string) string {
-	switch m {
-	case fiber.MethodGet:
-		return fiber.MethodGet
-	case fiber.MethodHead:
-		return fiber.MethodHead
-	case fiber.MethodPost:
-		return fiber.MethodPost
-	case fiber.MethodPut:
-		return fiber.MethodPut
-	case fiber.MethodPatch:
-		return fiber.MethodPatch
-	case fiber.MethodDelete:
-		return fiber.MethodDelete
-	case fiber.MethodConnect:
-		return fiber.MethodConnect
-	case fiber.MethodOptions:
-		return fiber.MethodOptions
-	case fiber.MethodTrace:
-		return fiber.MethodTrace
-	default:
-		return "other"
+	for _, known := range httpMethods {
+		if m == known {
+			return known
+		}
 	}
+	return "other"
+}
+
+// httpMethods are the constant strings methodLabel answers with.
+var httpMethods = [...]string{
+	fiber.MethodGet, fiber.MethodHead, fiber.MethodPost, fiber.MethodPut, fiber.MethodPatch,
+	fiber.MethodDelete, fiber.MethodConnect, fiber.MethodOptions, fiber.MethodTrace,
 }
