@@ -57,12 +57,13 @@ type listEventsIn struct {
 	Status string    `query:"status" enum:"pending,failed,delivered,dead"`
 	Type   string    `query:"type" enum:"messaging_postbacks,messages,message_echoes,message_deliveries,message_reads,messaging_referrals,messaging_optins,message_reactions,messaging_handovers,standby,messaging_policy_enforcement,messaging_account_linking,other" doc:"Only events of this type."`
 	PageID string    `query:"page_id" pattern:"^[0-9]{1,20}$"`
+	Mid    string    `query:"mid" maxLength:"512" doc:"The event with this message id (a postback's or message's mid), among the tenant's registered Pages, or in page_id when given."`
 	Since  time.Time `query:"since" doc:"Received at or after (RFC 3339)."`
 	Until  time.Time `query:"until" doc:"Received before (RFC 3339)."`
 }
 
 func (h *adminAPI) listEvents(ctx context.Context, in *listEventsIn) (*listOut[Event], error) {
-	f := event.Filter{Status: event.Status(in.Status), Type: in.Type, PageID: in.PageID, Since: in.Since, Until: in.Until}
+	f := event.Filter{Status: event.Status(in.Status), Type: in.Type, PageID: in.PageID, Mid: in.Mid, Since: in.Since, Until: in.Until}
 	r, err := h.events.List(ctx, in.TenantID, f, in.options())
 	if err != nil {
 		return nil, problem(ctx, h.log, err, "query")

@@ -313,6 +313,30 @@ func TestEvents(t *testing.T) {
 		t.Errorf("type=messages: got %v, want none", l)
 	}
 
+	// Search by mid: among the tenant's registered Pages (or the one named),
+	// never another tenant's event with the same mid.
+	h.must(201, "POST", "/admin/v1/tenants/"+id+"/apps", h.admin, map[string]any{"app_id": "1", "app_secret": "s"})
+	h.must(201, "POST", "/admin/v1/tenants/"+id+"/pages", h.admin, map[string]any{"page_id": "100", "app_id": "1"})
+	if _, err := h.db.Pool.Exec(context.Background(), `UPDATE events SET dedup_key = 'm:m_AbC-1' WHERE id = $1 OR (tenant_id = $2 AND dedup_key = (SELECT min(dedup_key) FROM events WHERE tenant_id = $2))`,
+		ids[1], other); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/events?mid=m_AbC-1", "/events?mid=m_AbC-1&page_id=100", "/events?mid=m_AbC-1&status=delivered"} {
+		l := h.must(200, "GET", "/admin/v1/tenants/"+id+path, h.admin, nil)
+		if items := l["items"].([]any); len(items) != 1 || items[0].(map[string]any)["id"] != event.FormatID(ids[1]) {
+			t.Errorf("%s: got %v, want only %s", path, l, event.FormatID(ids[1]))
+		}
+	}
+	for _, path := range []string{"/events?mid=m_AbC-2", "/events?mid=m_AbC-1&page_id=200", "/events?mid=m_AbC-1&status=dead"} {
+		if l := h.must(200, "GET", "/admin/v1/tenants/"+id+path, h.admin, nil); len(l["items"].([]any)) != 0 {
+			t.Errorf("%s: got %v, want none", path, l)
+		}
+	}
+	if l := h.must(200, "GET", "/admin/v1/tenants/"+other+"/events?mid=m_AbC-1&page_id=100", h.admin, nil); len(l["items"].([]any)) != 1 ||
+		l["items"].([]any)[0].(map[string]any)["id"] == event.FormatID(ids[1]) {
+		t.Errorf("the other tenant's search by mid: got %v, want its own event", l)
+	}
+
 	evt := event.FormatID(ids[4])
 	e := h.must(200, "GET", "/admin/v1/tenants/"+id+"/events/"+evt, h.admin, nil)
 	if e["status"] != "dead" || fmt.Sprint(e["attempts"]) != "[]" || fmt.Sprint(e["payload"]) != "map[id:x]" {

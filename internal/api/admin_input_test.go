@@ -69,6 +69,7 @@ func TestAdminTextInputs(t *testing.T) {
 		{"events status", "GET", tp + "/events?status=@", "", "query.status"},
 		{"events type", "GET", tp + "/events?type=@", "", "query.type"},
 		{"events page_id", "GET", tp + "/events?page_id=@", "", "query.page_id"},
+		{"events mid", "GET", tp + "/events?mid=@", "", "query.mid"},
 		{"events since", "GET", tp + "/events?since=@", "", "query.since"},
 		{"events until", "GET", tp + "/events?until=@", "", "query.until"},
 		{"events cursor", "GET", tp + "/events?cursor=@", "", "query.cursor"},

@@ -161,6 +161,10 @@ type Quarantined struct {
 // a page of 200 bodies of up to 8 MiB would otherwise be gigabytes.
 const QuarantineListBytes = 4096
 
+// MidKey is the dedup key of an event that has a mid (a postback's or a
+// message's): unique per (tenant, Page), and what a search by mid looks up.
+func MidKey(mid string) string { return "m:" + mid }
+
 // Public id prefixes: an event id is "evt_" and a quarantine id "qrn_",
 // each followed by the row's uuid as 32 lowercase hex digits. The event id
 // is also the Standard Webhooks webhook-id, stable across retries.

@@ -63,4 +63,11 @@ func TestPlansSurviveStaleStatistics(t *testing.T) {
 	if !strings.Contains(claim, "deliveries_due_idx") {
 		t.Errorf("claim: the plan does not take due rows from the due index:\n%s", claim)
 	}
+
+	// A search by mid among a tenant's 20,000 events probes the unique
+	// dedup key once per Page, never reads the tenant's events one by one.
+	byMid := plan(idsByMidSQL, tenantID, []string{"1", "2", "3"}, MidKey("12345b"))
+	if !strings.Contains(byMid, "events_dedup_key") || strings.Contains(byMid, "Seq Scan on events") || strings.Contains(byMid, "events_pkey") {
+		t.Errorf("search by mid: the plan does not look the key up:\n%s", byMid)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"gorm.io/gorm"
 
 	"github.com/postgate/postgate/internal/database"
@@ -139,8 +140,12 @@ type Filter struct {
 	Status Status
 	Type   string
 	PageID string
-	Since  time.Time
-	Until  time.Time
+	// Mid finds the event with this message id (a postback's or a
+	// message's mid), among the Pages of MidPages (or PageID when set).
+	Mid      string
+	MidPages []string
+	Since    time.Time
+	Until    time.Time
 }
 
 // List lists a tenant's events in id order (ids are UUIDv7, so that is the
@@ -151,7 +156,38 @@ func (s *Store) List(ctx context.Context, tenantID string, f Filter, opts databa
 	if err != nil {
 		return database.Results[Event]{}, err
 	}
-	q := s.db.WithContext(ctx).Table(withQueue).Select(listColumns).Where("e.tenant_id = ?", tid)
+	var after uuid.UUID
+	if opts.Cursor != "" {
+		if after, err = idCursor(opts.Cursor); err != nil {
+			return database.Results[Event]{}, err
+		}
+	}
+	var ids []uuid.UUID
+	if f.Mid != "" {
+		pages := f.MidPages
+		if f.PageID != "" {
+			pages = []string{f.PageID}
+		}
+		if ids, err = s.idsByMid(ctx, tid, pages, f.Mid); err != nil {
+			return database.Results[Event]{}, err
+		}
+		if len(ids) == 0 {
+			return database.Results[Event]{Items: []Event{}}, nil
+		}
+	}
+	var rows []queuedEventRow
+	if err := listQuery(s.db.WithContext(ctx), tid, f, ids, after, opts.PageSize()+1).Scan(&rows).Error; err != nil {
+		return database.Results[Event]{}, fmt.Errorf("list events: %w", err)
+	}
+	return database.PageOf(rows, opts.PageSize(), (*queuedEventRow).domain,
+		func(r *queuedEventRow) []string { return []string{r.Event.ID.String()} }), nil
+}
+
+// listQuery is List's query: up to limit of tenant tid's events that f
+// picks (those of ids, when f has a mid), after the id after (uuid.Nil:
+// from the start), in id order.
+func listQuery(db *gorm.DB, tid uuid.UUID, f Filter, ids []uuid.UUID, after uuid.UUID, limit int) *gorm.DB {
+	q := db.Table(withQueue).Select(listColumns).Where("e.tenant_id = ?", tid)
 	if f.Status != "" {
 		q = q.Where("e.status = ?", string(f.Status))
 	}
@@ -161,26 +197,47 @@ func (s *Store) List(ctx context.Context, tenantID string, f Filter, opts databa
 	if f.PageID != "" {
 		q = q.Where("e.page_id = ?", f.PageID)
 	}
+	if f.Mid != "" {
+		q = q.Where("e.id IN ?", ids)
+	}
 	if !f.Since.IsZero() {
 		q = q.Where("e.received_at >= ?", f.Since)
 	}
 	if !f.Until.IsZero() {
 		q = q.Where("e.received_at < ?", f.Until)
 	}
-	q = q.Order("e.id")
-	if opts.Cursor != "" {
-		after, err := idCursor(opts.Cursor)
-		if err != nil {
-			return database.Results[Event]{}, err
-		}
+	if after != uuid.Nil {
 		q = q.Where("e.id > ?", after)
 	}
-	var rows []queuedEventRow
-	if err := q.Limit(opts.PageSize() + 1).Scan(&rows).Error; err != nil {
-		return database.Results[Event]{}, fmt.Errorf("list events: %w", err)
+	return q.Order("e.id").Limit(limit)
+}
+
+// idsByMidSQL finds the events whose mid is $3 among the Pages $2 of
+// tenant $1. The dedup key of an event with a mid is "m:" + mid, unique per
+// (Page, tenant): one probe of the dedup index per Page, and no index of
+// its own to pay for on ingest. Stale statistics (a tenant that had one
+// event when they were taken) made the planner read the tenant's events
+// one by one along the primary key instead, filtering on the key; so the
+// tenant is compared with IS NOT DISTINCT FROM, which no index serves,
+// and OFFSET 0 keeps the per-Page probe from being flattened into a join
+// (TestPlansSurviveStaleStatistics).
+const idsByMidSQL = `SELECT e.id FROM unnest($2::text[]) AS p(page_id)
+CROSS JOIN LATERAL (
+	SELECT id FROM events
+	WHERE page_id = p.page_id AND dedup_key = $3 AND tenant_id IS NOT DISTINCT FROM $1::uuid
+	OFFSET 0
+) e`
+
+func (s *Store) idsByMid(ctx context.Context, tid uuid.UUID, pages []string, mid string) ([]uuid.UUID, error) {
+	rows, err := s.pool.Query(ctx, idsByMidSQL, tid, pages, MidKey(mid))
+	if err != nil {
+		return nil, fmt.Errorf("find events by mid: %w", err)
 	}
-	return database.PageOf(rows, opts.PageSize(), (*queuedEventRow).domain,
-		func(r *queuedEventRow) []string { return []string{r.Event.ID.String()} }), nil
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return nil, fmt.Errorf("find events by mid: %w", err)
+	}
+	return ids, nil
 }
 
 // MaxAttemptsShown bounds the attempts Get returns: the most recent ones.

@@ -2,16 +2,20 @@ package event
 
 import (
 	"context"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/postgate/postgate/internal/database"
 )
 
-// Tenants tells whether a tenant exists; the tenant service is one. A
-// list or a bulk replay of a tenant that does not exist is ErrNotFound,
-// not an empty answer.
+// Tenants tells whether a tenant exists, and which Pages it has; the
+// tenant service is one. A list or a bulk replay of a tenant that does not
+// exist is ErrNotFound, not an empty answer.
 type Tenants interface {
 	CheckTenant(ctx context.Context, id string) error
+	// PageIDs lists the ids of the tenant's registered Pages.
+	PageIDs(ctx context.Context, id string) ([]string, error)
 }
 
 // Service holds the rules of reading and replaying events: validation of
@@ -27,7 +31,11 @@ func NewService(store *Store, tenants Tenants) *Service {
 	return &Service{store: store, tenants: tenants}
 }
 
-// List lists tenantID's events in the order they arrived.
+// MaxMidLength bounds a mid filter (Meta's are about 100 characters).
+const MaxMidLength = 512
+
+// List lists tenantID's events in the order they arrived. A mid filter
+// looks among the tenant's registered Pages, or in PageID when given.
 func (s *Service) List(ctx context.Context, tenantID string, f Filter, opts database.ListOptions) (database.Results[Event], error) {
 	if err := checkWindow(f.Status, f.Since, f.Until, true); err != nil {
 		return database.Results[Event]{}, err
@@ -38,8 +46,18 @@ func (s *Service) List(ctx context.Context, tenantID string, f Filter, opts data
 	if f.PageID != "" && !isPageID(f.PageID) {
 		return database.Results[Event]{}, invalid("page_id", "must be 1 to 20 digits")
 	}
+	if f.Mid != "" && (len(f.Mid) > MaxMidLength || !utf8.ValidString(f.Mid) || strings.IndexByte(f.Mid, 0) >= 0) {
+		return database.Results[Event]{}, invalid("mid", "must be UTF-8 text of at most %d bytes without NUL", MaxMidLength)
+	}
 	if err := s.tenants.CheckTenant(ctx, tenantID); err != nil {
 		return database.Results[Event]{}, err
+	}
+	if f.Mid != "" && f.PageID == "" {
+		pages, err := s.tenants.PageIDs(ctx, tenantID)
+		if err != nil {
+			return database.Results[Event]{}, err
+		}
+		f.MidPages = pages
 	}
 	return s.store.List(ctx, tenantID, f, opts)
 }

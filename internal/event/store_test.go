@@ -312,3 +312,41 @@ func TestDeleteTenantKeepsLockOrder(t *testing.T) {
 		t.Fatalf("the tenant delete: %v", err)
 	}
 }
+
+// TestListByMid: a search by mid finds the tenant's event with that mid
+// among the Pages given, and nothing of another tenant's with the same mid.
+func TestListByMid(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	// The fixture's events of both tenants have the mids "0", "1", "2" on
+	// Page 100.
+	tests := []struct {
+		name   string
+		tenant string
+		filter Filter
+		want   []uuid.UUID
+	}{
+		{"A's mid 1", f.a, Filter{Mid: "1", MidPages: []string{"100", "999"}}, f.events[f.a][1:2]},
+		{"B's mid 1", f.b, Filter{Mid: "1", MidPages: []string{"100"}}, f.events[f.b][1:2]},
+		{"in the Page named", f.a, Filter{Mid: "2", PageID: "100"}, f.events[f.a][2:3]},
+		{"in another Page", f.a, Filter{Mid: "2", PageID: "999"}, nil},
+		{"no Pages", f.a, Filter{Mid: "1"}, nil},
+		{"unknown mid", f.a, Filter{Mid: "7", MidPages: []string{"100"}}, nil},
+		{"with a status that is not its", f.a, Filter{Mid: "1", MidPages: []string{"100"}, Status: StatusDead}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := f.store.List(ctx, tt.tenant, tt.filter, database.ListOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []uuid.UUID
+			for _, e := range r.Items {
+				got = append(got, e.ID)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -231,6 +231,12 @@ func (s *Service) GetTenant(ctx context.Context, id string) (Tenant, error) {
 	return s.store.GetTenant(ctx, id)
 }
 
+// PageIDs lists the ids of tenant id's registered Pages (each once, on
+// however many of its apps).
+func (s *Service) PageIDs(ctx context.Context, id string) ([]string, error) {
+	return s.store.PageIDs(ctx, id)
+}
+
 // CheckTenant answers ErrNotFound when tenant id does not exist.
 func (s *Service) CheckTenant(ctx context.Context, id string) error {
 	_, err := s.store.GetTenant(ctx, id)

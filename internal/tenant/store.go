@@ -331,6 +331,19 @@ func (s *Store) CreatePage(ctx context.Context, p Page) (Page, error) {
 	return Page{}, storeErr("create page", err)
 }
 
+// PageIDs lists the distinct ids of a tenant's Pages.
+func (s *Store) PageIDs(ctx context.Context, tenantID string) ([]string, error) {
+	tid, err := uuid.Parse(tenantID)
+	if err != nil {
+		return nil, notFound("tenant")
+	}
+	var ids []string
+	if err := s.db.WithContext(ctx).Model(&pageRow{}).Distinct("page_id").Where("tenant_id = ?", tid).Pluck("page_id", &ids).Error; err != nil {
+		return nil, storeErr("list page ids", err)
+	}
+	return ids, nil
+}
+
 // ListPages lists a tenant's Pages in (page_id, app_id) order.
 func (s *Store) ListPages(ctx context.Context, tenantID string, opts database.ListOptions) (database.Results[Page], error) {
 	tid, err := uuid.Parse(tenantID)

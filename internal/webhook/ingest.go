@@ -388,7 +388,7 @@ func (in *Ingestor) walk(env *Envelope, app *tenant.AppKeys, pathApp bool, recv 
 // timestamp, type and the event's bytes.
 func dedupKey(page string, ev *Event, ts int64) string {
 	if ev.Mid != "" && storable(ev.Mid) {
-		return "m:" + ev.Mid
+		return event.MidKey(ev.Mid)
 	}
 	// One buffer and one hash call: this runs for every event without a
 	// mid (reads, deliveries, optins, referrals, handovers).
