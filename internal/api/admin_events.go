@@ -57,7 +57,7 @@ type listEventsIn struct {
 	Status string    `query:"status" enum:"pending,failed,delivered,dead"`
 	Type   string    `query:"type" enum:"messaging_postbacks,messages,message_echoes,message_deliveries,message_reads,messaging_referrals,messaging_optins,message_reactions,messaging_handovers,standby,messaging_policy_enforcement,messaging_account_linking,other" doc:"Only events of this type."`
 	PageID string    `query:"page_id" pattern:"^[0-9]{1,20}$"`
-	Mid    string    `query:"mid" maxLength:"512" doc:"The event with this message id (a postback's or message's mid), among the tenant's registered Pages, or in page_id when given."`
+	Mid    string    `query:"mid" minLength:"1" maxLength:"512" doc:"The event with this message id (a postback's or message's mid), among the tenant's registered Pages, or in page_id when given."`
 	Since  time.Time `query:"since" doc:"Received at or after (RFC 3339)."`
 	Until  time.Time `query:"until" doc:"Received before (RFC 3339)."`
 }
@@ -164,7 +164,7 @@ type Quarantined struct {
 	ReceivedAt time.Time `json:"received_at"`
 	Size       int       `json:"size" doc:"The body's length in bytes."`
 	Truncated  bool      `json:"truncated" doc:"In a list: true when body and body_base64 hold only the first 4 KiB of a longer body; the detail route has it all."`
-	Body       string    `json:"body,omitempty" doc:"The body (in a list, its first 4 KiB) as text, when that is valid UTF-8."`
+	Body       string    `json:"body,omitempty" doc:"The body (in a list, its first 4 KiB, less a character the cut split) as text, when that is valid UTF-8."`
 	BodyBase64 string    `json:"body_base64" doc:"The exact bytes Meta signed (in a list, the first 4 KiB), base64."`
 }
 
@@ -173,8 +173,15 @@ func quarantineOf(q event.Quarantined) Quarantined {
 		ID: event.FormatQuarantineID(q.ID), AppID: q.AppID, Reason: q.Reason, ReceivedAt: q.ReceivedAt,
 		Size: q.Size, Truncated: len(q.Body) < q.Size, BodyBase64: base64.StdEncoding.EncodeToString(q.Body),
 	}
-	if utf8.Valid(q.Body) {
-		out.Body = string(q.Body)
+	text := q.Body
+	if out.Truncated {
+		// The cut may fall inside a character: show the text before it.
+		for i := 0; i < utf8.UTFMax-1 && len(text) > 0 && !utf8.Valid(text); i++ {
+			text = text[:len(text)-1]
+		}
+	}
+	if utf8.Valid(text) {
+		out.Body = string(text)
 	}
 	return out
 }

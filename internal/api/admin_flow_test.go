@@ -399,6 +399,16 @@ func TestEvents(t *testing.T) {
 	if len(qd["body"].(string)) != 10000 || qd["truncated"] != false {
 		t.Errorf("long quarantined body: got %d bytes, truncated %v", len(qd["body"].(string)), qd["truncated"])
 	}
+	// A cut that falls inside a character keeps the text before it.
+	euros := uuid.Must(uuid.NewV7())
+	if _, err := h.db.Pool.Exec(context.Background(), `INSERT INTO quarantine (id, tenant_id, app_id, reason, body) VALUES ($1, $2, '1', 'not JSON', $3)`,
+		euros, id, []byte(strings.Repeat("€", 2000))); err != nil {
+		t.Fatal(err)
+	}
+	ql = h.must(200, "GET", "/admin/v1/tenants/"+id+"/quarantine", h.admin, nil)
+	if qi := ql["items"].([]any); len(qi) != 3 || qi[2].(map[string]any)["body"] != strings.Repeat("€", 1365) || qi[2].(map[string]any)["truncated"] != true {
+		t.Errorf("a quarantined body cut inside a character: got %.200v", qi[len(qi)-1])
+	}
 	h.must(404, "GET", "/admin/v1/tenants/"+other+"/quarantine/"+event.FormatQuarantineID(qid), h.admin, nil)
 	if l := h.must(200, "GET", "/admin/v1/tenants/"+other+"/quarantine", h.admin, nil); len(l["items"].([]any)) != 0 {
 		t.Errorf("another tenant sees the quarantine: %v", l)

@@ -74,10 +74,13 @@ func (w *Worker) openBreakers() float64 {
 }
 
 // forgetTenants drops the state of tenants gone from the registry that
-// have nothing in flight here.
+// have nothing in flight here and no claim in progress.
 func (w *Worker) forgetTenants() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.claiming {
+		return // next time: a claim in progress counts on these states
+	}
 	for id, st := range w.tenants {
 		if _, ok := w.reg.Tenant(id); !ok && st.inFlight == 0 {
 			delete(w.tenants, id)

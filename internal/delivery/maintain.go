@@ -85,6 +85,12 @@ func (w *Worker) Expire(ctx context.Context) (int64, error) {
 		if !failing {
 			continue
 		}
+		if !lastFailure.IsZero() {
+			// queued_at is Postgres's clock, lastFailure this host's: an
+			// event queued just before the failure by our clock may have
+			// been queued just after it by Postgres's.
+			lastFailure = lastFailure.Add(-clockSkew)
+		}
 		n, err := w.events.Expire(ctx, t.ID, cutoff, lastFailure)
 		if err != nil {
 			return total, err
@@ -98,6 +104,10 @@ func (w *Worker) Expire(ctx context.Context) (int64, error) {
 	}
 	return total, nil
 }
+
+// clockSkew is how far this host's clock and Postgres's may disagree: the
+// expiry takes a failure for that much earlier than it saw it.
+const clockSkew = time.Minute
 
 // failing reports whether the tenant's circuit breaker in this worker is
 // open or half-open (its endpoint has been failing), and when this worker

@@ -43,6 +43,9 @@ type Worker struct {
 	mu       sync.Mutex
 	tenants  map[string]*tenantState
 	inFlight int
+	// claiming is set while a claim statement runs: the tenants it claims
+	// for must keep their state (see forgetTenants).
+	claiming bool
 
 	outcomes chan event.Outcome
 	wake     chan struct{}
@@ -156,8 +159,9 @@ func (w *Worker) claimLoop(ctx, sendCtx context.Context) {
 func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error) {
 	now := w.cfg.Now()
 	var (
-		ids   []string
-		quota []int32
+		ids    []string
+		quota  []int32
+		states []*tenantState
 	)
 	var keys [2][]byte
 	w.mu.Lock()
@@ -193,14 +197,21 @@ func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error)
 		}
 		ids = append(ids, t.ID)
 		quota = append(quota, int32(k))
+		states = append(states, st)
 	}
+	if free <= 0 || len(ids) == 0 {
+		w.mu.Unlock()
+		return false, nil // a finishing attempt, new work or the poll wakes the claim loop
+	}
+	// The states of ids stay in w.tenants until the claim is counted in
+	// them (forgetTenants waits).
+	w.claiming = true
 	w.mu.Unlock()
-	if free <= 0 {
-		return false, nil // a finishing attempt wakes the claim loop
-	}
-	if len(ids) == 0 {
-		return more, nil
-	}
+	defer func() {
+		w.mu.Lock()
+		w.claiming = false
+		w.mu.Unlock()
+	}()
 
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -228,7 +239,7 @@ func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error)
 		if len(jobs) == 0 {
 			continue
 		}
-		w.tenants[ids[i]].inFlight += len(jobs)
+		states[i].inFlight += len(jobs)
 		w.inFlight += len(jobs)
 		if len(jobs) >= int(quota[i]) {
 			more = true
@@ -370,7 +381,9 @@ func (w *Worker) attempt(ctx context.Context, t *tenant.TenantInfo, j job) {
 	} else {
 		done(errAttemptFailed)
 		w.mu.Lock()
-		st.lastFailure = now
+		if now.After(st.lastFailure) { // a slow attempt must not move it back
+			st.lastFailure = now
+		}
 		w.mu.Unlock()
 	}
 	w.m.attempts.WithLabelValues(res.class).Inc()

@@ -31,7 +31,8 @@ func NewService(store *Store, tenants Tenants) *Service {
 	return &Service{store: store, tenants: tenants}
 }
 
-// MaxMidLength bounds a mid filter (Meta's are about 100 characters).
+// MaxMidLength bounds a mid filter, in characters (Meta's mids are about
+// 100).
 const MaxMidLength = 512
 
 // List lists tenantID's events in the order they arrived. A mid filter
@@ -46,8 +47,8 @@ func (s *Service) List(ctx context.Context, tenantID string, f Filter, opts data
 	if f.PageID != "" && !isPageID(f.PageID) {
 		return database.Results[Event]{}, invalid("page_id", "must be 1 to 20 digits")
 	}
-	if f.Mid != "" && (len(f.Mid) > MaxMidLength || !utf8.ValidString(f.Mid) || strings.IndexByte(f.Mid, 0) >= 0) {
-		return database.Results[Event]{}, invalid("mid", "must be UTF-8 text of at most %d bytes without NUL", MaxMidLength)
+	if f.Mid != "" && (!utf8.ValidString(f.Mid) || utf8.RuneCountInString(f.Mid) > MaxMidLength || strings.IndexByte(f.Mid, 0) >= 0) {
+		return database.Results[Event]{}, invalid("mid", "must be UTF-8 text of at most %d characters without NUL", MaxMidLength)
 	}
 	if err := s.tenants.CheckTenant(ctx, tenantID); err != nil {
 		return database.Results[Event]{}, err
