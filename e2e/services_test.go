@@ -22,15 +22,31 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// freePort asks the kernel for a free loopback port.
+// freePort asks the kernel for a free loopback port, never one it handed
+// out before in this process.
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		// The kernel may hand a port it just freed out again: two calls in
+		// a row once gave HTTP_ADDR and METRICS_ADDR the same one.
+		if !portsGiven[port] {
+			portsGiven[port] = true
+			return port, nil
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // child is a process the suite started. Pdeathsig takes it down with the
 // test binary, even on a panic or a go test timeout.
