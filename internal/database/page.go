@@ -4,8 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"strings"
-	"unicode/utf8"
 )
 
 // Results is one page of a keyset-paginated list. NextCursor is empty on
@@ -78,7 +76,7 @@ func DecodeCursor(c string, n int) ([]string, error) {
 	}
 	for _, k := range key {
 		// A forged cursor could carry what Postgres refuses to compare.
-		if !utf8.ValidString(k) || strings.IndexByte(k, 0) >= 0 {
+		if !Storable(k) {
 			return nil, ErrBadCursor
 		}
 	}

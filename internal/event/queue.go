@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/postgate/postgate/internal/database"
 )
 
 // replan runs a statement as pgx's unnamed prepared statement, which
@@ -211,11 +213,11 @@ func (c *attemptColumns) add(tenantID string, id uuid.UUID, a *Attempt) {
 	c.ids = append(c.ids, id)
 	c.numbers = append(c.numbers, int32(a.Number))
 	c.ats = append(c.ats, a.At)
-	c.codes = append(c.codes, nullInt32(a.StatusCode))
+	c.codes = append(c.codes, database.Null(int32(a.StatusCode)))
 	c.latency = append(c.latency, a.Latency.Microseconds())
 	c.classes = append(c.classes, a.Class)
-	c.errors = append(c.errors, nullString(a.Error))
-	c.snippets = append(c.snippets, nullString(a.Response))
+	c.errors = append(c.errors, database.Null(a.Error))
+	c.snippets = append(c.snippets, database.Null(a.Response))
 }
 
 // expireSQL ends the due work of one tenant queued before $2 that the
@@ -307,19 +309,4 @@ func (s *Store) Backlog(ctx context.Context) (n int64, oldestDue time.Duration, 
 		return 0, 0, fmt.Errorf("delivery backlog: %w", err)
 	}
 	return n, time.Duration(age * float64(time.Second)), nil
-}
-
-func nullInt32(v int) *int32 {
-	if v == 0 {
-		return nil
-	}
-	n := int32(v)
-	return &n
-}
-
-func nullString(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
 }

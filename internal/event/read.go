@@ -53,21 +53,19 @@ const withQueue = `events e LEFT JOIN deliveries d ON d.event_id = e.id`
 func (q *queuedEventRow) domain() Event {
 	r := &q.Event
 	e := Event{
-		ID:          r.ID,
-		TenantID:    r.TenantID.String(),
-		PageID:      r.PageID,
-		AppID:       r.AppID,
-		Type:        r.Type,
-		Test:        r.Test,
-		Status:      Status(r.Status),
-		Attempts:    int(r.Attempts),
-		ReceivedAt:  r.ReceivedAt,
-		DeliveredAt: r.DeliveredAt,
-		DeadAt:      r.DeadAt,
-		Body:        r.Body,
-	}
-	if q.NextAttemptAt != nil {
-		e.NextAttemptAt = *q.NextAttemptAt
+		ID:            r.ID,
+		TenantID:      r.TenantID.String(),
+		PageID:        r.PageID,
+		AppID:         r.AppID,
+		Type:          r.Type,
+		Test:          r.Test,
+		Status:        Status(r.Status),
+		Attempts:      int(r.Attempts),
+		ReceivedAt:    r.ReceivedAt,
+		DeliveredAt:   r.DeliveredAt,
+		DeadAt:        r.DeadAt,
+		Body:          r.Body,
+		NextAttemptAt: database.Value(q.NextAttemptAt),
 	}
 	return e
 }
@@ -88,22 +86,15 @@ type attemptRow struct {
 func (attemptRow) TableName() string { return "delivery_attempts" }
 
 func (r *attemptRow) domain() Attempt {
-	a := Attempt{
-		Number:  int(r.Attempt),
-		At:      r.AttemptedAt,
-		Latency: time.Duration(r.LatencyUS) * time.Microsecond,
-		Class:   r.ErrorClass,
+	return Attempt{
+		Number:     int(r.Attempt),
+		At:         r.AttemptedAt,
+		StatusCode: int(database.Value(r.StatusCode)),
+		Latency:    time.Duration(r.LatencyUS) * time.Microsecond,
+		Class:      r.ErrorClass,
+		Error:      database.Value(r.ErrorMessage),
+		Response:   database.Value(r.ResponseSnippet),
 	}
-	if r.StatusCode != nil {
-		a.StatusCode = int(*r.StatusCode)
-	}
-	if r.ErrorMessage != nil {
-		a.Error = *r.ErrorMessage
-	}
-	if r.ResponseSnippet != nil {
-		a.Response = *r.ResponseSnippet
-	}
-	return a
 }
 
 type quarantineRow struct {
@@ -116,6 +107,11 @@ type quarantineRow struct {
 }
 
 func (quarantineRow) TableName() string { return "quarantine" }
+
+func (r *quarantineRow) domain() Quarantined {
+	return Quarantined{ID: r.ID, TenantID: r.TenantID.String(), AppID: r.AppID, Reason: r.Reason,
+		Size: len(r.Body), Body: r.Body, ReceivedAt: r.ReceivedAt}
+}
 
 // quarantineSummaryRow is a quarantined body in a list: its size and its
 // first QuarantineListBytes.
@@ -406,8 +402,7 @@ func (s *Store) GetQuarantined(ctx context.Context, tenantID string, id uuid.UUI
 	case err != nil:
 		return Quarantined{}, fmt.Errorf("get quarantined body: %w", err)
 	}
-	return Quarantined{ID: row.ID, TenantID: row.TenantID.String(), AppID: row.AppID, Reason: row.Reason,
-		Size: len(row.Body), Body: row.Body, ReceivedAt: row.ReceivedAt}, nil
+	return row.domain(), nil
 }
 
 var errBadCursor = invalid("cursor", "%s", database.ErrBadCursor.Error())

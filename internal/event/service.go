@@ -2,7 +2,6 @@ package event
 
 import (
 	"context"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -47,7 +46,7 @@ func (s *Service) List(ctx context.Context, tenantID string, f Filter, opts data
 	if f.PageID != "" && !isPageID(f.PageID) {
 		return database.Results[Event]{}, invalid("page_id", "must be 1 to 20 digits")
 	}
-	if f.Mid != "" && (!utf8.ValidString(f.Mid) || utf8.RuneCountInString(f.Mid) > MaxMidLength || strings.IndexByte(f.Mid, 0) >= 0) {
+	if f.Mid != "" && (!database.Storable(f.Mid) || utf8.RuneCountInString(f.Mid) > MaxMidLength) {
 		return database.Results[Event]{}, invalid("mid", "must be UTF-8 text of at most %d characters without NUL", MaxMidLength)
 	}
 	if err := s.tenants.CheckTenant(ctx, tenantID); err != nil {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/postgate/postgate/internal/database"
 )
 
 // The rows below mirror migrations/*.sql column by column; the
@@ -41,16 +43,16 @@ func (r *tenantRow) domain() Tenant {
 		Name:                           r.Name,
 		CallbackURL:                    r.CallbackURL,
 		Events:                         append([]string{}, r.Events...),
-		Rate:                           intOf(r.Rate),
-		Burst:                          intOf(r.Burst),
-		Concurrency:                    intOf(r.Concurrency),
+		Rate:                           int(database.Value(r.Rate)),
+		Burst:                          int(database.Value(r.Burst)),
+		Concurrency:                    int(database.Value(r.Concurrency)),
 		DeliverTestEvents:              r.DeliverTestEvents,
 		EndpointDisabledAt:             r.EndpointDisabledAt,
 		EndpointEnabledAt:              r.EndpointEnabledAt,
 		PreviousSigningSecretExpiresAt: r.PreviousSigningSecretExpiresAt,
 		CreatedAt:                      r.CreatedAt,
 		UpdatedAt:                      r.UpdatedAt,
-		EndpointDisabledReason:         valueOf(r.EndpointDisabledReason),
+		EndpointDisabledReason:         database.Value(r.EndpointDisabledReason),
 	}
 	return t
 }
@@ -119,36 +121,4 @@ func (a textArray) Value() (driver.Value, error) {
 		return nil, fmt.Errorf("encode text[]: %w", err)
 	}
 	return string(buf), nil
-}
-
-func intOf(p *int32) int {
-	if p == nil {
-		return 0
-	}
-	return int(*p)
-}
-
-// nullInt maps the domain's "0 means the default" to NULL.
-func nullInt(v int) *int32 {
-	if v == 0 {
-		return nil
-	}
-	n := int32(v)
-	return &n
-}
-
-// valueOf is what p points to, or the zero value for a NULL column.
-func valueOf[T any](p *T) T {
-	if p == nil {
-		var zero T
-		return zero
-	}
-	return *p
-}
-
-func nullString(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
 }

@@ -114,7 +114,7 @@ var (
 // other check, so the answer is a *FieldError naming the field, and its
 // message never repeats the value.
 func checkText(field, s string) error {
-	if strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) {
+	if !database.Storable(s) {
 		return invalid(field, "must be UTF-8 text without NUL bytes")
 	}
 	return nil

@@ -56,16 +56,17 @@ func (s *Store) CreateTenant(ctx context.Context, t Tenant, signingSecret []byte
 // tenantRowOf is the row that stores t with its sealed secrets.
 func tenantRowOf(id uuid.UUID, t Tenant, sec SealedSecrets) tenantRow {
 	return tenantRow{
-		ID:                             id,
-		Name:                           t.Name,
-		CallbackURL:                    t.CallbackURL,
-		Events:                         textArray(t.Events),
-		Rate:                           nullInt(t.Rate),
-		Burst:                          nullInt(t.Burst),
-		Concurrency:                    nullInt(t.Concurrency),
+		ID:          id,
+		Name:        t.Name,
+		CallbackURL: t.CallbackURL,
+		Events:      textArray(t.Events),
+		// A zero limit is NULL: the gateway's default.
+		Rate:                           database.Null(int32(t.Rate)),
+		Burst:                          database.Null(int32(t.Burst)),
+		Concurrency:                    database.Null(int32(t.Concurrency)),
 		DeliverTestEvents:              t.DeliverTestEvents,
 		EndpointDisabledAt:             t.EndpointDisabledAt,
-		EndpointDisabledReason:         nullString(t.EndpointDisabledReason),
+		EndpointDisabledReason:         database.Null(t.EndpointDisabledReason),
 		EndpointEnabledAt:              t.EndpointEnabledAt,
 		SigningSecret:                  sec.Current,
 		PreviousSigningSecret:          sec.Previous,

@@ -10,14 +10,13 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/postgate/postgate/internal/database"
 	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/redisdb"
 	"github.com/postgate/postgate/internal/tenant"
@@ -322,7 +321,7 @@ func (in *Ingestor) walk(env *Envelope, app *tenant.AppKeys, pathApp bool, recv 
 				res.Unroutable++
 				continue
 			}
-			if !storable(page) {
+			if !database.Storable(page) {
 				// Registered Page ids are digits: only a test event
 				// (routed by its app) gets here with such an id, and
 				// storing it would fail the whole group commit.
@@ -387,7 +386,7 @@ func (in *Ingestor) walk(env *Envelope, app *tenant.AppKeys, pathApp bool, recv 
 // cannot store as text) a hash of what identifies it: Page, sender,
 // timestamp, type and the event's bytes.
 func dedupKey(page string, ev *Event, ts int64) string {
-	if ev.Mid != "" && storable(ev.Mid) {
+	if ev.Mid != "" && database.Storable(ev.Mid) {
 		return event.MidKey(ev.Mid)
 	}
 	// One buffer and one hash call: this runs for every event without a
@@ -402,14 +401,6 @@ func dedupKey(page string, ev *Event, ts int64) string {
 	copy(key[:], "h:")
 	hex.Encode(key[2:], sum[:16])
 	return string(key[:])
-}
-
-// storable reports whether s can be a Postgres text value: valid UTF-8
-// without NUL. A correctly signed body can still carry anything in its
-// ids, and one value Postgres refuses fails the insert of every request
-// sharing the group commit.
-func storable(s string) bool {
-	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
 }
 
 func (in *Ingestor) quarantine(ctx context.Context, app *tenant.AppKeys, reason error, req Request) Result {
