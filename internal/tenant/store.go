@@ -55,12 +55,12 @@ func (s *Store) CreateTenant(ctx context.Context, t Tenant, signingSecret []byte
 
 // tenantRowOf is the row that stores t with its sealed secrets.
 func tenantRowOf(id uuid.UUID, t Tenant, sec SealedSecrets) tenantRow {
+	// A zero limit is stored as NULL: the gateway's default.
 	return tenantRow{
-		ID:          id,
-		Name:        t.Name,
-		CallbackURL: t.CallbackURL,
-		Events:      textArray(t.Events),
-		// A zero limit is NULL: the gateway's default.
+		ID:                             id,
+		Name:                           t.Name,
+		CallbackURL:                    t.CallbackURL,
+		Events:                         textArray(t.Events),
 		Rate:                           database.Null(int32(t.Rate)),
 		Burst:                          database.Null(int32(t.Burst)),
 		Concurrency:                    database.Null(int32(t.Concurrency)),
