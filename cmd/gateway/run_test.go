@@ -258,15 +258,7 @@ func TestServeDev(t *testing.T) {
 	delete(env, "ADMIN_JWT_SECRET")
 	delete(env, "SECRET_KEY")
 	delete(env, "LOG_FORMAT")
-	out, stop := startServe(t, env, "--dev")
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(out.String(), "export TOKEN=") && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-	printed := out.String()
+	printed := devQuickStart(t, env)
 	for _, want := range []string{"export TOKEN=ey", "/webhook/{app_id}", "curl -s -X POST", "level=INFO"} {
 		if !strings.Contains(printed, want) {
 			t.Errorf("dev output lacks %q:\n%s", want, printed)
@@ -351,15 +343,7 @@ func TestServeDevPublicURL(t *testing.T) {
 	env := baseEnv(t)
 	delete(env, "ADMIN_JWT_SECRET")
 	delete(env, "SECRET_KEY")
-	out, stop := startServe(t, env, "--dev")
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(out.String(), "export TOKEN=") && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-	printed := out.String()
+	printed := devQuickStart(t, env)
 	base := "http://" + env["HTTP_ADDR"]
 	for _, want := range []string{base + "/webhook/{app_id}", base + "/admin/v1/tenants", base + "/admin/v1/docs", "http://" + env["METRICS_ADDR"] + "/metrics"} {
 		if !strings.Contains(printed, want) {
@@ -380,4 +364,19 @@ func TestVersion(t *testing.T) {
 	if !strings.Contains(out.String(), "go1.") {
 		t.Fatalf("version output: %q", out.String())
 	}
+}
+
+// devQuickStart runs serve --dev with env until it has printed its quick
+// start, stops it, and returns what it printed.
+func devQuickStart(t *testing.T, env map[string]string) string {
+	t.Helper()
+	out, stop := startServe(t, env, "--dev")
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), "export TOKEN=") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
 }

@@ -69,6 +69,31 @@ type harness struct {
 	admin  string // an admin token
 }
 
+// newAdmin wires the admin API's services on db as the gateway does.
+func newAdmin(t *testing.T, db *database.DB, keys *secrets.Keyring, allowPrivate bool) *api.Admin {
+	t.Helper()
+	tokens, err := tenant.NewTokens(tenant.TokenConfig{Secret: jwtSecret, Issuer: testIssuer, Audience: testAudience}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := tenant.NewService(tenant.Config{PublicURL: publicURL, AllowPrivateCallbacks: allowPrivate},
+		tenant.NewStore(db), keys, tokens, resolver, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &api.Admin{Tenants: svc, Events: event.NewService(event.NewStore(db), svc), Tokens: tokens, PublicURL: publicURL}
+}
+
+// adminToken mints an admin token for an hour.
+func adminToken(t *testing.T, tokens *tenant.Tokens) string {
+	t.Helper()
+	tok, _, err := tokens.Issue("test-admin", tenant.RoleAdmin, "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
 type harnessOpts struct {
 	allowPrivate bool
 }
@@ -80,29 +105,12 @@ func newHarness(t *testing.T, opts ...harnessOpts) *harness {
 		o = opts[0]
 	}
 	db := testenv.Postgres(t)
-	tokens, err := tenant.NewTokens(tenant.TokenConfig{Secret: jwtSecret, Issuer: testIssuer, Audience: testAudience}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	keys, err := secrets.NewKeyring(key, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := tenant.NewService(tenant.Config{PublicURL: publicURL, AllowPrivateCallbacks: o.allowPrivate},
-		tenant.NewStore(db), keys, tokens, resolver, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := testenv.Keyring(t)
+	a := newAdmin(t, db, keys, o.allowPrivate)
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s := api.New(api.Config{Version: "test"}, api.Deps{Log: log, Admin: &api.Admin{Tenants: svc, Events: event.NewService(event.NewStore(db), svc), Tokens: tokens, PublicURL: publicURL}})
-	admin, _, err := tokens.Issue("test-admin", tenant.RoleAdmin, "", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &harness{t: t, server: s, db: db, tokens: tokens, keys: keys, logs: logs, admin: admin}
+	s := api.New(api.Config{Version: "test"}, api.Deps{Log: log, Admin: a})
+	return &harness{t: t, server: s, db: db, tokens: a.Tokens, keys: keys, logs: logs, admin: adminToken(t, a.Tokens)}
 }
 
 // response is one answer of the server, read in full.

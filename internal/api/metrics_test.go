@@ -3,7 +3,6 @@ package api_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"net"
@@ -18,11 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/postgate/postgate/internal/api"
-	"github.com/postgate/postgate/internal/event"
-	"github.com/postgate/postgate/internal/secrets"
 	"github.com/postgate/postgate/internal/tenant"
 	"github.com/postgate/postgate/internal/testenv"
-	"github.com/postgate/postgate/internal/webhook"
 )
 
 // liveGateway is an ingress (webhooks and admin API) serving on a real
@@ -38,21 +34,9 @@ func startLiveGateway(t *testing.T) *liveGateway {
 	t.Helper()
 	ctx := context.Background()
 	db := testenv.Postgres(t)
-	rdb, prefix := testenv.Redis(t)
-	tokens, err := tenant.NewTokens(tenant.TokenConfig{Secret: jwtSecret, Issuer: testIssuer, Audience: testAudience}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := make([]byte, 32)
-	_, _ = rand.Read(k)
-	keys, err := secrets.NewKeyring(k, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := tenant.NewService(tenant.Config{PublicURL: publicURL}, tenant.NewStore(db), keys, tokens, resolver, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := testenv.Keyring(t)
+	a := newAdmin(t, db, keys, false)
+	svc := a.Tenants
 	ten, _, err := svc.CreateTenant(ctx, tenant.TenantInput{Name: "metrics", CallbackURL: "https://hooks.example.com/meta"})
 	if err != nil {
 		t.Fatal(err)
@@ -61,33 +45,15 @@ func startLiveGateway(t *testing.T) *liveGateway {
 	if _, err := svc.RegisterApp(ctx, ten.ID, tenant.AppInput{AppID: appID, AppSecret: hookSecret}); err != nil {
 		t.Fatal(err)
 	}
-	registry := tenant.NewRegistry(tenant.RegistryConfig{}, db.Pool, keys, nil, nil)
-	if err := registry.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
 	reg := prometheus.NewRegistry()
-	ing, err := webhook.NewIngestor(webhook.Config{KeyPrefix: prefix}, registry, event.NewStore(db), rdb, reg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	t.Cleanup(cancel)
-	go ing.Run(runCtx)
-	s := api.New(api.Config{Version: "test"}, api.Deps{
-		Metrics: reg, Ingest: ing,
-		Admin: &api.Admin{Tenants: svc, Events: event.NewService(event.NewStore(db), svc), Tokens: tokens, PublicURL: publicURL},
-	})
+	s := api.New(api.Config{Version: "test"}, api.Deps{Metrics: reg, Ingest: startIngestor(t, db, keys, reg), Admin: a})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = s.Serve(ln) }()
 	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
-	admin, _, err := tokens.Issue("test-admin", tenant.RoleAdmin, "", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &liveGateway{base: "http://" + ln.Addr().String(), reg: reg, admin: admin, appID: appID}
+	return &liveGateway{base: "http://" + ln.Addr().String(), reg: reg, admin: adminToken(t, a.Tokens), appID: appID}
 }
 
 // TestMetricsAfterManyRequests: fasthttp reuses a connection's buffers for

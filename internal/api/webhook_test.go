@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -16,8 +15,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postgate/postgate/internal/api"
+	"github.com/postgate/postgate/internal/database"
 	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/secrets"
 	"github.com/postgate/postgate/internal/tenant"
@@ -32,10 +33,7 @@ const hookSecret = testenv.FixtureSecret
 func webhookServer(t *testing.T, maxBody int, extra ...api.Checker) *api.Server {
 	t.Helper()
 	db := testenv.Postgres(t)
-	rdb, prefix := testenv.Redis(t)
-	k := make([]byte, 32)
-	_, _ = rand.Read(k)
-	keys, _ := secrets.NewKeyring(k, nil)
+	keys := testenv.Keyring(t)
 	ctx := context.Background()
 	id := uuid.Must(uuid.NewV7()).String()
 	for _, q := range []struct {
@@ -52,19 +50,29 @@ func webhookServer(t *testing.T, maxBody int, extra ...api.Checker) *api.Server 
 			t.Fatal(err)
 		}
 	}
+	ing := startIngestor(t, db, keys, nil)
+	checkers := append([]api.Checker{{Name: "postgres", Check: db.Ping}}, extra...)
+	return api.New(api.Config{MaxBodyBytes: maxBody}, api.Deps{Ingest: ing, Checkers: checkers})
+}
+
+// startIngestor runs the ingest use case on db until the test ends, routing
+// with what the database holds now; mreg nil keeps its metrics private.
+func startIngestor(t *testing.T, db *database.DB, keys *secrets.Keyring, mreg prometheus.Registerer) *webhook.Ingestor {
+	t.Helper()
+	ctx := context.Background()
+	rdb, prefix := testenv.Redis(t)
 	reg := tenant.NewRegistry(tenant.RegistryConfig{}, db.Pool, keys, nil, nil)
 	if err := reg.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ing, err := webhook.NewIngestor(webhook.Config{KeyPrefix: prefix}, reg, event.NewStore(db), rdb, nil, nil)
+	ing, err := webhook.NewIngestor(webhook.Config{KeyPrefix: prefix}, reg, event.NewStore(db), rdb, mreg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	t.Cleanup(cancel)
 	go ing.Run(runCtx)
-	checkers := append([]api.Checker{{Name: "postgres", Check: db.Ping}}, extra...)
-	return api.New(api.Config{MaxBodyBytes: maxBody}, api.Deps{Ingest: ing, Checkers: checkers})
+	return ing
 }
 
 func do(t *testing.T, s *api.Server, req *http.Request) (int, http.Header, string) {

@@ -394,14 +394,7 @@ func TestGoneDisablesEndpoint(t *testing.T) {
 	}
 
 	rc.setRespond(nil)
-	svc, err := tenant.NewService(tenant.Config{AllowPrivateCallbacks: true}, e.store, e.keys, nil, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	enabled := true
-	if _, err := svc.UpdateTenant(context.Background(), tenantID, tenant.TenantPatch{EndpointEnabled: &enabled}); err != nil {
-		t.Fatal(err)
-	}
+	e.enableEndpoint(tenantID)
 	e.waitStatus(tenantID, first, "delivered", 5*time.Second)
 	e.waitStatus(tenantID, second, "delivered", 5*time.Second)
 }
@@ -437,14 +430,7 @@ func TestReenableResetsBreaker(t *testing.T) {
 	}
 
 	rc.setRespond(nil)
-	svc, err := tenant.NewService(tenant.Config{AllowPrivateCallbacks: true}, e.store, e.keys, nil, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	enabled := true
-	if _, err := svc.UpdateTenant(context.Background(), tenantID, tenant.TenantPatch{EndpointEnabled: &enabled}); err != nil {
-		t.Fatal(err)
-	}
+	e.enableEndpoint(tenantID)
 	// The window (3 × 1.2 × 40ms) has passed since both events were
 	// accepted: without the reset the breaker stays open for an hour and
 	// the events wait (or, with the expiry of old, die unattempted).

@@ -45,12 +45,7 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	db := testenv.Postgres(t)
 	rdb, prefix := testenv.Redis(t)
-	k := make([]byte, 32)
-	_, _ = rand.Read(k)
-	keys, err := secrets.NewKeyring(k, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := testenv.Keyring(t)
 	e := &env{t: t, db: db, rdb: rdb, prefix: prefix, keys: keys, store: tenant.NewStore(db), events: event.NewStore(db)}
 	e.reg = tenant.NewRegistry(tenant.RegistryConfig{RetryEvery: 100 * time.Millisecond}, db.Pool, keys, nil, nil)
 	if err := e.reg.Load(context.Background()); err != nil {
@@ -354,4 +349,18 @@ func (e *env) claimRounds(n int) {
 	waitFor(e.t, 5*time.Second, "no event held", func() bool {
 		return e.metric("postgate_delivery_in_flight") == 0
 	})
+}
+
+// enableEndpoint re-enables a tenant's endpoint through the tenant
+// service, as PATCH {"endpoint_enabled": true} does.
+func (e *env) enableEndpoint(tenantID string) {
+	e.t.Helper()
+	svc, err := tenant.NewService(tenant.Config{AllowPrivateCallbacks: true}, e.store, e.keys, nil, nil, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	enabled := true
+	if _, err := svc.UpdateTenant(context.Background(), tenantID, tenant.TenantPatch{EndpointEnabled: &enabled}); err != nil {
+		e.t.Fatal(err)
+	}
 }

@@ -2,33 +2,20 @@ package tenant_test
 
 import (
 	"context"
-	"crypto/rand"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
-	"github.com/postgate/postgate/internal/secrets"
 	"github.com/postgate/postgate/internal/tenant"
 	"github.com/postgate/postgate/internal/testenv"
 )
-
-func testKeyring(t *testing.T) *secrets.Keyring {
-	t.Helper()
-	k := make([]byte, 32)
-	_, _ = rand.Read(k)
-	keys, err := secrets.NewKeyring(k, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return keys
-}
 
 // TestRegistryPropagation runs two registries (two gateway replicas) on one
 // database: a change committed by anyone is visible to both within 1 second.
 func TestRegistryPropagation(t *testing.T) {
 	db := testenv.Postgres(t)
-	keys := testKeyring(t)
+	keys := testenv.Keyring(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var replicas []*tenant.Registry
@@ -78,7 +65,7 @@ func TestRegistryPropagation(t *testing.T) {
 // valid until the grace period ends, then only the new one.
 func TestRegistryRotationGrace(t *testing.T) {
 	db := testenv.Postgres(t)
-	keys := testKeyring(t)
+	keys := testenv.Keyring(t)
 	ctx := context.Background()
 	now := time.Now()
 	clock := func() time.Time { return now }

@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"net"
@@ -11,6 +12,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/postgate/postgate/internal/secrets"
 )
 
 // FixtureSecret is the app secret that signs every body in the Messenger
@@ -57,4 +60,19 @@ func (r Resolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, 
 		out[i] = netip.MustParseAddr(a)
 	}
 	return out, nil
+}
+
+// Keyring is a keyring with a fresh random key, for a test's secrets at
+// rest.
+func Keyring(t testing.TB) *secrets.Keyring {
+	t.Helper()
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := secrets.NewKeyring(k, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
 }

@@ -3,7 +3,6 @@ package webhook_test
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha1"
 	"encoding/hex"
 	"testing"
@@ -57,12 +56,7 @@ func newEnv(t testing.TB) *env {
 	t.Helper()
 	db := testenv.Postgres(t)
 	rdb, prefix := testenv.Redis(t)
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	keys, err := secrets.NewKeyring(key, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := testenv.Keyring(t)
 	e := &env{t: t, db: db, rdb: rdb, prefix: prefix, keys: keys}
 	e.reg = tenant.NewRegistry(tenant.RegistryConfig{}, db.Pool, keys, nil, nil)
 	e.ing = e.newIngestor(webhook.Config{})
