@@ -166,8 +166,7 @@ const DeliveriesChannel = "postgate_deliveries"
 func RetryDeadlock(f func() error) error {
 	var err error
 	for range 3 {
-		var pe *pgconn.PgError
-		if err = f(); !errors.As(err, &pe) || pe.Code != "40P01" {
+		if err = f(); !isCode(err, "40P01") {
 			return err
 		}
 	}
