@@ -370,7 +370,7 @@ func checkSecrets(t *testing.T, s *stack, g *gatewayProc, adminTok string) {
 		}
 	}
 	stored := map[string][]byte{}
-	rows, err := s.db.pool.Query(t.Context(), `SELECT 'tenant '||id, signing_secret FROM tenants UNION ALL SELECT 'app '||app_id, secret FROM apps`)
+	rows, err := s.db.pool.Query(t.Context(), `SELECT 'endpoint '||id, signing_secret FROM endpoints UNION ALL SELECT 'app '||app_id, secret FROM apps`)
 	if err != nil {
 		t.Fatal(err)
 	}

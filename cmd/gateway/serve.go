@@ -139,6 +139,27 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	background.Go(func() { registry.Run(bgCtx) })
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "postgate_endpoints_disabled",
+		Help: "Endpoints whose deliveries are paused (they answered 410 Gone, or an operator disabled them); their events wait.",
+	}, func() float64 { return float64(registry.DisabledEndpoints()) }))
+	deliveryCfg := delivery.Config{
+		Timeout:           cfg.CallbackTimeout,
+		RetrySchedule:     cfg.RetrySchedule,
+		Concurrency:       cfg.DeliveryConcurrency,
+		Lease:             cfg.DeliveryLease,
+		TenantRate:        cfg.TenantRate,
+		TenantBurst:       cfg.TenantBurst,
+		TenantConcurrency: cfg.TenantConcurrency,
+		BreakerFailures:   cfg.BreakerFailures,
+		BreakerOpenFor:    cfg.BreakerOpenFor,
+		BreakerProbes:     cfg.BreakerProbes,
+		AllowPrivate:      cfg.CallbackAllowPrivate,
+		RetainDelivered:   cfg.RetentionDelivered,
+		RetainDead:        cfg.RetentionDead,
+		ShutdownTimeout:   cfg.ShutdownTimeout,
+		UserAgent:         "Postgate/" + version,
+	}
 
 	// The events, their delivery queue and attempts, and the quarantine.
 	events := event.NewStore(db)
@@ -151,7 +172,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		background.Go(func() { ingestor.Run(bgCtx) })
 		deps.Ingest = ingestor
-		if deps.Admin, err = buildAdmin(cfg, db, events, keys, tokens); err != nil {
+		if deps.Admin, err = buildAdmin(cfg, deliveryCfg, db, events, keys, tokens); err != nil {
 			return err
 		}
 	}
@@ -162,23 +183,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	defer stopWorker()
 	var workerDone chan struct{}
 	if *role != "ingress" {
-		worker, err := delivery.New(delivery.Config{
-			Timeout:           cfg.CallbackTimeout,
-			RetrySchedule:     cfg.RetrySchedule,
-			Concurrency:       cfg.DeliveryConcurrency,
-			Lease:             cfg.DeliveryLease,
-			TenantRate:        cfg.TenantRate,
-			TenantBurst:       cfg.TenantBurst,
-			TenantConcurrency: cfg.TenantConcurrency,
-			BreakerFailures:   cfg.BreakerFailures,
-			BreakerOpenFor:    cfg.BreakerOpenFor,
-			BreakerProbes:     cfg.BreakerProbes,
-			AllowPrivate:      cfg.CallbackAllowPrivate,
-			RetainDelivered:   cfg.RetentionDelivered,
-			RetainDead:        cfg.RetentionDead,
-			ShutdownTimeout:   cfg.ShutdownTimeout,
-			UserAgent:         "Postgate/" + version,
-		}, registry, events, rdb, reg, log)
+		worker, err := delivery.New(deliveryCfg, registry, events, rdb, reg, log)
 		if err != nil {
 			return err
 		}

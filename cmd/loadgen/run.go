@@ -41,6 +41,7 @@ type options struct {
 	keep        bool
 	timeline    bool
 	pipeline    bool
+	endpoints   int
 }
 
 func parseFlags(args []string, out io.Writer) (options, error) {
@@ -64,6 +65,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "per-request timeout")
 	fs.BoolVar(&o.timeline, "timeline", false, "also print each second of every window (POSTs, ack p50/p99/max) to stderr, and add it to -json")
 	fs.BoolVar(&o.keep, "keep", false, "keep the benchmark database and Redis keys (for inspection)")
+	fs.IntVar(&o.endpoints, "endpoints", 1, "endpoints of the measured tenant, each taking every event (fan-out: as many deliveries per event)")
 	fs.BoolVar(&o.pipeline, "pipeline", false, "run --role all and measure delivery to a local receiver too (default scenarios "+pipelineScenarios+")")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -81,6 +83,9 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	}
 	if o.pages < 1 || o.pages > 1000 {
 		return o, errors.New("-pages must be between 1 and 1000")
+	}
+	if o.endpoints < 1 || o.endpoints > 16 {
+		return o, errors.New("-endpoints must be between 1 and 16")
 	}
 	if o.rateWorkers < 1 {
 		return o, errors.New("-rate-workers must be positive")

@@ -165,9 +165,7 @@ func (b *bench) seed(ctx context.Context, keys *secrets.Keyring) error {
 	if b.recv != nil {
 		callback = "http://" + b.recv.addr + "/b"
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO tenants (id, name, callback_url, events, signing_secret) VALUES ($1, $2, $3, $4, $5)`,
-		b.tenantID, "loadgen", callback, []string{},
-		keys.Seal([]byte("whsec_"+randB64(24)), tenant.SigningSecretBinding(b.tenantID))); err != nil {
+	if err := insertTenant(ctx, tx, keys, b.tenantID, "loadgen", callback, b.opts.endpoints); err != nil {
 		return err
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO apps (app_id, tenant_id, secret, verify_token) VALUES ($1, $2, $3, $4)`,
@@ -185,9 +183,7 @@ func (b *bench) seed(ctx context.Context, keys *secrets.Keyring) error {
 	if b.recv != nil {
 		b.hangTenant = uuid.NewString()
 		b.hangSecret = []byte(randHex(16))
-		if _, err := tx.Exec(ctx, `INSERT INTO tenants (id, name, callback_url, events, signing_secret) VALUES ($1, $2, $3, $4, $5)`,
-			b.hangTenant, "loadgen-hanging", "http://"+b.recv.addr+"/a", []string{},
-			keys.Seal([]byte("whsec_"+randB64(24)), tenant.SigningSecretBinding(b.hangTenant))); err != nil {
+		if err := insertTenant(ctx, tx, keys, b.hangTenant, "loadgen-hanging", "http://"+b.recv.addr+"/a", 1); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO apps (app_id, tenant_id, secret, verify_token) VALUES ($1, $2, $3, $4)`,
@@ -204,6 +200,26 @@ func (b *bench) seed(ctx context.Context, keys *secrets.Keyring) error {
 		}
 	}
 	return tx.Commit(ctx)
+}
+
+// insertTenant inserts a tenant with n endpoints taking postbacks, all to
+// url: the first is its default endpoint, with the tenant's id (as a
+// migrated one), the others new.
+func insertTenant(ctx context.Context, tx pgx.Tx, keys *secrets.Keyring, id, name, url string, n int) error {
+	if _, err := tx.Exec(ctx, `INSERT INTO tenants (id, name) VALUES ($1, $2)`, id, name); err != nil {
+		return err
+	}
+	for i := range n {
+		ep := id
+		if i > 0 {
+			ep = uuid.NewString()
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO endpoints (id, tenant_id, is_default, url, signing_secret) VALUES ($1, $2, $3, $4, $5)`,
+			ep, id, i == 0, url, keys.Seal([]byte("whsec_"+randB64(24)), tenant.SigningSecretBinding(ep))); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // verify waits for the gateway to see the seed (LISTEN/NOTIFY), then

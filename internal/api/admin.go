@@ -10,6 +10,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humafiber"
 
+	"github.com/postgate/postgate/internal/delivery"
 	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/tenant"
 )
@@ -22,6 +23,8 @@ type Admin struct {
 	Events *event.Service
 	// Tokens verifies the bearer tokens of admin-API requests.
 	Tokens *tenant.Tokens
+	// Tester sends test postbacks to endpoints.
+	Tester *delivery.Tester
 	// PublicURL, when set, is the gateway's public base URL; the OpenAPI
 	// document names PublicURL + "/admin/v1" as its server.
 	PublicURL string
@@ -34,6 +37,7 @@ const AdminPrefix = "/admin/v1"
 type adminAPI struct {
 	svc    *tenant.Service
 	events *event.Service
+	tester *delivery.Tester
 	log    *slog.Logger
 }
 
@@ -41,15 +45,15 @@ type adminAPI struct {
 // app, OpenAPI 3.1 at /admin/v1/openapi.json (no auth), bearer auth on
 // every operation, problem+json for every error.
 func (s *Server) registerAdmin(a *Admin) {
-	if a.Tenants == nil || a.Events == nil || a.Tokens == nil {
+	if a.Tenants == nil || a.Events == nil || a.Tokens == nil || a.Tester == nil {
 		// A wiring mistake, not a request's: every event route would
 		// otherwise answer 500.
-		panic("api: Admin needs Tenants, Events and Tokens")
+		panic("api: Admin needs Tenants, Events, Tokens and Tester")
 	}
 	api := humafiber.NewWithGroup(s.app, s.app.Group(AdminPrefix), adminConfig(s.cfg.Version, a.PublicURL))
 	auth := &authenticator{api: api, tokens: a.Tokens, log: s.log}
 	api.UseMiddleware(auth.middleware)
-	h := &adminAPI{svc: a.Tenants, events: a.Events, log: s.log}
+	h := &adminAPI{svc: a.Tenants, events: a.Events, tester: a.Tester, log: s.log}
 	h.routes(api)
 	s.registerOpenAPI(api)
 	s.registerDocs()
@@ -65,6 +69,13 @@ func (s *Server) registerAdmin(a *Admin) {
 //	DELETE /tenants/{tenant_id}                          both    delete with everything it owns
 //	POST   /tenants/{tenant_id}/tokens                   admin   mint a tenant token
 //	POST   /tenants/{tenant_id}/signing-secret/rotate    both    new signing secret (returned once)
+//	POST   /tenants/{tenant_id}/endpoints                both    create an endpoint (secret returned once)
+//	GET    /tenants/{tenant_id}/endpoints                both    list endpoints
+//	GET    /tenants/{tenant_id}/endpoints/{endpoint_id}  both    read
+//	PATCH  /tenants/{tenant_id}/endpoints/{endpoint_id}  both    change, enable or disable
+//	DELETE /tenants/{tenant_id}/endpoints/{endpoint_id}  both    delete (its pending deliveries are dropped)
+//	POST   .../endpoints/{endpoint_id}/signing-secret/rotate both new secret or key pair (returned once)
+//	POST   .../endpoints/{endpoint_id}/test              both    send a signed test postback now
 //	POST   /tenants/{tenant_id}/apps                     both    register a Meta app
 //	GET    /tenants/{tenant_id}/apps                     both    list apps
 //	GET    /tenants/{tenant_id}/apps/{app_id}            both    read
@@ -89,6 +100,14 @@ func (h *adminAPI) routes(api huma.API) {
 	huma.Register(api, op("deleteTenant", http.MethodDelete, "/tenants/{tenant_id}", accessTenant, "Delete a tenant", http.StatusNoContent), h.deleteTenant)
 	huma.Register(api, op("issueTenantToken", http.MethodPost, "/tenants/{tenant_id}/tokens", accessAdmin, "Mint a tenant token", http.StatusCreated), h.issueToken)
 	huma.Register(api, op("rotateSigningSecret", http.MethodPost, "/tenants/{tenant_id}/signing-secret/rotate", accessTenant, "Rotate the signing secret", 0), h.rotateSigningSecret)
+
+	huma.Register(api, op("createEndpoint", http.MethodPost, "/tenants/{tenant_id}/endpoints", accessTenant, "Create an endpoint", http.StatusCreated), h.createEndpoint)
+	huma.Register(api, op("listEndpoints", http.MethodGet, "/tenants/{tenant_id}/endpoints", accessTenant, "List endpoints", 0), h.listEndpoints)
+	huma.Register(api, op("getEndpoint", http.MethodGet, "/tenants/{tenant_id}/endpoints/{endpoint_id}", accessTenant, "Get an endpoint", 0), h.getEndpoint)
+	huma.Register(api, op("updateEndpoint", http.MethodPatch, "/tenants/{tenant_id}/endpoints/{endpoint_id}", accessTenant, "Change, enable or disable an endpoint", 0), h.updateEndpoint)
+	huma.Register(api, op("deleteEndpoint", http.MethodDelete, "/tenants/{tenant_id}/endpoints/{endpoint_id}", accessTenant, "Delete an endpoint", http.StatusNoContent), h.deleteEndpoint)
+	huma.Register(api, op("rotateEndpointSecret", http.MethodPost, "/tenants/{tenant_id}/endpoints/{endpoint_id}/signing-secret/rotate", accessTenant, "Rotate an endpoint's secret or key pair", 0), h.rotateEndpointSecret)
+	huma.Register(api, describe(op("testEndpoint", http.MethodPost, "/tenants/{tenant_id}/endpoints/{endpoint_id}/test", accessTenant, "Send a test postback", 0), testEndpointDoc), h.testEndpoint)
 
 	huma.Register(api, describe(op("registerApp", http.MethodPost, "/tenants/{tenant_id}/apps", accessTenant, "Register a Meta app", http.StatusCreated), registerAppDoc), h.registerApp)
 	huma.Register(api, op("listApps", http.MethodGet, "/tenants/{tenant_id}/apps", accessTenant, "List apps", 0), h.listApps)
@@ -118,6 +137,8 @@ func op(id, method, path string, acc access, summary string, status int) huma.Op
 	}
 	tag := "tenants"
 	switch {
+	case strings.Contains(path, "/endpoints"):
+		tag = "endpoints"
 	case strings.Contains(path, "/apps"):
 		tag = "apps"
 	case strings.Contains(path, "/pages"):
@@ -147,6 +168,14 @@ func describe(o huma.Operation, more string) huma.Operation {
 	o.Description += "\n\n" + more
 	return o
 }
+
+// testEndpointDoc says what a test send does.
+const testEndpointDoc = "Builds a messaging_postbacks event with `\"test\": true` (sender `0`, payload `POSTGATE_TEST`), " +
+	"signs it as the endpoint's deliveries are signed (its format and signature; a meta endpoint with the secret of " +
+	"the tenant's app), and POSTs it now, outside the queue, with the same rules (no private addresses unless " +
+	"CALLBACK_ALLOW_PRIVATE, no redirects, CALLBACK_TIMEOUT). It is not stored, and does not count toward the " +
+	"endpoint's breaker or rate. The answer is what the endpoint said, whatever it was: a failure is a 200 with " +
+	"its class and error. 409 for a meta endpoint of a tenant without an app."
 
 // What registering an app or a Page answers when the app is not the
 // caller's to use: never anything about another tenant.
@@ -182,7 +211,8 @@ func adminConfig(version, publicURL string) huma.Config {
 	}
 	cfg.Security = []map[string][]string{{"bearer": {}}}
 	cfg.Tags = []*huma.Tag{
-		{Name: "tenants", Description: "Tenants: callback endpoint, limits, signing secret, tokens."},
+		{Name: "tenants", Description: "Tenants, tokens, and the first version's fields: callback_url and the rest read and write the tenant's default endpoint."},
+		{Name: "endpoints", Description: "Where a tenant's events go: URL, filters, format, signature, limits, state; test sends."},
 		{Name: "apps", Description: "Meta apps: secret (write-only), verify token, webhook URL."},
 		{Name: "pages", Description: "Pages and Instagram accounts, each registered for one of the tenant's apps."},
 		{Name: "events", Description: "Accepted events and their deliveries; replay; quarantine."},

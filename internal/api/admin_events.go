@@ -18,7 +18,8 @@ type Event struct {
 	Status        string     `json:"status" enum:"pending,failed,delivered,dead"`
 	PageID        string     `json:"page_id"`
 	AppID         string     `json:"app_id"`
-	AttemptCount  int        `json:"attempt_count" doc:"Delivery attempts since the event was accepted or last replayed: the position in the retry schedule."`
+	Sender        string     `json:"sender,omitempty" doc:"The person of the conversation: the sender's PSID or user_ref (for an echo, the recipient's)."`
+	AttemptCount  int        `json:"attempt_count" doc:"Delivery attempts since the event was accepted or last replayed, summed over its endpoints: with one endpoint, the position in the retry schedule."`
 	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty" doc:"When the next attempt is due (pending and failed events)."`
 	ReceivedAt    time.Time  `json:"received_at"`
 	DeliveredAt   *time.Time `json:"delivered_at,omitempty" doc:"The successful delivery (absent again after a replay, until the replay is delivered)."`
@@ -33,6 +34,7 @@ func eventOf(e event.Event) Event {
 		Status:       string(e.Status),
 		PageID:       e.PageID,
 		AppID:        e.AppID,
+		Sender:       e.Sender,
 		AttemptCount: e.Attempts,
 		ReceivedAt:   e.ReceivedAt,
 		DeliveredAt:  e.DeliveredAt,
@@ -54,16 +56,27 @@ type EventParams struct {
 type listEventsIn struct {
 	TenantParams
 	ListParams
-	Status string    `query:"status" enum:"pending,failed,delivered,dead"`
-	Type   string    `query:"type" enum:"messaging_postbacks,messages,message_echoes,message_deliveries,message_reads,messaging_referrals,messaging_optins,message_reactions,messaging_handovers,standby,messaging_policy_enforcement,messaging_account_linking,other" doc:"Only events of this type."`
-	PageID string    `query:"page_id" pattern:"^[0-9]{1,20}$"`
-	Mid    string    `query:"mid" minLength:"1" maxLength:"512" doc:"The event with this message id (a postback's or message's mid), among the tenant's registered Pages, or in page_id when given."`
-	Since  time.Time `query:"since" doc:"Received at or after (RFC 3339)."`
-	Until  time.Time `query:"until" doc:"Received before (RFC 3339)."`
+	Status string `query:"status" enum:"pending,failed,delivered,dead"`
+	Type   string `query:"type" enum:"messaging_postbacks,messages,message_echoes,message_deliveries,message_reads,messaging_referrals,messaging_optins,message_reactions,messaging_handovers,standby,messaging_policy_enforcement,messaging_account_linking,other" doc:"Only events of this type."`
+	PageID string `query:"page_id" pattern:"^[0-9]{1,20}$"`
+	Mid    string `query:"mid" minLength:"1" maxLength:"512" doc:"The event with this message id (a postback's or message's mid), among the tenant's registered Pages, or in page_id when given."`
+	Sender string `query:"sender" minLength:"1" maxLength:"512" doc:"The events of one person: a PSID or user_ref (echoes count as the conversation of their recipient)."`
+	// The pattern is checked by the service: huma's would echo the value.
+	EndpointID string    `query:"endpoint_id" maxLength:"64" doc:"Only events delivered to this endpoint (ep_...); status is then that delivery's."`
+	Since      time.Time `query:"since" doc:"Received at or after (RFC 3339)."`
+	Until      time.Time `query:"until" doc:"Received before (RFC 3339)."`
 }
 
 func (h *adminAPI) listEvents(ctx context.Context, in *listEventsIn) (*listOut[Event], error) {
-	f := event.Filter{Status: event.Status(in.Status), Type: in.Type, PageID: in.PageID, Mid: in.Mid, Since: in.Since, Until: in.Until}
+	f := event.Filter{Status: event.Status(in.Status), Type: in.Type, PageID: in.PageID, Mid: in.Mid, Sender: in.Sender,
+		Since: in.Since, Until: in.Until}
+	if in.EndpointID != "" {
+		id, err := event.ParseEndpointID(in.EndpointID)
+		if err != nil {
+			return nil, problem(ctx, h.log, err, "query")
+		}
+		f.EndpointID = id
+	}
 	r, err := h.events.List(ctx, in.TenantID, f, in.options())
 	if err != nil {
 		return nil, problem(ctx, h.log, err, "query")
@@ -73,7 +86,8 @@ func (h *adminAPI) listEvents(ctx context.Context, in *listEventsIn) (*listOut[E
 
 // Attempt is one delivery attempt of an event.
 type Attempt struct {
-	Attempt    int       `json:"attempt" doc:"The attempt's number over the event's whole life, replays included (1, 2, 3, ...)."`
+	EndpointID string    `json:"endpoint_id" doc:"The endpoint it was made to."`
+	Attempt    int       `json:"attempt" doc:"The attempt's number over the delivery's whole life, replays included (1, 2, 3, ...)."`
 	At         time.Time `json:"at"`
 	StatusCode int       `json:"status_code,omitempty" doc:"The endpoint's HTTP status; absent when no answer came."`
 	LatencyMS  int64     `json:"latency_ms"`
@@ -82,11 +96,24 @@ type Attempt struct {
 	Response   string    `json:"response,omitempty" doc:"The first KiB of the endpoint's answer."`
 }
 
-// EventDetail is one event with its payload and attempts.
+// Delivery is an event's delivery to one endpoint.
+type Delivery struct {
+	EndpointID    string     `json:"endpoint_id"`
+	Status        string     `json:"status" enum:"pending,failed,delivered,dead"`
+	AttemptCount  int        `json:"attempt_count" doc:"Attempts since the event was accepted or last replayed to this endpoint: the position in its retry schedule."`
+	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
+	DeliveredAt   *time.Time `json:"delivered_at,omitempty"`
+	DeadAt        *time.Time `json:"dead_at,omitempty"`
+	Attempts      []Attempt  `json:"attempts" doc:"This endpoint's attempts, oldest first."`
+}
+
+// EventDetail is one event with its payload, deliveries and attempts.
 type EventDetail struct {
 	Event
-	Payload  json.RawMessage `json:"payload,omitempty" doc:"The JSON document POSTed to the callback URL."`
-	Attempts []Attempt       `json:"attempts" doc:"Every delivery attempt, oldest first (the latest 200)."`
+	Payload    json.RawMessage `json:"payload,omitempty" doc:"The JSON document POSTed to standard-format endpoints."`
+	Original   json.RawMessage `json:"original,omitempty" doc:"The event object exactly as Meta sent it (for a changes[] item, its value)."`
+	Deliveries []Delivery      `json:"deliveries" doc:"One per endpoint the event went to, the default endpoint first."`
+	Attempts   []Attempt       `json:"attempts" doc:"Every delivery attempt to any endpoint, oldest first (the latest 200)."`
 }
 
 type eventOut struct {
@@ -98,15 +125,37 @@ func (h *adminAPI) getEvent(ctx context.Context, in *EventParams) (*eventOut, er
 	if err != nil {
 		return nil, problem(ctx, h.log, err, "path")
 	}
-	out := &eventOut{Body: EventDetail{Event: eventOf(e), Attempts: make([]Attempt, 0, len(attempts))}}
+	out := &eventOut{Body: EventDetail{Event: eventOf(e), Attempts: make([]Attempt, 0, len(attempts)),
+		Deliveries: make([]Delivery, 0, len(e.Deliveries))}}
 	if json.Valid(e.Body) {
 		out.Body.Payload = e.Body
+		var orig struct {
+			Event json.RawMessage `json:"event"`
+		}
+		if json.Unmarshal(e.Body, &orig) == nil {
+			out.Body.Original = orig.Event
+		}
+	}
+	at := make(map[string]int, len(e.Deliveries))
+	for _, d := range e.Deliveries {
+		dl := Delivery{EndpointID: event.FormatEndpointID(d.EndpointID), Status: string(d.Status), AttemptCount: d.Attempts,
+			DeliveredAt: d.DeliveredAt, DeadAt: d.DeadAt, Attempts: []Attempt{}}
+		if !d.Status.Settled() {
+			next := d.NextAttemptAt
+			dl.NextAttemptAt = &next
+		}
+		at[dl.EndpointID] = len(out.Body.Deliveries)
+		out.Body.Deliveries = append(out.Body.Deliveries, dl)
 	}
 	for _, a := range attempts {
-		out.Body.Attempts = append(out.Body.Attempts, Attempt{
-			Attempt: a.Number, At: a.At, StatusCode: a.StatusCode, LatencyMS: a.Latency.Milliseconds(),
-			Class: a.Class, Error: a.Error, Response: a.Response,
-		})
+		att := Attempt{
+			EndpointID: event.FormatEndpointID(a.EndpointID), Attempt: a.Number, At: a.At, StatusCode: a.StatusCode,
+			LatencyMS: a.Latency.Milliseconds(), Class: a.Class, Error: a.Error, Response: a.Response,
+		}
+		out.Body.Attempts = append(out.Body.Attempts, att)
+		if i, ok := at[att.EndpointID]; ok {
+			out.Body.Deliveries[i].Attempts = append(out.Body.Deliveries[i].Attempts, att)
+		}
 	}
 	return out, nil
 }
@@ -115,10 +164,21 @@ type replayedOut struct {
 	Body Event
 }
 
-func (h *adminAPI) replayEvent(ctx context.Context, in *EventParams) (*replayedOut, error) {
-	e, err := h.events.Replay(ctx, in.TenantID, in.EventID)
+type replayEventIn struct {
+	EventParams
+	Body *struct {
+		EndpointID string `json:"endpoint_id,omitempty" maxLength:"64" doc:"Only to this endpoint (ep_...), which may be one the event did not go to; default: every endpoint it went to (or, if none, every endpoint that takes it now)."`
+	}
+}
+
+func (h *adminAPI) replayEvent(ctx context.Context, in *replayEventIn) (*replayedOut, error) {
+	var ep string
+	if in.Body != nil {
+		ep = in.Body.EndpointID
+	}
+	e, err := h.events.Replay(ctx, in.TenantID, in.EventID, ep)
 	if err != nil {
-		return nil, problem(ctx, h.log, err, "path")
+		return nil, problem(ctx, h.log, err, "body")
 	}
 	return &replayedOut{Body: eventOf(e)}, nil
 }
@@ -126,20 +186,28 @@ func (h *adminAPI) replayEvent(ctx context.Context, in *EventParams) (*replayedO
 type replayEventsIn struct {
 	TenantParams
 	Body struct {
-		Status string     `json:"status" enum:"failed,dead,delivered,pending" doc:"Requeue the events with this status."`
-		Since  *time.Time `json:"since,omitempty" doc:"Received at or after."`
-		Until  *time.Time `json:"until,omitempty" doc:"Received before."`
+		Status     string     `json:"status" enum:"failed,dead,delivered,pending" doc:"Requeue the deliveries with this status (with one endpoint per tenant: the events with this status)."`
+		EndpointID string     `json:"endpoint_id,omitempty" maxLength:"64" doc:"Only the deliveries to this endpoint (ep_...)."`
+		Since      *time.Time `json:"since,omitempty" doc:"Received at or after."`
+		Until      *time.Time `json:"until,omitempty" doc:"Received before."`
 	}
 }
 
 type replayEventsOut struct {
 	Body struct {
-		Queued int64 `json:"queued" doc:"How many events were queued for delivery again."`
+		Queued int64 `json:"queued" doc:"How many events were queued for delivery again (to one endpoint or more)."`
 	}
 }
 
 func (h *adminAPI) replayEvents(ctx context.Context, in *replayEventsIn) (*replayEventsOut, error) {
 	f := event.ReplayFilter{Status: event.Status(in.Body.Status)}
+	if in.Body.EndpointID != "" {
+		id, err := event.ParseEndpointID(in.Body.EndpointID)
+		if err != nil {
+			return nil, problem(ctx, h.log, err, "body")
+		}
+		f.EndpointID = id
+	}
 	if in.Body.Since != nil {
 		f.Since = *in.Body.Since
 	}

@@ -183,14 +183,16 @@ func TestSecretRotation(t *testing.T) {
 
 	rot := h.must(200, "POST", "/admin/v1/tenants/"+id+"/signing-secret/rotate", h.admin, nil)
 	newSigning, _ := rot["signing_secret"].(string)
-	if err := h.db.Pool.QueryRow(context.Background(), `SELECT signing_secret, previous_signing_secret FROM tenants WHERE id = $1`, id).Scan(&cur, &prev); err != nil {
+	var ep string
+	if err := h.db.Pool.QueryRow(context.Background(), `SELECT id::text, signing_secret, previous_signing_secret FROM endpoints
+		WHERE tenant_id = $1 AND is_default`, id).Scan(&ep, &cur, &prev); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
 		ct      []byte
 		binding string
 		want    string
-	}{{cur, tenant.SigningSecretBinding(id), newSigning}, {prev, tenant.PreviousSigningSecretBinding(id), signing}} {
+	}{{cur, tenant.SigningSecretBinding(ep), newSigning}, {prev, tenant.PreviousSigningSecretBinding(ep), signing}} {
 		got, err := h.keys.Open(c.ct, c.binding)
 		if err != nil || string(got) != c.want {
 			t.Errorf("open %s: got %v; want the %s secret", c.binding, err, map[bool]string{true: "new", false: "old"}[c.want == newSigning])
@@ -205,7 +207,7 @@ func TestPatchTenant(t *testing.T) {
 	h := newHarness(t)
 	id, _ := h.createTenant("acme")
 	if _, err := h.db.Pool.Exec(context.Background(),
-		`UPDATE tenants SET endpoint_disabled_at = now(), endpoint_disabled_reason = 'endpoint answered 410' WHERE id = $1`, id); err != nil {
+		`UPDATE endpoints SET disabled_at = now(), disabled_reason = 'endpoint answered 410' WHERE tenant_id = $1 AND is_default`, id); err != nil {
 		t.Fatal(err)
 	}
 	got := h.must(200, "GET", "/admin/v1/tenants/"+id, h.admin, nil)
@@ -285,6 +287,11 @@ func insertEvents(t *testing.T, h *harness, tenantID string, n int, at time.Time
 			ids[i], tenantID, ids[i].String(), at.Add(time.Duration(i)*time.Millisecond), []byte(`{"id":"x"}`)); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := h.db.Pool.Exec(context.Background(), `INSERT INTO deliveries (tenant_id, event_id, endpoint_id, status, attempts, settled_at)
+			SELECT $1, $2, id, 'delivered', 1, $3 FROM endpoints WHERE tenant_id = $1 AND is_default`,
+			tenantID, ids[i], at.Add(time.Duration(i)*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return ids
 }
@@ -297,6 +304,9 @@ func TestEvents(t *testing.T) {
 	ids := insertEvents(t, h, id, 5, base)
 	insertEvents(t, h, other, 2, base)
 	if _, err := h.db.Pool.Exec(context.Background(), `UPDATE events SET status = 'dead', attempts = 11, delivered_at = NULL, dead_at = received_at WHERE id = ANY($1)`, ids[3:]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.db.Pool.Exec(context.Background(), `UPDATE deliveries SET status = 'dead', attempts = 11 WHERE event_id = ANY($1)`, ids[3:]); err != nil {
 		t.Fatal(err)
 	}
 
@@ -546,6 +556,10 @@ func TestOpenAPI(t *testing.T) {
 		"GET /tenants/{tenant_id}/events", "GET /tenants/{tenant_id}/events/{event_id}",
 		"POST /tenants/{tenant_id}/events/{event_id}/replay", "POST /tenants/{tenant_id}/replay",
 		"GET /tenants/{tenant_id}/quarantine", "GET /tenants/{tenant_id}/quarantine/{quarantine_id}",
+		"POST /tenants/{tenant_id}/endpoints", "GET /tenants/{tenant_id}/endpoints",
+		"GET /tenants/{tenant_id}/endpoints/{endpoint_id}", "PATCH /tenants/{tenant_id}/endpoints/{endpoint_id}",
+		"DELETE /tenants/{tenant_id}/endpoints/{endpoint_id}", "POST /tenants/{tenant_id}/endpoints/{endpoint_id}/signing-secret/rotate",
+		"POST /tenants/{tenant_id}/endpoints/{endpoint_id}/test",
 	}
 	var got []string
 	for p, ops := range doc.Paths {
@@ -558,7 +572,9 @@ func TestOpenAPI(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("got operations\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	// Request bodies reject unknown fields; the events enum is event.Types.
+	// Request bodies reject unknown fields; the events enum is event.Types
+	// (an endpoint's also "*" and postgate.health).
+	filterTypes := append(append([]string{"*"}, event.Types...), event.TypeHealth)
 	bodies, enums := 0, 0
 	for name, s := range doc.Comps.Schemas {
 		if !strings.HasSuffix(name, "InBody") { // request bodies
@@ -570,13 +586,17 @@ func TestOpenAPI(t *testing.T) {
 		}
 		if e, ok := s.Properties["events"]; ok {
 			enums++
-			if !slices.Equal(e.Items.Enum, event.Types) {
-				t.Errorf("schema %s: events enum %v, want event.Types %v", name, e.Items.Enum, event.Types)
+			want := event.Types
+			if strings.Contains(name, "Endpoint") {
+				want = filterTypes
+			}
+			if !slices.Equal(e.Items.Enum, want) {
+				t.Errorf("schema %s: events enum %v, want %v", name, e.Items.Enum, want)
 			}
 		}
 	}
-	if bodies < 7 || enums != 2 {
-		t.Errorf("checked %d request bodies and %d events enums, want at least 7 and 2", bodies, enums)
+	if bodies < 9 || enums != 4 {
+		t.Errorf("checked %d request bodies and %d events enums, want at least 9 and 4", bodies, enums)
 	}
 }
 

@@ -4,7 +4,10 @@ import (
 	"context"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/postgate/postgate/internal/database"
+	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/tenant"
 )
 
@@ -49,7 +52,8 @@ func listOf[D, T any](r database.Results[D], conv func(D) T) *listOut[T] {
 type Tenant struct {
 	ID                             string     `json:"id" format:"uuid"`
 	Name                           string     `json:"name"`
-	CallbackURL                    string     `json:"callback_url"`
+	DefaultEndpointID              string     `json:"default_endpoint_id,omitempty" doc:"The endpoint callback_url and the fields below read and write; absent when the tenant has none."`
+	CallbackURL                    string     `json:"callback_url" doc:"The default endpoint's URL; empty when the tenant has none."`
 	Events                         []string   `json:"events" doc:"Subscribed event types; messaging_postbacks is always delivered."`
 	Rate                           int        `json:"rate,omitempty" doc:"Events/s; absent means the gateway's TENANT_RATE."`
 	Burst                          int        `json:"burst,omitempty" doc:"Absent means the gateway's TENANT_BURST."`
@@ -64,7 +68,7 @@ type Tenant struct {
 }
 
 func tenantOf(t tenant.Tenant) Tenant {
-	return Tenant{
+	out := Tenant{
 		ID:                             t.ID,
 		Name:                           t.Name,
 		CallbackURL:                    t.CallbackURL,
@@ -80,6 +84,10 @@ func tenantOf(t tenant.Tenant) Tenant {
 		CreatedAt:                      t.CreatedAt,
 		UpdatedAt:                      t.UpdatedAt,
 	}
+	if t.DefaultEndpointID != uuid.Nil {
+		out.DefaultEndpointID = event.FormatEndpointID(t.DefaultEndpointID)
+	}
+	return out
 }
 
 type tenantOut struct {
@@ -90,7 +98,7 @@ type tenantOut struct {
 // create and rotate, and of nothing else.
 type TenantWithSecret struct {
 	Tenant
-	SigningSecret string `json:"signing_secret" doc:"The Standard Webhooks signing secret (whsec_...). Shown only in this answer: store it now."`
+	SigningSecret string `json:"signing_secret,omitempty" doc:"The default endpoint's Standard Webhooks signing secret (whsec_...), when this answer created or rotated it. Shown only in this answer: store it now."`
 }
 
 type tenantSecretOut struct {
@@ -100,7 +108,7 @@ type tenantSecretOut struct {
 type createTenantIn struct {
 	Body struct {
 		Name              string   `json:"name" minLength:"1" maxLength:"200"`
-		CallbackURL       string   `json:"callback_url" minLength:"1" maxLength:"2048" doc:"Where events are POSTed: an https URL on a public address (http and private addresses only with CALLBACK_ALLOW_PRIVATE)."`
+		CallbackURL       string   `json:"callback_url,omitempty" minLength:"1" maxLength:"2048" doc:"Where events are POSTed: an https URL on a public address (http and private addresses only with CALLBACK_ALLOW_PRIVATE). Creates the tenant's default endpoint with the fields below; without it the tenant has no endpoint yet (add them through the endpoints API) and the fields below must be absent."`
 		Events            []string `json:"events,omitempty" enum:"messaging_postbacks,messages,message_echoes,message_deliveries,message_reads,messaging_referrals,messaging_optins,message_reactions,messaging_handovers,standby,messaging_policy_enforcement,messaging_account_linking,other" doc:"Event types to deliver besides messaging_postbacks (always delivered)."`
 		Rate              int      `json:"rate,omitempty" minimum:"0" maximum:"1000000" doc:"Events/s. 0 or absent: the gateway's default, TENANT_RATE (the tenant then shows no rate)."`
 		Burst             int      `json:"burst,omitempty" minimum:"0" maximum:"1000000" doc:"Events sent at once above the rate. 0 or absent: the gateway's default, TENANT_BURST (the tenant then shows no burst); 0 never means no burst."`
@@ -159,16 +167,16 @@ type updateTenantIn struct {
 	}
 }
 
-func (h *adminAPI) updateTenant(ctx context.Context, in *updateTenantIn) (*tenantOut, error) {
+func (h *adminAPI) updateTenant(ctx context.Context, in *updateTenantIn) (*tenantSecretOut, error) {
 	b := in.Body
-	t, err := h.svc.UpdateTenant(ctx, in.TenantID, tenant.TenantPatch{
+	t, secret, err := h.svc.UpdateTenant(ctx, in.TenantID, tenant.TenantPatch{
 		Name: b.Name, CallbackURL: b.CallbackURL, Events: b.Events, Rate: b.Rate, Burst: b.Burst,
 		Concurrency: b.Concurrency, DeliverTestEvents: b.DeliverTestEvents, EndpointEnabled: b.EndpointEnabled,
 	})
 	if err != nil {
 		return nil, problem(ctx, h.log, err, "body")
 	}
-	return &tenantOut{Body: tenantOf(t)}, nil
+	return &tenantSecretOut{Body: TenantWithSecret{Tenant: tenantOf(t), SigningSecret: secret}}, nil
 }
 
 func (h *adminAPI) deleteTenant(ctx context.Context, in *getTenantIn) (*struct{}, error) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/postgate/postgate/internal/api"
 	"github.com/postgate/postgate/internal/database"
+	"github.com/postgate/postgate/internal/delivery"
 	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/secrets"
 	"github.com/postgate/postgate/internal/tenant"
@@ -81,7 +82,12 @@ func newAdmin(t *testing.T, db *database.DB, keys *secrets.Keyring, allowPrivate
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &api.Admin{Tenants: svc, Events: event.NewService(event.NewStore(db), svc), Tokens: tokens, PublicURL: publicURL}
+	tester, err := delivery.NewTester(delivery.Config{Timeout: 2 * time.Second, AllowPrivate: allowPrivate, Resolver: resolver,
+		UserAgent: "Postgate/test"}, svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &api.Admin{Tenants: svc, Events: event.NewService(event.NewStore(db), svc), Tokens: tokens, Tester: tester, PublicURL: publicURL}
 }
 
 // adminToken mints an admin token for an hour.

@@ -40,7 +40,8 @@ func webhookServer(t *testing.T, maxBody int, extra ...api.Checker) *api.Server 
 		sql  string
 		args []any
 	}{
-		{`INSERT INTO tenants (id, name, callback_url, signing_secret) VALUES ($1, 't', 'https://example.com', $2)`,
+		{`INSERT INTO tenants (id, name) VALUES ($1, 't')`, []any{id}},
+		{`INSERT INTO endpoints (id, tenant_id, is_default, url, signing_secret) VALUES ($1, $1, true, 'https://example.com', $2)`,
 			[]any{id, keys.Seal([]byte("whsec_x"), tenant.SigningSecretBinding(id))}},
 		{`INSERT INTO apps (app_id, tenant_id, secret, verify_token) VALUES ('1001', $1, $2, 'the-verify-token')`,
 			[]any{id, keys.Seal([]byte(hookSecret), tenant.AppSecretBinding("1001"))}},

@@ -120,13 +120,34 @@ func TestDeliveryQueueMigration(t *testing.T) {
 	// count starts from the attempts it already has.
 	exec(`INSERT INTO delivery_attempts (tenant_id, event_id, attempt, attempted_at, latency_us, error_class)
 		SELECT $1, '0190c5a0-0000-7000-8000-0000000000a2', g, now(), 1000, 'http_5xx' FROM generate_series(1, 2) g`, tenant)
-	if _, err := m.Up(ctx); err != nil {
+	if _, err := m.UpTo(ctx, 11); err != nil {
 		t.Fatalf("up from 8 with data: %v", err)
 	}
 	var attempted string
 	if err := db.Pool.QueryRow(ctx, `SELECT string_agg(format('%s %s', right(event_id::text, 2), attempted), ', ' ORDER BY event_id)
 		FROM deliveries`).Scan(&attempted); err != nil || attempted != "a1 0, a2 2" {
 		t.Errorf("attempted after migration 9: got %q (%v), want %q", attempted, err, "a1 0, a2 2")
+	}
+
+	// Migration 12 makes the tenant's callback its default endpoint, with
+	// the tenant's id: the queued events are its deliveries, unchanged,
+	// and the settled ones keep their history with it.
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatalf("up from 11 with data: %v", err)
+	}
+	var endpoints string
+	if err := db.Pool.QueryRow(ctx, `SELECT string_agg(format('%s %s %s %s', id = tenant_id, is_default, url, events), ', ')
+		FROM endpoints`).Scan(&endpoints); err != nil || endpoints != "t t https://example.com/h {messaging_postbacks}" {
+		t.Errorf("endpoints after migration 12: got %q (%v)", endpoints, err)
+	}
+	var deliveries string
+	if err := db.Pool.QueryRow(ctx, `SELECT string_agg(format('%s %s %s %s %s', right(event_id::text, 2), endpoint_id = tenant_id, status,
+		to_char(next_attempt_at AT TIME ZONE 'UTC', 'HH24:MI:SS'), attempted), ', ' ORDER BY event_id)
+		FROM deliveries`).Scan(&deliveries); err != nil {
+		t.Fatal(err)
+	}
+	if want := "a1 t pending 00:00:01 0, a2 t failed 00:06:00 2, a3 t delivered 00:00:00 0, a4 t dead 00:00:00 0"; deliveries != want {
+		t.Errorf("deliveries after migration 12: got %q, want %q", deliveries, want)
 	}
 	if _, err := m.DownTo(ctx, 7); err != nil {
 		t.Fatalf("down to 7 with data: %v", err)
@@ -143,10 +164,13 @@ func TestDeliveryQueueMigration(t *testing.T) {
 }
 
 // TestDeliveryQueueFollowsEvents checks the triggers that keep deliveries
-// in step with events: an event inserted with work to do is queued in the
-// same statement (a conflict skipped by ON CONFLICT is not), a settled one
-// is not, and deleting events, directly or through a deleted tenant's
-// cascade, deletes their queue rows and their attempts.
+// in step with events: an event inserted with work to do gets one delivery
+// per endpoint of its tenant whose filters take it (type, "*", Page, test
+// events), in the same statement (a conflict skipped by ON CONFLICT gets
+// none); an event no endpoint takes is dead at once; deleting events,
+// directly or through a deleted tenant's cascade, deletes their
+// deliveries and attempts; deleting an endpoint deletes its deliveries and
+// gives a pending event the status of the deliveries it has left.
 func TestDeliveryQueueFollowsEvents(t *testing.T) {
 	ctx := context.Background()
 	db := testenv.Postgres(t)
@@ -165,45 +189,76 @@ func TestDeliveryQueueFollowsEvents(t *testing.T) {
 		}
 	}
 	tenants := []string{"0190c5a0-0000-7000-8000-000000000001", "0190c5a0-0000-7000-8000-000000000002"}
+	// Per tenant: a postbacks endpoint (the default), an every-type one
+	// restricted to Page 1, and one for messages that refuses test events.
+	endpoints := func(tid string) [3]string {
+		base := tid[:len(tid)-4] + tid[len(tid)-1:] + "0e"
+		return [3]string{base + "1", base + "2", base + "3"}
+	}
 	for _, id := range tenants {
-		exec(`INSERT INTO tenants (id, name, callback_url, signing_secret) VALUES ($1, 't', 'https://example.com/h', '\x00')`, id)
+		exec(`INSERT INTO tenants (id, name) VALUES ($1, 't')`, id)
+		ep := endpoints(id)
+		exec(`INSERT INTO endpoints (id, tenant_id, is_default, url, events, pages, deliver_test_events, signing_secret) VALUES
+			($2, $1, true, 'https://example.com/a', '{messaging_postbacks}', '{}', true, '\x00'),
+			($3, $1, false, 'https://example.com/b', '{*}', '{1}', true, '\x00'),
+			($4, $1, false, 'https://example.com/c', '{messages}', '{}', false, '\x00')`, id, ep[0], ep[1], ep[2])
 	}
-	insert := `INSERT INTO events (id, tenant_id, page_id, app_id, dedup_key, type, status, received_at, body)
-		SELECT gen_random_uuid(), $1, '1', '1', k, 'messaging_postbacks', s, now(), '{}'
-		FROM unnest($2::text[], $3::text[]) AS u(k, s)
-		ON CONFLICT (tenant_id, page_id, dedup_key) DO NOTHING`
+	insert := `INSERT INTO events (id, tenant_id, page_id, app_id, dedup_key, type, test, status, received_at, body)
+		SELECT gen_random_uuid(), $1, p, '1', k, ty, te, s, now(), '{}'
+		FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[], $6::text[]) AS u(k, p, ty, te, s)
+		ON CONFLICT (page_id, dedup_key, tenant_id) DO NOTHING`
 	for _, id := range tenants {
-		exec(insert, id, []string{"a", "b", "c", "d"}, []string{"pending", "failed", "delivered", "dead"})
+		exec(insert, id,
+			[]string{"a", "b", "c", "d", "m", "t", "h", "x"},
+			[]string{"1", "1", "1", "2", "2", "2", "1", "2"},
+			[]string{"messaging_postbacks", "messaging_postbacks", "messaging_postbacks", "messaging_postbacks", "messages", "messages", "postgate.health", "message_reads"},
+			[]bool{false, false, false, false, false, true, false, false},
+			[]string{"pending", "failed", "delivered", "pending", "pending", "pending", "pending", "pending"})
 	}
-	if n := count(`SELECT count(*) FROM deliveries WHERE tenant_id = $1`, tenants[0]); n != 2 {
-		t.Errorf("queued after insert: got %d, want 2 (the pending and the failed event)", n)
+	fanout := func(tid string) string {
+		t.Helper()
+		var s string
+		if err := db.Pool.QueryRow(ctx, `SELECT string_agg(format('%s:%s', e.dedup_key,
+			(SELECT coalesce(string_agg(right(d.endpoint_id::text, 2), '+' ORDER BY d.endpoint_id), e.status)
+			 FROM deliveries d WHERE d.event_id = e.id)), ' ' ORDER BY e.dedup_key)
+			FROM events e WHERE e.tenant_id = $1`, tid).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
 	}
-	exec(insert, tenants[0], []string{"a", "e"}, []string{"pending", "pending"})
-	if n := count(`SELECT count(*) FROM deliveries WHERE tenant_id = $1`, tenants[0]); n != 3 {
-		t.Errorf("queued after a conflicting insert: got %d, want 3 (only the new event added)", n)
+	// a, b: postbacks on Page 1 (e1, e2); c settled; d: Page 2 (e1 only);
+	// m: a message on Page 2 (e3); t: a test message (e3 refuses tests);
+	// h: postgate.health ("*" does not take it); x: a read on Page 2.
+	if got, want := fanout(tenants[0]), "a:e1+e2 b:e1+e2 c:delivered d:e1 h:dead m:e3 t:dead x:dead"; got != want {
+		t.Errorf("fan-out: got %q, want %q", got, want)
 	}
-	if n := count(`SELECT count(*) FROM deliveries d JOIN events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id`); n != 5 {
-		t.Errorf("queue rows with their event: got %d, want 5", n)
+	exec(insert, tenants[0], []string{"a", "e"}, []string{"1", "1"}, []string{"messaging_postbacks", "messaging_postbacks"},
+		[]bool{false, false}, []string{"pending", "pending"})
+	if n := count(`SELECT count(*) FROM deliveries WHERE tenant_id = $1`, tenants[0]); n != 8 {
+		t.Errorf("deliveries after a conflicting insert: got %d, want 8 (only the new event's 2 added)", n)
 	}
-	exec(`INSERT INTO delivery_attempts (tenant_id, event_id, attempt, attempted_at, latency_us, error_class)
-		SELECT tenant_id, id, 1, now(), 1000, 'ok' FROM events`)
+	exec(`INSERT INTO delivery_attempts (tenant_id, event_id, endpoint_id, attempt, attempted_at, latency_us, error_class)
+		SELECT d.tenant_id, d.event_id, d.endpoint_id, 1, now(), 1000, 'ok' FROM deliveries d`)
 	exec(`DELETE FROM events WHERE tenant_id = $1 AND dedup_key = 'a'`, tenants[0])
-	if n := count(`SELECT count(*) FROM deliveries WHERE tenant_id = $1`, tenants[0]); n != 2 {
-		t.Errorf("queued after deleting an event: got %d, want 2", n)
+	if n := count(`SELECT count(*) FROM deliveries WHERE tenant_id = $1`, tenants[0]); n != 6 {
+		t.Errorf("deliveries after deleting an event: got %d, want 6", n)
 	}
-	if n := count(`SELECT count(*) FROM delivery_attempts WHERE tenant_id = $1`, tenants[0]); n != 4 {
-		t.Errorf("attempts after deleting an event: got %d, want 4", n)
+	if n := count(`SELECT count(*) FROM delivery_attempts WHERE tenant_id = $1`, tenants[0]); n != 6 {
+		t.Errorf("attempts after deleting an event: got %d, want 6", n)
+	}
+	// Deleting e1: d (only e1) has nothing left and dies; b keeps e2.
+	exec(`DELETE FROM endpoints WHERE id = $1`, endpoints(tenants[0])[0])
+	if got, want := fanout(tenants[0]), "b:e2 c:delivered d:dead e:e2 h:dead m:e3 t:dead x:dead"; got != want {
+		t.Errorf("after deleting an endpoint: got %q, want %q", got, want)
 	}
 	exec(`DELETE FROM tenants WHERE id = $1`, tenants[0])
-	for _, table := range []string{"deliveries", "delivery_attempts"} {
-		if n := count(`SELECT count(*) FROM `+table+` WHERE tenant_id = $1`, tenants[0]); n != 0 {
+	for _, table := range []string{"deliveries", "delivery_attempts", "endpoints"} {
+		col := "tenant_id"
+		if n := count(`SELECT count(*) FROM `+table+` WHERE `+col+` = $1`, tenants[0]); n != 0 {
 			t.Errorf("%s after deleting the tenant: got %d, want 0", table, n)
 		}
 	}
-	if n := count(`SELECT count(*) FROM deliveries WHERE tenant_id = $1`, tenants[1]); n != 2 {
-		t.Errorf("the other tenant's queue: got %d, want 2", n)
-	}
-	if n := count(`SELECT count(*) FROM delivery_attempts WHERE tenant_id = $1`, tenants[1]); n != 4 {
-		t.Errorf("the other tenant's attempts: got %d, want 4", n)
+	if got, want := fanout(tenants[1]), "a:e1+e2 b:e1+e2 c:delivered d:e1 h:dead m:e3 t:dead x:dead"; got != want {
+		t.Errorf("the other tenant's deliveries: got %q, want %q", got, want)
 	}
 }

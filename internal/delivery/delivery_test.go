@@ -323,7 +323,7 @@ func TestDeadAndReplay(t *testing.T) {
 	}
 
 	rc.setRespond(nil)
-	if _, err := e.events.Replay(context.Background(), tenantID, id); err != nil {
+	if _, err := e.events.Replay(context.Background(), tenantID, id, uuid.Nil); err != nil {
 		t.Fatal(err)
 	}
 	e.waitStatus(tenantID, id, "delivered", 5*time.Second)
@@ -348,7 +348,7 @@ func TestDeadAndReplay(t *testing.T) {
 	}
 	// The replay's answer and the event describe the new life: pending,
 	// no delivered_at or dead_at of the old one, a fresh retry count.
-	replayed, err := e.events.Replay(context.Background(), tenantID, id)
+	replayed, err := e.events.Replay(context.Background(), tenantID, id, uuid.Nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -436,7 +436,7 @@ func TestReenableResetsBreaker(t *testing.T) {
 	// the events wait (or, with the expiry of old, die unattempted).
 	time.Sleep(150 * time.Millisecond)
 	for _, id := range []uuid.UUID{first, second} {
-		if _, err := e.events.Replay(context.Background(), tenantID, id); err != nil {
+		if _, err := e.events.Replay(context.Background(), tenantID, id, uuid.Nil); err != nil {
 			t.Fatal(err)
 		}
 	}

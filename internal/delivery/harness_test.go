@@ -88,8 +88,10 @@ func (e *env) addTenant(url string, o tenantOpts) (string, string) {
 		prev = e.keys.Seal([]byte(o.previousSecret), tenant.PreviousSigningSecretBinding(id))
 		prevExp = time.Now().Add(time.Hour)
 	}
-	e.exec(`INSERT INTO tenants (id, name, callback_url, rate, burst, concurrency, signing_secret,
-		previous_signing_secret, previous_signing_secret_expires_at) VALUES ($1, 't', $2, $3, $4, $5, $6, $7, $8)`,
+	// Its default endpoint has its id, as a migrated one does.
+	e.exec(`INSERT INTO tenants (id, name) VALUES ($1, 't')`, id)
+	e.exec(`INSERT INTO endpoints (id, tenant_id, is_default, url, events, rate, burst, concurrency, signing_secret,
+		previous_signing_secret, previous_signing_secret_expires_at) VALUES ($1, $1, true, $2, '{*}', $3, $4, $5, $6, $7, $8)`,
 		id, url, null(o.rate), null(o.burst), null(o.concurrency),
 		e.keys.Seal([]byte(secret), tenant.SigningSecretBinding(id)), prev, prevExp)
 	e.reload()
@@ -135,7 +137,9 @@ func (e *env) state(tenantID string, id uuid.UUID) state {
 	e.t.Helper()
 	var s state
 	if err := e.db.Pool.QueryRow(context.Background(),
-		`SELECT e.status, e.attempts, d.leased_until IS NOT NULL FROM events e LEFT JOIN deliveries d ON d.tenant_id = e.tenant_id AND d.event_id = e.id WHERE e.tenant_id = $1 AND e.id = $2`, tenantID, id).
+		`SELECT e.status, e.attempts, coalesce(bool_or(d.leased_until IS NOT NULL), false) FROM events e
+			LEFT JOIN deliveries d ON d.tenant_id = e.tenant_id AND d.event_id = e.id
+			WHERE e.tenant_id = $1 AND e.id = $2 GROUP BY e.status, e.attempts`, tenantID, id).
 		Scan(&s.Status, &s.Attempts, &s.Leased); err != nil {
 		e.t.Fatalf("read event: %v", err)
 	}
@@ -360,7 +364,7 @@ func (e *env) enableEndpoint(tenantID string) {
 		e.t.Fatal(err)
 	}
 	enabled := true
-	if _, err := svc.UpdateTenant(context.Background(), tenantID, tenant.TenantPatch{EndpointEnabled: &enabled}); err != nil {
+	if _, _, err := svc.UpdateTenant(context.Background(), tenantID, tenant.TenantPatch{EndpointEnabled: &enabled}); err != nil {
 		e.t.Fatal(err)
 	}
 }

@@ -7,20 +7,23 @@ import (
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/redisdb"
+	"github.com/postgate/postgate/internal/tenant"
 )
 
-// tenantState is what one worker tracks of a tenant between claims. It is
-// guarded by Worker.mu.
-type tenantState struct {
+// endpointState is what one worker tracks of an endpoint between claims.
+// It is guarded by Worker.mu.
+type endpointState struct {
 	inFlight int
-	// notBefore keeps the tenant out of claims (its rate limit is spent).
+	// notBefore keeps the endpoint out of claims (its rate limit is spent).
 	notBefore time.Time
-	// pausedAt is when this worker disabled the endpoint after a 410; the
-	// tenant stays out of claims until the Registry has reloaded since.
+	// pausedAt is when this worker disabled the endpoint after a 410; it
+	// stays out of claims until the Registry has reloaded since.
 	pausedAt   time.Time
 	breaker    *gobreaker.TwoStepCircuitBreaker[struct{}]
 	breakerURL string
@@ -39,9 +42,9 @@ var (
 	errNotAnAttempt  = errors.New("not an attempt")
 )
 
-func (w *Worker) newBreaker(tenantID string) *gobreaker.TwoStepCircuitBreaker[struct{}] {
+func (w *Worker) newBreaker(endpointID uuid.UUID) *gobreaker.TwoStepCircuitBreaker[struct{}] {
 	return gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:        tenantID,
+		Name:        event.FormatEndpointID(endpointID),
 		MaxRequests: uint32(w.cfg.BreakerProbes),
 		Timeout:     w.cfg.BreakerOpenFor,
 		ReadyToTrip: func(c gobreaker.Counts) bool {
@@ -52,20 +55,20 @@ func (w *Worker) newBreaker(tenantID string) *gobreaker.TwoStepCircuitBreaker[st
 		// half-open): it must not take it.
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			w.m.breaker.WithLabelValues(to.String()).Inc()
-			w.log.Warn("tenant endpoint circuit breaker", "tenant_id", name, "from", from.String(), "to", to.String())
+			w.log.Warn("endpoint circuit breaker", "endpoint_id", name, "from", from.String(), "to", to.String())
 		},
 	})
 }
 
-// openBreakers counts the tenants whose current breaker in this worker is
-// open or half-open: the gauge postgate_delivery_breakers_open, read at
-// scrape time, so a breaker replaced (a new URL, a re-enable) or a tenant
-// deleted can never leave it off by one.
+// openBreakers counts the endpoints whose current breaker in this worker
+// is open or half-open: the gauge postgate_delivery_breakers_open, read at
+// scrape time, so a breaker replaced (a new URL, a re-enable) or an
+// endpoint deleted can never leave it off by one.
 func (w *Worker) openBreakers() float64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := 0
-	for _, st := range w.tenants {
+	for _, st := range w.endpoints {
 		if st.breaker != nil && st.breaker.State() != gobreaker.StateClosed {
 			n++
 		}
@@ -73,22 +76,22 @@ func (w *Worker) openBreakers() float64 {
 	return float64(n)
 }
 
-// forgetTenants drops the state of tenants gone from the registry that
-// have nothing in flight here and no claim in progress.
-func (w *Worker) forgetTenants() {
+// forgetEndpoints drops the state of endpoints gone from the registry
+// that have nothing in flight here and no claim in progress.
+func (w *Worker) forgetEndpoints() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.claiming {
 		return // next time: a claim in progress counts on these states
 	}
-	for id, st := range w.tenants {
-		if _, ok := w.reg.Tenant(id); !ok && st.inFlight == 0 {
-			delete(w.tenants, id)
+	for id, st := range w.endpoints {
+		if _, ok := w.reg.Endpoint(id); !ok && st.inFlight == 0 {
+			delete(w.endpoints, id)
 		}
 	}
 }
 
-// rateLimiter is the per-tenant GCRA in Redis. It fails open: with Redis
+// rateLimiter is the per-endpoint GCRA in Redis. It fails open: with Redis
 // unreachable every event is allowed, and Redis is skipped for a second
 // after each failure so an outage costs one timeout, not one per claim.
 type rateLimiter struct {
@@ -104,9 +107,9 @@ func newRateLimiter(rdb redis.UniversalClient, prefix string) *rateLimiter {
 	return &rateLimiter{limiter: redis_rate.NewLimiter(unprefixed{rdb}), prefix: prefix}
 }
 
-// key is the tenant's GCRA key: every Redis key starts with its tenant.
-func (r *rateLimiter) key(tenantID string) string {
-	return r.prefix + "t:" + tenantID + ":rate"
+// key is the endpoint's GCRA key: every Redis key starts with its tenant.
+func (r *rateLimiter) key(e *tenant.EndpointInfo) string {
+	return r.prefix + "t:" + e.TenantID + ":e:" + e.ID.String() + ":rate"
 }
 
 // unprefixed hands redis_rate's scripts our keys as they are: the library
@@ -144,9 +147,9 @@ func (u unprefixed) Del(ctx context.Context, keys ...string) *redis.IntCmd {
 	return u.UniversalClient.Del(ctx, stripRatePrefix(keys)...)
 }
 
-// allow takes up to n events of the tenant's rate and returns how many it
-// may send now and, when fewer than n, how long until the next one.
-func (w *Worker) allow(tenantID string, rate, burst, n int) (int, time.Duration) {
+// allow takes up to n events of the endpoint's rate and returns how many
+// it may send now and, when fewer than n, how long until the next one.
+func (w *Worker) allow(e *tenant.EndpointInfo, rate, burst, n int) (int, time.Duration) {
 	r := w.rate
 	if r == nil {
 		return n, 0
@@ -156,11 +159,11 @@ func (w *Worker) allow(tenantID string, rate, burst, n int) (int, time.Duration)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	res, err := r.limiter.AllowAtMost(ctx, r.key(tenantID), redis_rate.Limit{Rate: rate, Burst: burst, Period: time.Second}, n)
+	res, err := r.limiter.AllowAtMost(ctx, r.key(e), redis_rate.Limit{Rate: rate, Burst: burst, Period: time.Second}, n)
 	if err != nil {
 		w.m.redisErrors.Inc()
 		if r.down.Failed(w.cfg.Now()) {
-			w.log.Warn("rate limit check failed; allowing (fail open)", "tenant_id", tenantID, "err", err)
+			w.log.Warn("rate limit check failed; allowing (fail open)", "tenant_id", e.TenantID, "err", err)
 		}
 		return n, 0
 	}

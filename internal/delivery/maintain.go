@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/postgate/postgate/internal/event"
@@ -23,7 +24,7 @@ func (w *Worker) maintain(ctx context.Context) {
 			return
 		case <-stats.C:
 			w.updateStats(ctx)
-			w.forgetTenants()
+			w.forgetEndpoints()
 		case <-purge.C:
 			if _, err := w.Expire(ctx); err != nil && ctx.Err() == nil {
 				w.log.Error("expire events past the retry schedule", "err", err)
@@ -56,17 +57,17 @@ func (w *Worker) updateStats(ctx context.Context) {
 // endpoint was last re-enabled, and that the endpoint was tried with in
 // that time: an attempt of their own, or a failed attempt (a breaker's
 // probe) after they were queued; it returns how many. Behind an open circuit breaker an event
-// waits without attempts; without this a tenant whose endpoint stays down
+// waits without attempts; without this an endpoint that stays down
 // would pile up pending events for ever, and flood the endpoint with
 // days-old ones when it came back.
 //
-// Only tenants whose breaker is open or half-open in this worker are
-// swept, and only their due events: a healthy tenant's backlog (behind its
+// Only endpoints whose breaker is open or half-open in this worker are
+// swept, and only their due events: a healthy endpoint's backlog (behind its
 // rate limit, or after the workers were down) is never expired, nor is an
 // event waiting for a scheduled retry (a Retry-After), held by an attempt
 // in flight, or queued after the endpoint's last failed attempt and not
 // attempted since (a replayed event always gets its chance: it dies only
-// once the endpoint has failed again after the replay). Tenants whose endpoint is disabled are skipped: their
+// once the endpoint has failed again after the replay). Disabled endpoints are skipped: their
 // events wait, as SPEC says, until it is re-enabled. Dead events are kept,
 // listed and replayable: a bulk replay by time range brings an outage's
 // events back.
@@ -77,11 +78,11 @@ func (w *Worker) Expire(ctx context.Context) (int64, error) {
 	}
 	cutoff := w.cfg.Now().Add(-window)
 	var total int64
-	for _, t := range w.reg.Tenants() {
-		if t.EndpointDisabled || t.EndpointEnabledAt.After(cutoff) {
+	for _, e := range w.reg.Endpoints() {
+		if e.Disabled || e.EnabledAt.After(cutoff) {
 			continue
 		}
-		failing, lastFailure := w.failing(t.ID)
+		failing, lastFailure := w.failing(e.ID)
 		if !failing {
 			continue
 		}
@@ -91,14 +92,15 @@ func (w *Worker) Expire(ctx context.Context) (int64, error) {
 			// been queued just after it by Postgres's.
 			lastFailure = lastFailure.Add(-clockSkew)
 		}
-		n, err := w.events.Expire(ctx, t.ID, cutoff, lastFailure)
+		n, err := w.events.Expire(ctx, e.ID, cutoff, lastFailure)
 		if err != nil {
 			return total, err
 		}
 		if n > 0 {
 			total += n
 			w.m.dead.Add(float64(n))
-			w.log.Warn("events of a failing endpoint waited past the retry schedule and are dead", "tenant_id", t.ID,
+			w.log.Warn("events of a failing endpoint waited past the retry schedule and are dead", "tenant_id", e.TenantID,
+				"endpoint_id", event.FormatEndpointID(e.ID),
 				"events", n, "window", window.String())
 		}
 	}
@@ -109,13 +111,13 @@ func (w *Worker) Expire(ctx context.Context) (int64, error) {
 // expiry takes a failure for that much earlier than it saw it.
 const clockSkew = time.Minute
 
-// failing reports whether the tenant's circuit breaker in this worker is
-// open or half-open (its endpoint has been failing), and when this worker
-// last saw an attempt to it fail.
-func (w *Worker) failing(tenantID string) (bool, time.Time) {
+// failing reports whether the endpoint's circuit breaker in this worker
+// is open or half-open (it has been failing), and when this worker last
+// saw an attempt to it fail.
+func (w *Worker) failing(endpointID uuid.UUID) (bool, time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	st := w.tenants[tenantID]
+	st := w.endpoints[endpointID]
 	if st == nil || st.breaker == nil || st.breaker.State() == gobreaker.StateClosed {
 		return false, time.Time{}
 	}
@@ -128,14 +130,14 @@ func (w *Worker) failing(tenantID string) (bool, time.Time) {
 func (w *Worker) Purge(ctx context.Context) (int64, error) {
 	now := w.cfg.Now()
 	var total int64
-	for _, t := range w.reg.Tenants() {
+	for _, tenantID := range w.reg.TenantIDs() {
 		for _, p := range []struct {
 			status event.Status
 			keep   time.Duration
 		}{{event.StatusDelivered, w.cfg.RetainDelivered}, {event.StatusDead, w.cfg.RetainDead}} {
 			cutoff := now.Add(-p.keep)
 			for {
-				n, err := w.events.Purge(ctx, t.ID, p.status, cutoff)
+				n, err := w.events.Purge(ctx, tenantID, p.status, cutoff)
 				if err != nil {
 					return total, err
 				}

@@ -52,13 +52,13 @@ const (
 	ClassConnection = "connection"
 )
 
-// request is one attempt to send.
+// request is one attempt to send: the body and the headers of its
+// format, signed (see build.go).
 type request struct {
-	url   string
-	msgID string
-	body  []byte
-	keys  [][]byte
-	at    time.Time
+	url    string
+	body   []byte
+	header [][2]string
+	at     time.Time
 }
 
 // result is what came of an attempt.
@@ -198,9 +198,9 @@ func (s *sender) send(ctx context.Context, r request) result {
 		return result{class: ClassConnection, err: "callback URL is not usable"}
 	}
 	h := req.Header
-	h["webhook-id"] = []string{r.msgID}
-	h["webhook-timestamp"] = []string{strconv.FormatInt(r.at.Unix(), 10)}
-	h["webhook-signature"] = []string{Sign(r.keys, r.msgID, r.at.Unix(), r.body)}
+	for _, kv := range r.header {
+		h[kv[0]] = []string{kv[1]}
+	}
 	h["Content-Type"] = []string{"application/json"}
 	h["User-Agent"] = []string{s.userAgent}
 

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
@@ -17,34 +18,39 @@ import (
 	"github.com/postgate/postgate/internal/tenant"
 )
 
-// Tenants is what the worker needs from the tenant Registry.
-type Tenants interface {
-	// Tenants lists every tenant with its endpoint, limits and keys.
-	Tenants() []*tenant.TenantInfo
-	// Tenant returns one tenant.
-	Tenant(id string) (*tenant.TenantInfo, bool)
+// Registry is what the worker needs from the tenant Registry.
+type Registry interface {
+	// TenantIDs lists every tenant.
+	TenantIDs() []string
+	// Endpoints lists every endpoint with its URL, format, limits and keys.
+	Endpoints() []*tenant.EndpointInfo
+	// Endpoint returns one endpoint.
+	Endpoint(id uuid.UUID) (*tenant.EndpointInfo, bool)
+	// App returns an app's keys: the Meta format is signed with its
+	// current secret.
+	App(appID string) (*tenant.AppKeys, bool)
 	// LoadedAt is when the current copy started reading the database.
 	LoadedAt() time.Time
-	// DisableEndpoint pauses a tenant's deliveries (its endpoint answered
-	// 410 Gone), for every worker, until it is re-enabled.
-	DisableEndpoint(ctx context.Context, tenantID, reason string) error
+	// DisableEndpoint pauses an endpoint's deliveries (it answered 410
+	// Gone), for every worker, until it is re-enabled.
+	DisableEndpoint(ctx context.Context, id uuid.UUID, reason string) error
 }
 
 // Worker delivers events. Build it with New and call Run.
 type Worker struct {
 	cfg    Config
-	reg    Tenants
+	reg    Registry
 	events *event.Store
 	rate   *rateLimiter
 	sender *sender
 	log    *slog.Logger
 	m      *metrics
 
-	mu       sync.Mutex
-	tenants  map[string]*tenantState
-	inFlight int
-	// claiming is set while a claim statement runs: the tenants it claims
-	// for must keep their state (see forgetTenants).
+	mu        sync.Mutex
+	endpoints map[uuid.UUID]*endpointState
+	inFlight  int
+	// claiming is set while a claim statement runs: the endpoints it
+	// claims for must keep their state (see forgetEndpoints).
 	claiming bool
 
 	outcomes chan event.Outcome
@@ -60,7 +66,7 @@ type job = *event.Claimed
 
 // New builds a worker. rdb may be nil (no rate limiting); mreg nil means a
 // private registry; log nil discards.
-func New(cfg Config, reg Tenants, events *event.Store, rdb redis.UniversalClient, mreg prometheus.Registerer, log *slog.Logger) (*Worker, error) {
+func New(cfg Config, reg Registry, events *event.Store, rdb redis.UniversalClient, mreg prometheus.Registerer, log *slog.Logger) (*Worker, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
@@ -75,12 +81,12 @@ func New(cfg Config, reg Tenants, events *event.Store, rdb redis.UniversalClient
 	}
 	w := &Worker{
 		cfg: cfg, reg: reg, events: events, rate: newRateLimiter(rdb, cfg.KeyPrefix), sender: newSender(&cfg),
-		log: log, m: newMetrics(mreg), tenants: map[string]*tenantState{},
+		log: log, m: newMetrics(mreg), endpoints: map[uuid.UUID]*endpointState{},
 		outcomes: make(chan event.Outcome, 4096), wake: make(chan struct{}, 1),
 	}
 	mreg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "postgate_delivery_breakers_open",
-		Help: "Tenant endpoints whose circuit breaker is open or half-open in this worker.",
+		Help: "Endpoints whose circuit breaker is open or half-open in this worker.",
 	}, w.openBreakers))
 	return w, nil
 }
@@ -154,26 +160,25 @@ func (w *Worker) claimLoop(ctx, sendCtx context.Context) {
 	}
 }
 
-// claimRound claims what every eligible tenant may take now and starts
+// claimRound claims what every eligible endpoint may take now and starts
 // sending it. more reports that there may be more work right away.
 func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error) {
-	now := w.cfg.Now()
 	var (
-		ids    []string
+		ids    []uuid.UUID
 		quota  []int32
-		states []*tenantState
+		states []*endpointState
 	)
-	var keys [2][]byte
+	now := w.cfg.Now()
 	w.mu.Lock()
 	free := w.cfg.Concurrency - w.inFlight
-	for _, t := range w.reg.Tenants() {
+	for _, e := range w.reg.Endpoints() {
 		if free <= 0 {
 			break
 		}
-		if t.EndpointDisabled || t.CallbackURL == "" || len(t.SigningKeys(now, keys[:0])) == 0 {
+		if e.Disabled || e.URL == "" || !e.CanSign() {
 			continue
 		}
-		st := w.stateLocked(t)
+		st := w.stateLocked(e)
 		if !st.pausedAt.IsZero() {
 			if !w.reg.LoadedAt().After(st.pausedAt) {
 				continue
@@ -183,7 +188,7 @@ func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error)
 		if now.Before(st.notBefore) {
 			continue
 		}
-		k := min(w.tenantConcurrency(t)-st.inFlight, w.cfg.ClaimPerTenant)
+		k := min(w.endpointConcurrency(e)-st.inFlight, w.cfg.ClaimPerTenant)
 		switch st.breaker.State() {
 		case gobreaker.StateOpen:
 			continue
@@ -195,7 +200,7 @@ func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error)
 		if k <= 0 {
 			continue // a finishing attempt wakes the claim loop
 		}
-		ids = append(ids, t.ID)
+		ids = append(ids, e.ID)
 		quota = append(quota, int32(k))
 		states = append(states, st)
 	}
@@ -203,8 +208,8 @@ func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error)
 		w.mu.Unlock()
 		return false, nil // a finishing attempt, new work or the poll wakes the claim loop
 	}
-	// The states of ids stay in w.tenants until the claim is counted in
-	// them (forgetTenants waits).
+	// The states of ids stay in w.endpoints until the claim is counted in
+	// them (forgetEndpoints waits).
 	w.claiming = true
 	w.mu.Unlock()
 	defer func() {
@@ -215,16 +220,16 @@ func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error)
 
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	// The claimed jobs of ids[i] go to perTenant[i].
-	pos := make(map[string]int, len(ids))
-	for i, tid := range ids {
-		pos[tid] = i
+	// The claimed jobs of ids[i] go to perEndpoint[i].
+	pos := make(map[uuid.UUID]int, len(ids))
+	for i, id := range ids {
+		pos[id] = i
 	}
-	perTenant := make([][]job, len(ids))
+	perEndpoint := make([][]job, len(ids))
 	n := 0
 	err = w.events.Claim(qctx, ids, quota, free, w.cfg.Lease, func(c *event.Claimed) {
-		i := pos[c.TenantID]
-		perTenant[i] = append(perTenant[i], c)
+		i := pos[c.EndpointID]
+		perEndpoint[i] = append(perEndpoint[i], c)
 		n++
 	})
 	if err != nil {
@@ -235,7 +240,7 @@ func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error)
 		return more, nil
 	}
 	w.mu.Lock()
-	for i, jobs := range perTenant {
+	for i, jobs := range perEndpoint {
 		if len(jobs) == 0 {
 			continue
 		}
@@ -250,7 +255,7 @@ func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error)
 	if n >= free {
 		more = true
 	}
-	for i, jobs := range perTenant {
+	for i, jobs := range perEndpoint {
 		if len(jobs) > 0 {
 			w.sends.Go(func() { w.dispatch(sendCtx, ids[i], jobs) })
 		}
@@ -258,50 +263,50 @@ func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error)
 	return more, nil
 }
 
-func (w *Worker) stateLocked(t *tenant.TenantInfo) *tenantState {
-	st, ok := w.tenants[t.ID]
+func (w *Worker) stateLocked(e *tenant.EndpointInfo) *endpointState {
+	st, ok := w.endpoints[e.ID]
 	if !ok {
-		st = &tenantState{}
-		w.tenants[t.ID] = st
+		st = &endpointState{}
+		w.endpoints[e.ID] = st
 	}
-	// One breaker per endpoint: a new callback URL starts closed, and so
-	// does an endpoint re-enabled since the breaker was made (its owner
-	// says it works again; SPEC: re-enabling resets the breaker).
-	if st.breaker == nil || st.breakerURL != t.CallbackURL || !st.enabledAt.Equal(t.EndpointEnabledAt) {
-		st.breaker, st.breakerURL, st.enabledAt = w.newBreaker(t.ID), t.CallbackURL, t.EndpointEnabledAt
+	// One breaker per endpoint URL: a new URL starts closed, and so does
+	// an endpoint re-enabled since the breaker was made (its owner says it
+	// works again; SPEC: re-enabling resets the breaker).
+	if st.breaker == nil || st.breakerURL != e.URL || !st.enabledAt.Equal(e.EnabledAt) {
+		st.breaker, st.breakerURL, st.enabledAt = w.newBreaker(e.ID), e.URL, e.EnabledAt
 	}
 	return st
 }
 
-func (w *Worker) tenantConcurrency(t *tenant.TenantInfo) int {
-	if t.Concurrency > 0 {
-		return t.Concurrency
+func (w *Worker) endpointConcurrency(e *tenant.EndpointInfo) int {
+	if e.Concurrency > 0 {
+		return e.Concurrency
 	}
 	return w.cfg.TenantConcurrency
 }
 
-// dispatch spends the tenant's rate on its claimed jobs, sends what it
+// dispatch spends the endpoint's rate on its claimed jobs, sends what it
 // may, and releases the rest, unattempted, for when the rate allows.
-func (w *Worker) dispatch(ctx context.Context, tenantID string, jobs []job) {
-	t, ok := w.reg.Tenant(tenantID)
+func (w *Worker) dispatch(ctx context.Context, endpointID uuid.UUID, jobs []job) {
+	e, ok := w.reg.Endpoint(endpointID)
 	if !ok {
 		for _, j := range jobs {
-			w.release(j, w.cfg.Now(), "no_tenant")
+			w.release(j, w.cfg.Now(), "no_endpoint")
 		}
 		return
 	}
 	rate, burst := w.cfg.TenantRate, w.cfg.TenantBurst
-	if t.Rate > 0 {
-		rate = t.Rate
+	if e.Rate > 0 {
+		rate = e.Rate
 	}
-	if t.Burst > 0 {
-		burst = t.Burst
+	if e.Burst > 0 {
+		burst = e.Burst
 	}
-	allowed, wait := w.allow(tenantID, rate, burst, len(jobs))
+	allowed, wait := w.allow(e, rate, burst, len(jobs))
 	if allowed < len(jobs) {
 		until := w.cfg.Now().Add(wait)
 		w.mu.Lock()
-		if st := w.tenants[tenantID]; st != nil && until.After(st.notBefore) {
+		if st := w.endpoints[endpointID]; st != nil && until.After(st.notBefore) {
 			st.notBefore = until
 		}
 		w.mu.Unlock()
@@ -310,14 +315,14 @@ func (w *Worker) dispatch(ctx context.Context, tenantID string, jobs []job) {
 		}
 	}
 	for _, j := range jobs[:allowed] {
-		w.sends.Go(func() { w.attempt(ctx, t, j) })
+		w.sends.Go(func() { w.attempt(ctx, e, j) })
 	}
 }
 
 // release puts a job back, unattempted, due at next.
 func (w *Worker) release(j job, next time.Time, reason string) {
 	w.m.deferred.WithLabelValues(reason).Inc()
-	w.finish(event.Outcome{TenantID: j.TenantID, ID: j.ID, Lease: j.Lease, At: next})
+	w.finish(event.Outcome{TenantID: j.TenantID, EndpointID: j.EndpointID, ID: j.ID, Lease: j.Lease, At: next})
 }
 
 // finish hands a job's outcome to the writer, frees its slots and wakes
@@ -325,7 +330,7 @@ func (w *Worker) release(j job, next time.Time, reason string) {
 func (w *Worker) finish(o event.Outcome) {
 	w.outcomes <- o
 	w.mu.Lock()
-	if st := w.tenants[o.TenantID]; st != nil {
+	if st := w.endpoints[o.EndpointID]; st != nil {
 		st.inFlight--
 	}
 	w.inFlight--
@@ -343,13 +348,13 @@ func (w *Worker) poke() {
 }
 
 // attempt makes one delivery attempt of j and records what came of it.
-func (w *Worker) attempt(ctx context.Context, t *tenant.TenantInfo, j job) {
-	// The breaker the claim round keyed; t may be a moment older than the
+func (w *Worker) attempt(ctx context.Context, e *tenant.EndpointInfo, j job) {
+	// The breaker the claim round keyed; e may be a moment older than the
 	// registry the round saw, and must not key it back.
 	w.mu.Lock()
-	st := w.tenants[t.ID]
+	st := w.endpoints[e.ID]
 	if st == nil || st.breaker == nil {
-		st = w.stateLocked(t)
+		st = w.stateLocked(e)
 	}
 	breaker := st.breaker
 	w.mu.Unlock()
@@ -360,17 +365,16 @@ func (w *Worker) attempt(ctx context.Context, t *tenant.TenantInfo, j job) {
 		return
 	}
 	now := w.cfg.Now()
-	var keys [2][]byte
-	signing := t.SigningKeys(now, keys[:0])
-	if len(signing) == 0 {
-		// Never send unsigned; the claim skips such a tenant from now on.
+	req, reason := w.request(e, j, now)
+	if reason != "" {
+		// Never send unsigned; the claim skips such an endpoint from now
+		// on (no signing key), or the app is back soon (a replica's
+		// registry behind another's).
 		done(errNotAnAttempt)
-		w.release(j, now.Add(time.Second), "no_signing_key")
+		w.release(j, now.Add(time.Second), reason)
 		return
 	}
-	res := w.sender.send(ctx, request{
-		url: t.CallbackURL, msgID: event.FormatID(j.ID), body: j.Body, keys: signing, at: now,
-	})
+	res := w.sender.send(ctx, req)
 	if res.canceled {
 		done(errNotAnAttempt)
 		w.release(j, now, "shutdown")
@@ -390,7 +394,7 @@ func (w *Worker) attempt(ctx context.Context, t *tenant.TenantInfo, j job) {
 	w.m.attemptSeconds.Observe(res.latency.Seconds())
 
 	o := event.Outcome{
-		TenantID: j.TenantID, ID: j.ID, Lease: j.Lease,
+		TenantID: j.TenantID, EndpointID: j.EndpointID, ID: j.ID, Lease: j.Lease,
 		Attempt: &event.Attempt{
 			Number: j.Number, At: now, StatusCode: res.status, Latency: res.latency,
 			Class: res.class, Error: res.err, Response: res.snippet,
@@ -405,11 +409,11 @@ func (w *Worker) attempt(ctx context.Context, t *tenant.TenantInfo, j job) {
 		o.Status, o.Attempts, o.At = event.StatusDelivered, j.Attempts+1, end
 		w.m.latency.Observe(end.Sub(j.ReceivedAt).Seconds())
 	case res.class == Class410:
-		// Gone: pause the tenant; the event waits, its retries unspent,
+		// Gone: pause the endpoint; the event waits, its retries unspent,
 		// and not due again before every replica has seen the pause.
 		verdict = "paused"
 		o.Status, o.Attempts, o.At = event.StatusPending, j.Attempts, end.Add(pauseSettle)
-		w.disableEndpoint(t.ID)
+		w.disableEndpoint(e)
 	case j.Attempts+1 > len(w.cfg.RetrySchedule):
 		verdict = string(event.StatusDead)
 		o.Status, o.Attempts, o.At = event.StatusDead, j.Attempts+1, end
@@ -424,8 +428,8 @@ func (w *Worker) attempt(ctx context.Context, t *tenant.TenantInfo, j job) {
 		level = slog.LevelWarn
 	}
 	w.log.Log(context.Background(), level, "delivery attempt",
-		"tenant_id", j.TenantID, "event_id", event.FormatID(j.ID), "attempt", j.Number,
-		"status_code", res.status, "latency_ms", res.latency.Milliseconds(), "class", res.class,
+		"tenant_id", j.TenantID, "endpoint_id", event.FormatEndpointID(j.EndpointID), "event_id", event.FormatID(j.ID),
+		"attempt", j.Number, "status_code", res.status, "latency_ms", res.latency.Milliseconds(), "class", res.class,
 		"outcome", verdict, "retry_in", next.String())
 	w.finish(o)
 }
@@ -452,12 +456,12 @@ func jitter(d time.Duration, f float64) time.Duration {
 	return time.Duration(float64(d) * (1 - f + 2*f*rand.Float64()))
 }
 
-// disableEndpoint pauses a tenant's deliveries after a 410, through the
-// registry (visible in the API, shared by every worker, undone by
+// disableEndpoint pauses an endpoint's deliveries after a 410, through
+// the registry (visible in the API, shared by every worker, undone by
 // re-enabling the endpoint) and here until the registry has caught up.
-func (w *Worker) disableEndpoint(tenantID string) {
+func (w *Worker) disableEndpoint(e *tenant.EndpointInfo) {
 	w.mu.Lock()
-	st := w.tenants[tenantID]
+	st := w.endpoints[e.ID]
 	paused := st != nil && !st.pausedAt.IsZero()
 	w.mu.Unlock()
 	if paused {
@@ -465,13 +469,14 @@ func (w *Worker) disableEndpoint(tenantID string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := w.reg.DisableEndpoint(ctx, tenantID, "the endpoint answered 410 Gone"); err != nil {
-		w.log.Error("disable endpoint after 410", "tenant_id", tenantID, "err", err)
+	id := event.FormatEndpointID(e.ID)
+	if err := w.reg.DisableEndpoint(ctx, e.ID, "the endpoint answered 410 Gone"); err != nil {
+		w.log.Error("disable endpoint after 410", "tenant_id", e.TenantID, "endpoint_id", id, "err", err)
 	}
 	w.mu.Lock()
-	if st := w.tenants[tenantID]; st != nil {
+	if st := w.endpoints[e.ID]; st != nil {
 		st.pausedAt = w.cfg.Now()
 	}
 	w.mu.Unlock()
-	w.log.Warn("endpoint answered 410 Gone; deliveries paused until it is re-enabled", "tenant_id", tenantID)
+	w.log.Warn("endpoint answered 410 Gone; deliveries paused until it is re-enabled", "tenant_id", e.TenantID, "endpoint_id", id)
 }

@@ -122,13 +122,31 @@ type Event struct {
 	ReceivedAt    time.Time
 	DeliveredAt   *time.Time // the last successful delivery, until a replay
 	DeadAt        *time.Time // when the event died, for a dead event
+	// Sender is the person of the conversation (sender.id or user_ref; for
+	// an echo, the recipient); empty when none is known.
+	Sender string
 	// Body is the JSON document POSTed to the tenant; only filled when one
 	// event is read, never in lists.
 	Body []byte
+	// Deliveries are the event's deliveries, one per endpoint; only filled
+	// when one event is read.
+	Deliveries []Delivery
+}
+
+// Delivery is an event's delivery to one endpoint: its own status, retry
+// count and schedule.
+type Delivery struct {
+	EndpointID    uuid.UUID
+	Status        Status
+	Attempts      int
+	NextAttemptAt time.Time // for a delivery still to make
+	DeliveredAt   *time.Time
+	DeadAt        *time.Time
 }
 
 // Attempt is one delivery attempt of an event.
 type Attempt struct {
+	EndpointID uuid.UUID
 	// Number counts from 1 over the event's whole life, replays included.
 	Number     int
 	At         time.Time
@@ -165,6 +183,15 @@ const QuarantineListBytes = 4096
 // message's): unique per (tenant, Page), and what a search by mid looks up.
 func MidKey(mid string) string { return "m:" + mid }
 
+// TypeHealth is the gateway's own operational event: a Meta subscription
+// that went from healthy to unhealthy or back. An endpoint receives it
+// only when its events name it ("*" does not).
+const TypeHealth = "postgate.health"
+
+// IsFilterType reports whether an endpoint's events filter may name s:
+// an event type, "*", or TypeHealth.
+func IsFilterType(s string) bool { return s == "*" || s == TypeHealth || IsType(s) }
+
 // Public id prefixes: an event id is "evt_" and a quarantine id "qrn_",
 // each followed by the row's uuid as 32 lowercase hex digits. The event id
 // is also the Standard Webhooks webhook-id, stable across retries.
@@ -180,6 +207,22 @@ func FormatID(id uuid.UUID) string { return IDPrefix + hex.EncodeToString(id[:])
 func AppendID(b []byte, id [16]byte) []byte {
 	b = append(b, IDPrefix...)
 	return hex.AppendEncode(b, id[:])
+}
+
+// EndpointIDPrefix starts an endpoint's public id, followed by the row's
+// uuid as 32 lowercase hex digits.
+const EndpointIDPrefix = "ep_"
+
+// FormatEndpointID is the public id of the endpoint row id.
+func FormatEndpointID(id uuid.UUID) string { return EndpointIDPrefix + hex.EncodeToString(id[:]) }
+
+// ParseEndpointID reverses FormatEndpointID.
+func ParseEndpointID(s string) (uuid.UUID, error) {
+	id, err := parsePrefixedID(s, EndpointIDPrefix)
+	if err != nil {
+		return uuid.Nil, invalid("endpoint_id", "must be %s followed by 32 hex digits", EndpointIDPrefix)
+	}
+	return id, nil
 }
 
 // ParseID reverses FormatID.

@@ -22,69 +22,86 @@ import (
 // costs well under a millisecond, once per batch.
 const replan = pgx.QueryExecModeCacheDescribe
 
-// Claimed is one event a worker holds under a lease.
+// Claimed is one delivery a worker holds under a lease: an event on its
+// way to one endpoint.
 type Claimed struct {
-	TenantID string
-	ID       uuid.UUID
+	TenantID   string
+	EndpointID uuid.UUID
+	ID         uuid.UUID
 	// Attempts is the retry count before this attempt (it restarts with a
-	// replay); Number is this attempt's number over the event's life.
+	// replay); Number is this attempt's number over the delivery's life.
 	Attempts   int
 	Number     int
 	ReceivedAt time.Time
 	// Lease is the claim's token: an outcome counts only while it holds.
 	Lease time.Time
-	Body  []byte
+	// Body is the standard format's body; AppID, EntryTime and Item are
+	// what the Meta format needs besides (see Envelope).
+	Body      []byte
+	AppID     string
+	EntryTime []byte
+	Item      []byte
 }
 
-// claimSQL takes, for each tenant in $1 with quota $2, up to quota of its
-// oldest due deliveries that no one holds (SKIP LOCKED: other workers'
-// claims in progress are passed over), ranks each tenant's, and keeps the
-// $3 best by rank: every tenant's first before any tenant's second. The
-// kept rows are leased in the same statement: next_attempt_at and
-// leased_until both become now() + $4, so a held row is simply not due,
-// and leased_until is the token an outcome must match. The retry count
-// comes from the locked row too (a replay resets it there), and so does
-// the attempt's number, counted up here and down again by a release; the
-// body, which never changes, from events.
+// claimSQL takes, for each endpoint in $1 with quota $2, up to quota of
+// its oldest due deliveries that no one holds (SKIP LOCKED: other workers'
+// claims in progress are passed over), ranks each endpoint's, and keeps
+// the $3 best by rank: every endpoint's first before any endpoint's
+// second. The kept rows are leased in the same statement: next_attempt_at
+// and leased_until both become now() + $4, so a held row is simply not
+// due, and leased_until is the token an outcome must match. The retry
+// count comes from the locked row too (a replay resets it there), and so
+// does the attempt's number, counted up here and down again by a release;
+// the body, which never changes, from events.
 const claimSQL = `WITH quota AS (
-	SELECT * FROM unnest($1::uuid[], $2::int[]) AS q(tenant_id, k)
+	SELECT * FROM unnest($1::uuid[], $2::int[]) AS q(endpoint_id, k)
 ), candidates AS (
-	SELECT c.tenant_id, c.event_id, c.next_attempt_at,
-	       row_number() OVER (PARTITION BY c.tenant_id ORDER BY c.next_attempt_at, c.event_id) AS rank
+	SELECT c.endpoint_id, c.event_id, c.next_attempt_at,
+	       row_number() OVER (PARTITION BY c.endpoint_id ORDER BY c.next_attempt_at, c.event_id) AS rank
 	FROM quota q CROSS JOIN LATERAL (
-		SELECT d.tenant_id, d.event_id, d.next_attempt_at FROM deliveries d
-		WHERE d.tenant_id = q.tenant_id AND d.next_attempt_at <= now()
+		SELECT d.endpoint_id, d.event_id, d.next_attempt_at FROM deliveries d
+		WHERE d.endpoint_id = q.endpoint_id AND d.status IN ('pending', 'failed') AND d.next_attempt_at <= now()
 		ORDER BY d.next_attempt_at
 		LIMIT q.k
 		FOR UPDATE SKIP LOCKED
 	) c
 ), picked AS (
-	SELECT tenant_id, event_id FROM candidates ORDER BY rank, next_attempt_at LIMIT $3
+	SELECT endpoint_id, event_id FROM candidates ORDER BY rank, next_attempt_at LIMIT $3
 ), leased AS (
 	UPDATE deliveries d SET next_attempt_at = now() + $4::interval, leased_until = now() + $4::interval,
 		attempted = d.attempted + 1
 	FROM picked p
-	WHERE d.event_id = p.event_id
-	RETURNING d.tenant_id, d.event_id, d.leased_until, d.attempts, d.attempted
+	WHERE d.endpoint_id = p.endpoint_id AND d.event_id = p.event_id
+	RETURNING d.tenant_id, d.endpoint_id, d.event_id, d.leased_until, d.attempts, d.attempted
 )
-SELECT l.tenant_id::text, l.event_id, l.attempts, l.attempted, e.received_at, l.leased_until, e.body
+SELECT l.tenant_id::text, l.endpoint_id, l.event_id, l.attempts, l.attempted, e.received_at, l.leased_until,
+	e.body, e.app_id, e.entry_time, e.item
 FROM leased l JOIN events e ON e.tenant_id = l.tenant_id AND e.id = l.event_id`
 
-// Claim leases, for each tenants[i], up to quota[i] of its due events, at
-// most limit in all and every tenant's first before any tenant's second,
-// for lease; each is handed to got (its Body is its own).
-func (s *Store) Claim(ctx context.Context, tenants []string, quota []int32, limit int, lease time.Duration, got func(*Claimed)) error {
-	rows, err := s.pool.Query(ctx, claimSQL, replan, tenants, quota, limit, lease)
+// Claim leases, for each endpoints[i], up to quota[i] of its due
+// deliveries, at most limit in all and every endpoint's first before any
+// endpoint's second, for lease; each is handed to got (its byte slices are
+// its own).
+func (s *Store) Claim(ctx context.Context, endpoints []uuid.UUID, quota []int32, limit int, lease time.Duration, got func(*Claimed)) error {
+	rows, err := s.pool.Query(ctx, claimSQL, replan, endpoints, quota, limit, lease)
 	if err != nil {
 		return fmt.Errorf("claim deliveries: %w", err)
 	}
 	var c Claimed
-	var id [16]byte
-	var body []byte
-	_, err = pgx.ForEachRow(rows, []any{&c.TenantID, &id, &c.Attempts, &c.Number, &c.ReceivedAt, &c.Lease, &body}, func() error {
+	var ep, id [16]byte
+	var body, item []byte
+	var entryTime *string
+	_, err = pgx.ForEachRow(rows, []any{&c.TenantID, &ep, &id, &c.Attempts, &c.Number, &c.ReceivedAt, &c.Lease,
+		&body, &c.AppID, &entryTime, &item}, func() error {
 		cc := c
-		cc.ID = uuid.UUID(id)
+		cc.EndpointID, cc.ID = uuid.UUID(ep), uuid.UUID(id)
 		cc.Body = append([]byte(nil), body...)
+		if item != nil {
+			cc.Item = append([]byte(nil), item...)
+		}
+		if entryTime != nil {
+			cc.EntryTime = []byte(*entryTime)
+		}
 		got(&cc)
 		return nil
 	})
@@ -95,97 +112,142 @@ func (s *Store) Claim(ctx context.Context, tenants []string, quota []int32, limi
 	return nil
 }
 
-// Outcome is what became of one claimed event: a new Status with the
+// Outcome is what became of one claimed delivery: a new Status with the
 // Attempt that led to it, or a release (Status empty, Attempt nil: the
-// event keeps its status and retry count, unattempted). At is when a
-// delivered or dead event settled, or when any other is due again.
+// delivery keeps its status and retry count, unattempted). At is when a
+// delivered or dead delivery settled, or when any other is due again.
 type Outcome struct {
-	TenantID string
-	ID       uuid.UUID
-	Lease    time.Time
-	Status   Status
-	Attempts int // the retry count after this attempt
-	At       time.Time
-	Attempt  *Attempt
+	TenantID   string
+	EndpointID uuid.UUID
+	ID         uuid.UUID
+	Lease      time.Time
+	Status     Status
+	Attempts   int // the retry count after this attempt
+	At         time.Time
+	Attempt    *Attempt
 }
 
-// recordSQL applies outcomes, but only where the lease still holds: a
-// replay (leased_until NULL) or another worker's claim after the lease
-// expired wins, and the outcome changes nothing. A settled event
-// (delivered, dead) leaves deliveries; any other is rescheduled there, and
-// a release gives back the attempt number its claim took. The event row
-// changes only with a new state, and only if its deliveries row did: the
-// lease is checked once, on the queue. The CTEs lock the queue rows and the
-// final UPDATE the events rows, in one statement whose inner order
-// Postgres does not promise; a deadlock with a concurrent replay is rare,
-// and the batch is retried (package delivery's flushRetrying).
-const recordSQL = `WITH u AS (
-	SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::int[], $6::timestamptz[])
-		AS u(tenant_id, id, lease, status, attempts, at)
-), settled AS (
-	DELETE FROM deliveries d USING u
-	WHERE d.event_id = u.id AND d.leased_until = u.lease
-	  AND u.status IN ('delivered', 'dead')
-	RETURNING u.tenant_id, u.id, u.lease
-), moved AS (
-	UPDATE deliveries d SET next_attempt_at = u.at, leased_until = NULL, attempts = coalesce(u.attempts, d.attempts),
-		attempted = d.attempted - CASE WHEN u.status IS NULL THEN 1 ELSE 0 END
-	FROM u
-	WHERE d.event_id = u.id AND d.leased_until = u.lease
-	  AND (u.status IS NULL OR u.status IN ('pending', 'failed'))
-	RETURNING u.tenant_id, u.id, u.lease
-)
-UPDATE events e SET
-	status = u.status,
-	attempts = u.attempts,
-	delivered_at = CASE WHEN u.status = 'delivered' THEN u.at ELSE e.delivered_at END,
-	dead_at = CASE WHEN u.status = 'dead' THEN u.at END
-FROM u JOIN (SELECT * FROM settled UNION ALL SELECT * FROM moved) k
-	ON k.tenant_id = u.tenant_id AND k.id = u.id AND k.lease = u.lease
-WHERE u.status IS NOT NULL AND e.tenant_id = u.tenant_id AND e.id = u.id`
+// recordSQL applies outcomes to deliveries, but only where the lease
+// still holds: a replay (leased_until NULL) or another worker's claim
+// after the lease expired wins, and the outcome changes nothing. A
+// settled delivery (delivered, dead) keeps its row, out of the due index;
+// any other is rescheduled, and a release gives back the attempt number
+// its claim took. The events' statuses follow in the same transaction
+// (refreshSQL).
+const recordSQL = `UPDATE deliveries d SET
+	status = coalesce(u.status, d.status),
+	next_attempt_at = u.at,
+	settled_at = CASE WHEN u.status IN ('delivered', 'dead') THEN u.at END,
+	leased_until = NULL,
+	attempts = coalesce(u.attempts, d.attempts),
+	attempted = d.attempted - CASE WHEN u.status IS NULL THEN 1 ELSE 0 END
+FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::int[], $6::timestamptz[])
+	AS u(endpoint_id, id, lease, status, attempts, at)
+WHERE d.endpoint_id = u.endpoint_id AND d.event_id = u.id AND d.leased_until = u.lease`
+
+// lockEventsSQL locks events ($1 tenants, $2 ids) in id order, after their
+// deliveries (the lock order), and before refreshSQL reads their
+// deliveries: as a statement of its own, so that refreshSQL's snapshot
+// is taken once every other transaction that changed a sibling delivery
+// and locked the event first has committed. Two workers settling two
+// endpoints of one event then cannot both compute its status from the
+// other's old row.
+const lockEventsSQL = `SELECT 1 FROM events e JOIN unnest($1::uuid[], $2::uuid[]) AS u(tenant_id, id)
+	ON e.tenant_id = u.tenant_id AND e.id = u.id
+ORDER BY e.id FOR UPDATE OF e`
+
+// refreshSQL sets the status of events ($1 tenants, $2 ids) to their worst
+// delivery's (dead, failed, pending, delivered), attempts to the sum of
+// their deliveries' retry counts, and delivered_at or dead_at to when the
+// last delivery settled that way. An event left with no delivery (its
+// endpoints deleted) has nothing to do: if it was still to be delivered it
+// is dead, replayable. The deliveries of an event are found through its
+// tenant's endpoints, the key's first column.
+const refreshSQL = `UPDATE events e SET
+	status = coalesce(w.status, CASE WHEN e.status IN ('pending', 'failed') THEN 'dead' ELSE e.status END),
+	attempts = coalesce(w.attempts, e.attempts),
+	delivered_at = CASE WHEN w.status = 'delivered' THEN w.delivered_at WHEN w.status IS NULL THEN e.delivered_at END,
+	dead_at = CASE WHEN w.status = 'dead' THEN w.dead_at
+		WHEN w.status IS NULL AND e.status IN ('pending', 'failed') THEN now()
+		WHEN w.status IS NULL THEN e.dead_at END
+FROM unnest($1::uuid[], $2::uuid[]) AS u(tenant_id, id)
+LEFT JOIN LATERAL (
+	SELECT (ARRAY['delivered', 'pending', 'failed', 'dead'])[max(CASE d.status
+			WHEN 'delivered' THEN 1 WHEN 'pending' THEN 2 WHEN 'failed' THEN 3 ELSE 4 END)] AS status,
+		sum(d.attempts)::int AS attempts,
+		max(d.settled_at) FILTER (WHERE d.status = 'delivered') AS delivered_at,
+		max(d.settled_at) FILTER (WHERE d.status = 'dead') AS dead_at
+	FROM endpoints ep JOIN deliveries d ON d.endpoint_id = ep.id AND d.event_id = u.id
+	WHERE ep.tenant_id = u.tenant_id
+	HAVING count(*) > 0
+) w ON true
+WHERE e.tenant_id = u.tenant_id AND e.id = u.id`
+
+// refresh brings the statuses of events (tenants[i], ids[i]) in line with
+// their deliveries, inside tx, after the caller changed those deliveries.
+func refresh(ctx context.Context, tx pgx.Tx, tenants []string, ids [][16]byte) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, lockEventsSQL, replan, tenants, ids); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, refreshSQL, replan, tenants, ids)
+	return err
+}
 
 // insertAttemptsSQL logs attempts of events that still exist (retention or
 // a deleted tenant may have removed one meanwhile).
 const insertAttemptsSQL = `INSERT INTO delivery_attempts
-	(tenant_id, event_id, attempt, attempted_at, status_code, latency_us, error_class, error_message, response_snippet)
-SELECT u.* FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::timestamptz[], $5::int[], $6::int8[], $7::text[], $8::text[], $9::text[])
-	AS u(tenant_id, event_id, attempt, attempted_at, status_code, latency_us, error_class, error_message, response_snippet)
+	(tenant_id, event_id, endpoint_id, attempt, attempted_at, status_code, latency_us, error_class, error_message, response_snippet)
+SELECT u.* FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int[], $5::timestamptz[], $6::int[], $7::int8[], $8::text[], $9::text[], $10::text[])
+	AS u(tenant_id, event_id, endpoint_id, attempt, attempted_at, status_code, latency_us, error_class, error_message, response_snippet)
 WHERE EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = u.tenant_id AND e.id = u.event_id)`
 
 // Record writes a group of outcomes and their attempts in one
-// transaction: one statement for the state, one for the attempt log.
+// transaction: the deliveries, then their events' statuses, then the
+// attempt log. (Statement by statement, not as one pgx.Batch: a batch
+// cannot ask for replan, and the status refresh must take its snapshot
+// after the events' locks are held.)
 func (s *Store) Record(ctx context.Context, batch []Outcome) error {
 	n := len(batch)
 	var (
-		tenants  = make([]string, n)
-		ids      = make([][16]byte, n)
-		leases   = make([]time.Time, n)
-		statuses = make([]*string, n)
-		attempts = make([]*int32, n)
-		ats      = make([]time.Time, n)
-		log      attemptColumns
+		endpoints = make([][16]byte, n)
+		ids       = make([][16]byte, n)
+		leases    = make([]time.Time, n)
+		statuses  = make([]*string, n)
+		attempts  = make([]*int32, n)
+		ats       = make([]time.Time, n)
+		log       attemptColumns
+		// the events whose status may have changed
+		rTenants []string
+		rIDs     [][16]byte
 	)
 	for i := range batch {
 		o := &batch[i]
-		tenants[i], ids[i], leases[i], ats[i] = o.TenantID, o.ID, o.Lease, o.At
+		endpoints[i], ids[i], leases[i], ats[i] = o.EndpointID, o.ID, o.Lease, o.At
 		if o.Status != "" {
 			st := string(o.Status)
 			statuses[i] = &st
 			a := int32(o.Attempts)
 			attempts[i] = &a
+			rTenants, rIDs = append(rTenants, o.TenantID), append(rIDs, o.ID)
 		}
 		if o.Attempt != nil {
-			log.add(o.TenantID, o.ID, o.Attempt)
+			log.add(o.TenantID, o.ID, o.EndpointID, o.Attempt)
 		}
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, recordSQL, replan, tenants, ids, leases, statuses, attempts, ats); err != nil {
+		if _, err := tx.Exec(ctx, recordSQL, replan, endpoints, ids, leases, statuses, attempts, ats); err != nil {
+			return err
+		}
+		if err := refresh(ctx, tx, rTenants, rIDs); err != nil {
 			return err
 		}
 		if len(log.tenants) == 0 {
 			return nil
 		}
-		_, err := tx.Exec(ctx, insertAttemptsSQL, replan, log.tenants, log.ids, log.numbers, log.ats, log.codes,
+		_, err := tx.Exec(ctx, insertAttemptsSQL, replan, log.tenants, log.ids, log.endpoints, log.numbers, log.ats, log.codes,
 			log.latency, log.classes, log.errors, log.snippets)
 		return err
 	})
@@ -197,20 +259,22 @@ func (s *Store) Record(ctx context.Context, batch []Outcome) error {
 
 // attemptColumns are attempts column by column, for insertAttemptsSQL.
 type attemptColumns struct {
-	tenants  []string
-	ids      [][16]byte
-	numbers  []int32
-	ats      []time.Time
-	codes    []*int32
-	latency  []int64
-	classes  []string
-	errors   []*string
-	snippets []*string
+	tenants   []string
+	ids       [][16]byte
+	endpoints [][16]byte
+	numbers   []int32
+	ats       []time.Time
+	codes     []*int32
+	latency   []int64
+	classes   []string
+	errors    []*string
+	snippets  []*string
 }
 
-func (c *attemptColumns) add(tenantID string, id uuid.UUID, a *Attempt) {
+func (c *attemptColumns) add(tenantID string, id, endpointID uuid.UUID, a *Attempt) {
 	c.tenants = append(c.tenants, tenantID)
 	c.ids = append(c.ids, id)
+	c.endpoints = append(c.endpoints, endpointID)
 	c.numbers = append(c.numbers, int32(a.Number))
 	c.ats = append(c.ats, a.At)
 	c.codes = append(c.codes, database.Null(int32(a.StatusCode)))
@@ -220,37 +284,51 @@ func (c *attemptColumns) add(tenantID string, id uuid.UUID, a *Attempt) {
 	c.snippets = append(c.snippets, database.Null(a.Response))
 }
 
-// expireSQL ends the due work of one tenant queued before $2 that the
-// endpoint has been tried with since it was queued: the event itself had
-// an attempt (attempts > 0: accepting and replaying both reset it), or the
-// endpoint failed an attempt after the event was queued ($3: the latest
-// failure). The events become dead (dead_at now) and leave the queue. A
-// row held by an attempt in flight, or waiting for a scheduled retry, is
-// not due; an event queued after the endpoint's latest failure and never
-// attempted is never expired, so a replayed event always gets its chance.
-// Deliveries are locked before events.
-const expireSQL = `WITH gone AS (
-	DELETE FROM deliveries d
-	WHERE d.tenant_id = $1 AND d.queued_at < $2 AND d.next_attempt_at <= now()
-	  AND (d.attempts > 0 OR d.queued_at < $3)
-	RETURNING d.tenant_id, d.event_id
-)
-UPDATE events e SET status = 'dead', dead_at = now()
-FROM gone g WHERE e.tenant_id = g.tenant_id AND e.id = g.event_id`
+// expireSQL ends the due deliveries of one endpoint queued before $2 that
+// the endpoint has been tried with since they were queued: the delivery
+// itself had an attempt (attempts > 0: accepting and replaying both reset
+// it), or the endpoint failed an attempt after it was queued ($3: the
+// latest failure). They become dead (settled now). A row held by an
+// attempt in flight, or waiting for a scheduled retry, is not due; a
+// delivery queued after the endpoint's latest failure and never attempted
+// is never expired, so a replayed event always gets its chance.
+const expireSQL = `UPDATE deliveries d SET status = 'dead', settled_at = now(), leased_until = NULL
+WHERE d.endpoint_id = $1 AND d.status IN ('pending', 'failed') AND d.queued_at < $2 AND d.next_attempt_at <= now()
+  AND (d.attempts > 0 OR d.queued_at < $3)
+RETURNING d.tenant_id::text, d.event_id`
 
-// Expire makes dead the due events of tenantID queued before
+// Expire makes dead the due deliveries of endpointID queued before
 // queuedBefore that the endpoint was tried with since (an attempt of
-// their own, or a failed attempt of the endpoint after lastFailure's
-// event was queued: lastFailure is the endpoint's latest failed attempt,
-// zero if none is known), and returns how many. The caller decides when a
-// tenant's backlog may expire (package delivery: only behind an open
-// breaker).
-func (s *Store) Expire(ctx context.Context, tenantID string, queuedBefore, lastFailure time.Time) (int64, error) {
-	tag, err := s.pool.Exec(ctx, expireSQL, replan, tenantID, queuedBefore, lastFailure)
+// their own, or a failed attempt of the endpoint after they were queued:
+// lastFailure is the endpoint's latest failed attempt, zero if none is
+// known), and returns how many. The caller decides when an endpoint's
+// backlog may expire (package delivery: only behind an open breaker).
+func (s *Store) Expire(ctx context.Context, endpointID uuid.UUID, queuedBefore, lastFailure time.Time) (int64, error) {
+	var n int64
+	err := database.RetryDeadlock(func() error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, expireSQL, replan, endpointID, queuedBefore, lastFailure)
+			if err != nil {
+				return err
+			}
+			var tenants []string
+			var ids [][16]byte
+			var t string
+			var id [16]byte
+			if _, err := pgx.ForEachRow(rows, []any{&t, &id}, func() error {
+				tenants, ids = append(tenants, t), append(ids, id)
+				return nil
+			}); err != nil {
+				return err
+			}
+			n = int64(len(ids))
+			return refresh(ctx, tx, tenants, ids)
+		})
+	})
 	if err != nil {
-		return 0, fmt.Errorf("expire events: %w", err)
+		return 0, fmt.Errorf("expire deliveries: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
 }
 
 // PurgeBatch bounds one Purge statement.
@@ -298,13 +376,13 @@ func uuidV7Floor(t time.Time) [16]byte {
 	return u
 }
 
-// Backlog is the size of the delivery queue and the age of its oldest due
+// Backlog is the number of deliveries still to make and the age of its oldest due
 // row (0 when nothing is due).
 func (s *Store) Backlog(ctx context.Context) (n int64, oldestDue time.Duration, err error) {
 	var age float64
 	err = s.pool.QueryRow(ctx, `SELECT count(*),
 		coalesce(extract(epoch FROM now() - min(next_attempt_at) FILTER (WHERE next_attempt_at <= now())), 0)::float8
-		FROM deliveries`).Scan(&n, &age)
+		FROM deliveries WHERE status IN ('pending', 'failed')`).Scan(&n, &age)
 	if err != nil {
 		return 0, 0, fmt.Errorf("delivery backlog: %w", err)
 	}

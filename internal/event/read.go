@@ -31,24 +31,33 @@ type eventRow struct {
 	DeliveredAt *time.Time `gorm:"column:delivered_at"`
 	DeadAt      *time.Time `gorm:"column:dead_at"`
 	Body        []byte     `gorm:"column:body"`
+	Sender      *string    `gorm:"column:sender"`
+	EntryTime   *string    `gorm:"column:entry_time"`
+	Item        []byte     `gorm:"column:item"`
 }
 
 func (eventRow) TableName() string { return "events" }
 
-// queuedEventRow is an event read with its place in the delivery queue
-// (the deliveries row, absent once the event has settled).
+// queuedEventRow is an event read with when its next delivery attempt is
+// due (NULL once every delivery has settled).
 type queuedEventRow struct {
 	Event         eventRow   `gorm:"embedded"`
 	NextAttemptAt *time.Time `gorm:"column:next_attempt_at"`
 }
 
 // listColumns are the columns of a list: everything but the body, as
-// selected from events e LEFT JOIN deliveries d.
+// selected from events e, with the earliest next attempt of its
+// deliveries still to make (found through the tenant's endpoints and the
+// deliveries key; the status test is an expression the due index's
+// predicate cannot be proved from, or a plan made on stale statistics
+// reads an endpoint's whole queue for each event listed).
 const listColumns = `e.id, e.tenant_id, e.page_id, e.app_id, e.dedup_key, e.type, e.test,
-	e.status, e.attempts, e.received_at, e.delivered_at, e.dead_at, d.next_attempt_at`
+	e.status, e.attempts, e.received_at, e.delivered_at, e.dead_at, e.sender,
+	(SELECT min(d.next_attempt_at) FROM endpoints ep JOIN deliveries d ON d.endpoint_id = ep.id AND d.event_id = e.id
+	 WHERE ep.tenant_id = e.tenant_id AND d.status || '' IN ('pending', 'failed')) AS next_attempt_at`
 
-// withQueue is the FROM of a read of events with their queue rows.
-const withQueue = `events e LEFT JOIN deliveries d ON d.event_id = e.id`
+// withQueue is the FROM of a read of events.
+const withQueue = `events e`
 
 func (q *queuedEventRow) domain() Event {
 	r := &q.Event
@@ -66,14 +75,25 @@ func (q *queuedEventRow) domain() Event {
 		DeadAt:        r.DeadAt,
 		Body:          r.Body,
 		NextAttemptAt: database.Value(q.NextAttemptAt),
+		Sender:        database.Value(r.Sender),
 	}
 	return e
+}
+
+// deliveryRow is one delivery of an event, as Get reads it.
+type deliveryRow struct {
+	EndpointID    uuid.UUID  `gorm:"column:endpoint_id"`
+	Status        string     `gorm:"column:status"`
+	Attempts      int32      `gorm:"column:attempts"`
+	NextAttemptAt time.Time  `gorm:"column:next_attempt_at"`
+	SettledAt     *time.Time `gorm:"column:settled_at"`
 }
 
 type attemptRow struct {
 	TenantID        uuid.UUID `gorm:"column:tenant_id;primaryKey"`
 	EventID         uuid.UUID `gorm:"column:event_id;primaryKey"`
 	ID              int64     `gorm:"column:id;primaryKey"`
+	EndpointID      uuid.UUID `gorm:"column:endpoint_id"`
 	Attempt         int32     `gorm:"column:attempt"`
 	AttemptedAt     time.Time `gorm:"column:attempted_at"`
 	StatusCode      *int32    `gorm:"column:status_code"`
@@ -87,6 +107,7 @@ func (attemptRow) TableName() string { return "delivery_attempts" }
 
 func (r *attemptRow) domain() Attempt {
 	return Attempt{
+		EndpointID: r.EndpointID,
 		Number:     int(r.Attempt),
 		At:         r.AttemptedAt,
 		StatusCode: int(database.Value(r.StatusCode)),
@@ -131,7 +152,9 @@ func (r *quarantineSummaryRow) domain() Quarantined {
 }
 
 // Filter narrows a list of events; zero fields do not filter. Since is
-// inclusive and Until exclusive, both on received_at.
+// inclusive and Until exclusive, both on received_at. With EndpointID,
+// only events delivered to that endpoint are listed, and Status is the
+// status of that delivery; without, the event's (its worst delivery's).
 type Filter struct {
 	Status Status
 	Type   string
@@ -140,8 +163,12 @@ type Filter struct {
 	// message's mid), among the Pages of MidPages (or PageID when set).
 	Mid      string
 	MidPages []string
-	Since    time.Time
-	Until    time.Time
+	// Sender finds the events of one person: a PSID or a user_ref (for an
+	// echo, the person it was sent to).
+	Sender     string
+	EndpointID uuid.UUID
+	Since      time.Time
+	Until      time.Time
 }
 
 // List lists a tenant's events in id order (ids are UUIDv7, so that is the
@@ -182,9 +209,40 @@ func (s *Store) List(ctx context.Context, tenantID string, f Filter, opts databa
 // listQuery is List's query: up to limit of tenant tid's events that f
 // picks (those of ids, when f has a mid), after the id after (uuid.Nil:
 // from the start), in id order.
+//
+// The searches must stay index lookups whatever the statistics say (they
+// are stale on tables that grow from empty: TestPlansSurviveStaleStatistics).
+// A search by sender reads the index (sender, id) in id order: the tenant
+// is then compared with IS NOT DISTINCT FROM, which no index serves, or a
+// plan made while the tenant had a handful of events reads all of them
+// along the primary key, filtering on the sender. A search by endpoint
+// joins the deliveries key (endpoint_id, event_id); its status test is an
+// expression the due index's predicate cannot be proved from, or such a
+// plan probes the endpoint's whole queue once per event; and it walks
+// the endpoint's deliveries in key order, looking each event up by its
+// key in a subquery that cannot be flattened (OFFSET 0), so no plan can
+// read the tenant's events and probe the deliveries with a partial key.
 func listQuery(db *gorm.DB, tid uuid.UUID, f Filter, ids []uuid.UUID, after uuid.UUID, limit int) *gorm.DB {
-	q := db.Table(withQueue).Select(listColumns).Where("e.tenant_id = ?", tid)
-	if f.Status != "" {
+	order := "e.id"
+	var q *gorm.DB
+	switch {
+	case f.EndpointID != uuid.Nil:
+		q = db.Table(`deliveries fd CROSS JOIN LATERAL (
+			SELECT * FROM events e0 WHERE e0.tenant_id = ? AND e0.id = fd.event_id OFFSET 0) e`, tid).
+			Select(listColumns).Where("fd.endpoint_id = ?", f.EndpointID)
+		if f.Sender != "" {
+			q = q.Where("e.sender = ?", f.Sender)
+		}
+		if f.Status != "" {
+			q = q.Where("fd.status || '' = ?", string(f.Status))
+		}
+		order = "fd.event_id"
+	case f.Sender != "":
+		q = db.Table(withQueue).Select(listColumns).Where("e.tenant_id IS NOT DISTINCT FROM ?", tid).Where("e.sender = ?", f.Sender)
+	default:
+		q = db.Table(withQueue).Select(listColumns).Where("e.tenant_id = ?", tid)
+	}
+	if f.EndpointID == uuid.Nil && f.Status != "" {
 		q = q.Where("e.status = ?", string(f.Status))
 	}
 	if f.Type != "" {
@@ -203,9 +261,9 @@ func listQuery(db *gorm.DB, tid uuid.UUID, f Filter, ids []uuid.UUID, after uuid
 		q = q.Where("e.received_at < ?", f.Until)
 	}
 	if after != uuid.Nil {
-		q = q.Where("e.id > ?", after)
+		q = q.Where(order+" > ?", after)
 	}
-	return q.Order("e.id").Limit(limit)
+	return q.Order(order).Limit(limit)
 }
 
 // idsByMidSQL finds the events whose mid is $3 among the Pages $2 of
@@ -241,8 +299,14 @@ func (s *Store) idsByMid(ctx context.Context, tid uuid.UUID, pages []string, mid
 // event replayed without end.
 const MaxAttemptsShown = 200
 
-// Get reads one event of a tenant, with its body and its delivery
-// attempts (oldest first; the most recent MaxAttemptsShown).
+// deliveriesOfSQL reads the deliveries of event $2 of tenant $1, through
+// the tenant's endpoints (the key's first column).
+const deliveriesOfSQL = `SELECT d.endpoint_id, d.status, d.attempts, d.next_attempt_at, d.settled_at
+FROM endpoints ep JOIN deliveries d ON d.endpoint_id = ep.id AND d.event_id = ?
+WHERE ep.tenant_id = ? ORDER BY ep.is_default DESC, d.endpoint_id`
+
+// Get reads one event of a tenant, with its body, its deliveries and its
+// delivery attempts (oldest first; the most recent MaxAttemptsShown).
 func (s *Store) Get(ctx context.Context, tenantID string, id uuid.UUID) (Event, []Attempt, error) {
 	tid, err := parseTenant(tenantID, "event")
 	if err != nil {
@@ -256,6 +320,10 @@ func (s *Store) Get(ctx context.Context, tenantID string, id uuid.UUID) (Event, 
 	if len(rows) == 0 {
 		return Event{}, nil, notFound("event")
 	}
+	var ds []deliveryRow
+	if err := s.db.WithContext(ctx).Raw(deliveriesOfSQL, id, tid).Scan(&ds).Error; err != nil {
+		return Event{}, nil, fmt.Errorf("get deliveries: %w", err)
+	}
 	var attempts []attemptRow
 	if err := s.db.WithContext(ctx).Where("tenant_id = ? AND event_id = ?", tid, id).
 		Order("id DESC").Limit(MaxAttemptsShown).Find(&attempts).Error; err != nil {
@@ -265,97 +333,173 @@ func (s *Store) Get(ctx context.Context, tenantID string, id uuid.UUID) (Event, 
 	for i := range attempts {
 		out[len(attempts)-1-i] = attempts[i].domain()
 	}
-	return rows[0].domain(), out, nil
+	e := rows[0].domain()
+	e.Deliveries = make([]Delivery, 0, len(ds))
+	for _, d := range ds {
+		dl := Delivery{EndpointID: d.EndpointID, Status: Status(d.Status), Attempts: int(d.Attempts)}
+		switch dl.Status {
+		case StatusDelivered:
+			dl.DeliveredAt = d.SettledAt
+		case StatusDead:
+			dl.DeadAt = d.SettledAt
+		default:
+			dl.NextAttemptAt = d.NextAttemptAt
+		}
+		e.Deliveries = append(e.Deliveries, dl)
+	}
+	return e, out, nil
 }
 
-// requeueSQL is what a replay does: the events the WHERE clause (%s, over
-// events e) picks become pending with a fresh retry schedule (and no
-// delivered_at or dead_at: those described the life the replay ends), and
-// their deliveries rows are due now, unleased, with a retry count of 0 and
-// a new expiry clock. A settled event gets a new deliveries row that
-// carries on its attempt numbering from the highest number logged (not
-// their count: an attempt whose lease a replay took may have left a gap); an attempt in flight loses its lease,
-// so its outcome changes nothing. The id (the webhook-id) does not change,
-// and the dedup key is not consulted, so a replay bypasses dedup. The
-// second %s selects from the requeued events (e) and their queue rows
-// (d). Run it after lockQueuedSQL with the same WHERE clause.
-const requeueSQL = `WITH e AS (
-	UPDATE events e SET status = 'pending', attempts = 0, delivered_at = NULL, dead_at = NULL
-	WHERE %s
-	RETURNING e.*
-), d AS (
-	INSERT INTO deliveries (tenant_id, event_id, attempted)
-	SELECT e.tenant_id, e.id, (SELECT coalesce(max(a.attempt), 0) FROM delivery_attempts a WHERE a.tenant_id = e.tenant_id AND a.event_id = e.id)
-	FROM e
-	ON CONFLICT (event_id) DO UPDATE
-	SET next_attempt_at = now(), leased_until = NULL, attempts = 0, queued_at = now()
-	RETURNING tenant_id, event_id, next_attempt_at
-)
-%s`
+// takesSQL is the fan-out's filter (the events insert trigger, migration
+// 00012) for endpoint ep and event e, for a replay that queues an event
+// again for the endpoints that would take it now.
+const takesSQL = `(e.type = ANY (ep.events) OR (ep.events = '{*}' AND e.type NOT LIKE 'postgate.%'))
+	AND (ep.pages = '{}' OR e.page_id = ANY (ep.pages)) AND (NOT e.test OR ep.deliver_test_events)`
 
-// lockQueuedSQL locks the queue rows of the events a replay's WHERE clause
-// picks before the replay updates the events: deliveries before events is
-// the lock order of every writer of both (outcomes, expiry), so a replay
-// cannot deadlock with them.
-const lockQueuedSQL = `SELECT 1 FROM deliveries d JOIN events e ON e.id = d.event_id
-WHERE %s ORDER BY d.event_id FOR UPDATE OF d`
+// requeueSet is what a replay does to a delivery: due now, unleased, with
+// a retry count of 0 and a new expiry clock. Its attempt numbering (the
+// attempted column) carries on; an attempt in flight loses its lease, so
+// its outcome changes nothing. The id (the webhook-id) does not change,
+// and the dedup key is not consulted, so a replay bypasses dedup.
+const requeueSet = `status = 'pending', next_attempt_at = now(), leased_until = NULL, attempts = 0,
+	queued_at = now(), settled_at = NULL`
 
-// requeuedEvents selects the requeued events as listColumns lists them.
-const requeuedEvents = `SELECT ` + listColumns + ` FROM e JOIN d ON d.event_id = e.id`
+// replayAllSQL requeues every delivery of event $1 of tenant $2; the
+// UPDATE locks them (deliveries before events).
+const replayAllSQL = `UPDATE deliveries d SET ` + requeueSet + `
+FROM endpoints ep WHERE ep.tenant_id = $2 AND d.endpoint_id = ep.id AND d.event_id = $1`
 
-// requeue runs a replay of the events where picks (see requeueSQL) in one
-// transaction and scans what final selects into dest.
-func (s *Store) requeue(ctx context.Context, where, final string, dest any, args ...any) error {
-	return database.RetryDeadlock(func() error {
-		return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-			if err := tx.Exec(fmt.Sprintf(lockQueuedSQL, where), args...).Error; err != nil {
-				return err
-			}
-			return tx.Raw(fmt.Sprintf(requeueSQL, where, final), args...).Scan(dest).Error
-		})
-	})
-}
+// replayNewSQL queues event $1 of tenant $2 for endpoint $3 (every
+// endpoint of the tenant that takes it, when $3 is NULL): a new delivery
+// whose attempt numbers carry on from the highest logged for that
+// endpoint, or the existing one requeued.
+const replayNewSQL = `INSERT INTO deliveries (tenant_id, event_id, endpoint_id, attempted)
+SELECT e.tenant_id, e.id, ep.id, (SELECT coalesce(max(a.attempt), 0) FROM delivery_attempts a
+	WHERE a.tenant_id = e.tenant_id AND a.event_id = e.id AND a.endpoint_id = ep.id)
+FROM events e JOIN endpoints ep ON ep.tenant_id = e.tenant_id
+WHERE e.id = $1 AND e.tenant_id = $2 AND (ep.id = $3 OR ($3 IS NULL AND ` + takesSQL + `))
+ON CONFLICT (endpoint_id, event_id) DO UPDATE SET ` + requeueSet
 
-// Replay puts one event of a tenant back in the delivery queue.
-func (s *Store) Replay(ctx context.Context, tenantID string, id uuid.UUID) (Event, error) {
+// Replay puts one event of a tenant back in the delivery queue: to
+// endpoint (which must be the tenant's) when given, else to every endpoint
+// it has a delivery for, or, if it has none (its endpoints were deleted,
+// or changed in the instant it was accepted), to every endpoint that
+// takes it now.
+func (s *Store) Replay(ctx context.Context, tenantID string, id uuid.UUID, endpoint uuid.UUID) (Event, error) {
 	tid, err := parseTenant(tenantID, "event")
 	if err != nil {
 		return Event{}, err
 	}
-	var rows []queuedEventRow
-	if err := s.requeue(ctx, "e.tenant_id = ? AND e.id = ?", requeuedEvents, &rows, tid, id); err != nil {
+	var epArg any
+	if endpoint != uuid.Nil {
+		epArg = endpoint
+	}
+	err = database.RetryDeadlock(func() error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM events WHERE tenant_id = $1 AND id = $2)`, tid, id).Scan(&exists); err != nil {
+				return err
+			}
+			if !exists {
+				return notFound("event")
+			}
+			if endpoint != uuid.Nil {
+				if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM endpoints WHERE tenant_id = $1 AND id = $2)`, tid, endpoint).Scan(&exists); err != nil {
+					return err
+				}
+				if !exists {
+					return invalid("endpoint_id", "is not an endpoint of this tenant")
+				}
+			} else {
+				tag, err := tx.Exec(ctx, replayAllSQL, replan, id, tid)
+				if err != nil {
+					return err
+				}
+				if tag.RowsAffected() > 0 {
+					return refresh(ctx, tx, []string{tid.String()}, [][16]byte{id})
+				}
+			}
+			if _, err := tx.Exec(ctx, replayNewSQL, replan, id, tid, epArg); err != nil {
+				return err
+			}
+			return refresh(ctx, tx, []string{tid.String()}, [][16]byte{id})
+		})
+	})
+	if err != nil {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) {
+			return Event{}, err
+		}
 		return Event{}, fmt.Errorf("replay event: %w", err)
 	}
-	if len(rows) == 0 {
-		return Event{}, notFound("event")
-	}
-	return rows[0].domain(), nil
+	e, _, err := s.Get(ctx, tenantID, id)
+	return e, err
 }
 
-// ReplayFilter picks the events a bulk replay requeues: every event of the
-// tenant with Status received in [Since, Until) (zero bounds are open).
+// ReplayFilter picks the deliveries a bulk replay requeues: every delivery
+// of the tenant's events (to EndpointID only, when set) in Status, of
+// events received in [Since, Until) (zero bounds are open).
 type ReplayFilter struct {
-	Status Status
-	Since  time.Time
-	Until  time.Time
+	Status     Status
+	EndpointID uuid.UUID
+	Since      time.Time
+	Until      time.Time
 }
 
-// ReplayMany requeues every event f picks and returns how many.
+// replayManySQL requeues the deliveries a ReplayFilter picks, locked in
+// key order, and returns their events.
+const replayManySQL = `WITH picked AS (
+	SELECT d.endpoint_id, d.event_id FROM endpoints ep
+	JOIN deliveries d ON d.endpoint_id = ep.id
+	JOIN events e ON e.tenant_id = ep.tenant_id AND e.id = d.event_id
+	WHERE ep.tenant_id = $1 AND ($2::uuid IS NULL OR ep.id = $2) AND d.status = $3
+	  AND ($4::timestamptz IS NULL OR e.received_at >= $4) AND ($5::timestamptz IS NULL OR e.received_at < $5)
+	ORDER BY d.endpoint_id, d.event_id
+	FOR UPDATE OF d
+), requeued AS (
+	UPDATE deliveries d SET ` + requeueSet + `
+	FROM picked p WHERE d.endpoint_id = p.endpoint_id AND d.event_id = p.event_id
+	RETURNING d.event_id
+)
+SELECT DISTINCT event_id FROM requeued`
+
+// ReplayMany requeues every delivery f picks and returns how many.
 func (s *Store) ReplayMany(ctx context.Context, tenantID string, f ReplayFilter) (int64, error) {
 	tid, err := parseTenant(tenantID, "tenant")
 	if err != nil {
 		return 0, err
 	}
-	where := "e.tenant_id = @tenant AND e.status = @status"
+	var ep, since, until any
+	if f.EndpointID != uuid.Nil {
+		ep = f.EndpointID
+	}
 	if !f.Since.IsZero() {
-		where += " AND e.received_at >= @since"
+		since = f.Since
 	}
 	if !f.Until.IsZero() {
-		where += " AND e.received_at < @until"
+		until = f.Until
 	}
 	var n int64
-	err = s.requeue(ctx, where, "SELECT count(*) FROM d", &n,
-		map[string]any{"tenant": tid, "status": string(f.Status), "since": f.Since, "until": f.Until})
+	err = database.RetryDeadlock(func() error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, replayManySQL, replan, tid, ep, string(f.Status), since, until)
+			if err != nil {
+				return err
+			}
+			ids, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([16]byte, error) {
+				var id [16]byte
+				return id, r.Scan(&id)
+			})
+			if err != nil {
+				return err
+			}
+			n = int64(len(ids))
+			tenants := make([]string, len(ids))
+			for i := range tenants {
+				tenants[i] = tid.String()
+			}
+			return refresh(ctx, tx, tenants, ids)
+		})
+	})
 	if err != nil {
 		return 0, fmt.Errorf("replay events: %w", err)
 	}

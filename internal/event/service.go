@@ -5,6 +5,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/google/uuid"
+
 	"github.com/postgate/postgate/internal/database"
 )
 
@@ -49,6 +51,9 @@ func (s *Service) List(ctx context.Context, tenantID string, f Filter, opts data
 	if f.Mid != "" && (!database.Storable(f.Mid) || utf8.RuneCountInString(f.Mid) > MaxMidLength) {
 		return database.Results[Event]{}, invalid("mid", "must be UTF-8 text of at most %d characters without NUL", MaxMidLength)
 	}
+	if f.Sender != "" && (!database.Storable(f.Sender) || utf8.RuneCountInString(f.Sender) > MaxMidLength) {
+		return database.Results[Event]{}, invalid("sender", "must be UTF-8 text of at most %d characters without NUL", MaxMidLength)
+	}
 	if err := s.tenants.CheckTenant(ctx, tenantID); err != nil {
 		return database.Results[Event]{}, err
 	}
@@ -87,13 +92,21 @@ func (s *Service) Get(ctx context.Context, tenantID, eventID string) (Event, []A
 
 // Replay queues one event of tenantID for delivery again, whatever its
 // status, with the same id (so the same webhook-id) and a fresh retry
-// schedule.
-func (s *Service) Replay(ctx context.Context, tenantID, eventID string) (Event, error) {
+// schedule: to endpointID only when it is not empty ("ep_…", one of the
+// tenant's endpoints, else a *FieldError), else to every endpoint it went
+// to.
+func (s *Service) Replay(ctx context.Context, tenantID, eventID, endpointID string) (Event, error) {
 	id, err := ParseID(eventID)
 	if err != nil {
 		return Event{}, notFound("event")
 	}
-	return s.store.Replay(ctx, tenantID, id)
+	var ep uuid.UUID
+	if endpointID != "" {
+		if ep, err = ParseEndpointID(endpointID); err != nil {
+			return Event{}, err
+		}
+	}
+	return s.store.Replay(ctx, tenantID, id, ep)
 }
 
 // ReplayMany queues again every event of tenantID that f picks and

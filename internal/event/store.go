@@ -43,6 +43,14 @@ type New struct {
 	Test       bool
 	ReceivedAt time.Time
 	Body       []byte // the Payload's JSON
+	// Sender is the person of the conversation (see events.sender); empty
+	// when there is none.
+	Sender string
+	// EntryTime is entry[].time as Meta sent it, nil when absent; Item is
+	// a changes[] item as Meta sent it, nil for any other event (the
+	// item is then the body's "event").
+	EntryTime []byte
+	Item      []byte
 }
 
 // Batch gathers new events column by column for Insert. The zero value is
@@ -57,6 +65,9 @@ type Batch struct {
 	tests    []bool
 	received []time.Time
 	bodies   [][]byte
+	senders  []*string
+	times    []*string
+	items    [][]byte
 }
 
 // Add appends e.
@@ -70,6 +81,18 @@ func (b *Batch) Add(e *New) {
 	b.tests = append(b.tests, e.Test)
 	b.received = append(b.received, e.ReceivedAt)
 	b.bodies = append(b.bodies, e.Body)
+	var sender, entryTime *string
+	if e.Sender != "" {
+		s := e.Sender
+		sender = &s
+	}
+	if e.EntryTime != nil {
+		t := string(e.EntryTime)
+		entryTime = &t
+	}
+	b.senders = append(b.senders, sender)
+	b.times = append(b.times, entryTime)
+	b.items = append(b.items, e.Item)
 }
 
 // Grow makes room for n more events.
@@ -83,6 +106,9 @@ func (b *Batch) Grow(n int) {
 	b.tests = slices.Grow(b.tests, n)
 	b.received = slices.Grow(b.received, n)
 	b.bodies = slices.Grow(b.bodies, n)
+	b.senders = slices.Grow(b.senders, n)
+	b.times = slices.Grow(b.times, n)
+	b.items = slices.Grow(b.items, n)
 }
 
 // Len is the number of events added since the last Reset.
@@ -92,13 +118,16 @@ func (b *Batch) Len() int { return len(b.ids) }
 func (b *Batch) Reset() {
 	b.ids, b.tenants, b.pages, b.apps = b.ids[:0], b.tenants[:0], b.pages[:0], b.apps[:0]
 	b.keys, b.types, b.tests, b.received, b.bodies = b.keys[:0], b.types[:0], b.tests[:0], b.received[:0], b.bodies[:0]
+	b.senders, b.times, b.items = b.senders[:0], b.times[:0], b.items[:0]
 }
 
 // insertSQL stores a batch; the insert trigger queues each new event's
-// delivery in the same statement. A dedup key already stored is skipped:
+// deliveries, one per endpoint whose filters take it, in the same
+// statement (migration 00012). A dedup key already stored is skipped:
 // that event is a duplicate.
-const insertSQL = `INSERT INTO events (id, tenant_id, page_id, app_id, dedup_key, type, test, received_at, body)
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::timestamptz[], $9::bytea[])
+const insertSQL = `INSERT INTO events (id, tenant_id, page_id, app_id, dedup_key, type, test, received_at, body, sender, entry_time, item)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::timestamptz[], $9::bytea[],
+	$10::text[], $11::text[], $12::bytea[])
 ON CONFLICT (page_id, dedup_key, tenant_id) DO NOTHING
 RETURNING id`
 
@@ -110,7 +139,8 @@ func (s *Store) Insert(ctx context.Context, b *Batch, inserted func(id [16]byte)
 	if b.Len() == 0 {
 		return nil
 	}
-	rows, err := s.pool.Query(ctx, insertSQL, b.ids, b.tenants, b.pages, b.apps, b.keys, b.types, b.tests, b.received, b.bodies)
+	rows, err := s.pool.Query(ctx, insertSQL, b.ids, b.tenants, b.pages, b.apps, b.keys, b.types, b.tests, b.received, b.bodies,
+		b.senders, b.times, b.items)
 	if err != nil {
 		return fmt.Errorf("insert events: %w", err)
 	}

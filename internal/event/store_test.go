@@ -63,7 +63,9 @@ func newFixture(t *testing.T) *fixture {
 	old := time.Now().Add(-48 * time.Hour)
 	for i := range 2 {
 		tid := uuid.Must(uuid.NewV7()).String()
-		exec(`INSERT INTO tenants (id, name, callback_url, signing_secret) VALUES ($1, $2, 'https://example.com/h', '\x00')`, tid, fmt.Sprint("t", i))
+		exec(`INSERT INTO tenants (id, name) VALUES ($1, $2)`, tid, fmt.Sprint("t", i))
+		exec(`INSERT INTO endpoints (id, tenant_id, is_default, url, events, signing_secret)
+			VALUES ($1, $1, true, 'https://example.com/h', '{*}', '\x00')`, tid)
 		var b Batch
 		var ids []uuid.UUID
 		for j, typ := range []string{TypePostbacks, TypeMessages, TypeReads} {
@@ -74,11 +76,12 @@ func newFixture(t *testing.T) *fixture {
 		if err := f.store.Insert(ctx, &b, func([16]byte) {}); err != nil {
 			t.Fatal(err)
 		}
-		exec(`DELETE FROM deliveries WHERE event_id = ANY($1)`, ids[1:])
+		exec(`UPDATE deliveries SET status = 'delivered', attempts = 1, settled_at = $2 WHERE event_id = $1`, ids[1], old)
+		exec(`UPDATE deliveries SET status = 'dead', attempts = 3, settled_at = $2 WHERE event_id = $1`, ids[2], old)
 		exec(`UPDATE events SET status = 'delivered', attempts = 1, delivered_at = $2 WHERE id = $1`, ids[1], old)
 		exec(`UPDATE events SET status = 'dead', attempts = 3, dead_at = $2 WHERE id = $1`, ids[2], old)
-		exec(`INSERT INTO delivery_attempts (tenant_id, event_id, attempt, attempted_at, latency_us, error_class)
-			SELECT $1, id, 1, now(), 1000, 'http_5xx' FROM unnest($2::uuid[]) id`, tid, ids)
+		exec(`INSERT INTO delivery_attempts (tenant_id, event_id, endpoint_id, attempt, attempted_at, latency_us, error_class)
+			SELECT $1, id, $1, 1, now(), 1000, 'http_5xx' FROM unnest($2::uuid[]) id`, tid, ids)
 		q := uuid.Must(uuid.NewV7())
 		if err := f.store.Quarantine(ctx, Quarantined{ID: q, TenantID: tid, AppID: "1", Reason: "not JSON", Body: []byte("x"), ReceivedAt: old}); err != nil {
 			t.Fatal(err)
@@ -99,7 +102,7 @@ func (f *fixture) snapshot(t *testing.T, tenantID string) string {
 	var s string
 	err := f.db.Pool.QueryRow(context.Background(), `SELECT
 		(SELECT string_agg(format('%s %s %s %s %s', id, status, attempts, delivered_at, dead_at), ';' ORDER BY id) FROM events WHERE tenant_id = $1) ||
-		(SELECT coalesce(string_agg(format('%s %s %s %s', event_id, next_attempt_at, attempts, attempted), ';' ORDER BY event_id), '') FROM deliveries WHERE tenant_id = $1) ||
+		(SELECT coalesce(string_agg(format('%s %s %s %s %s', event_id, status, next_attempt_at, attempts, attempted), ';' ORDER BY event_id), '') FROM deliveries WHERE tenant_id = $1) ||
 		(SELECT count(*)::text FROM delivery_attempts WHERE tenant_id = $1) ||
 		(SELECT string_agg(id::text, ';') FROM quarantine WHERE tenant_id = $1)`, tenantID).Scan(&s)
 	if err != nil {
@@ -134,7 +137,7 @@ func TestTenantScoping(t *testing.T) {
 		if _, _, err := f.store.Get(ctx, a, id); !errors.Is(err, ErrNotFound) {
 			t.Errorf("Get of B's event under A: got %v, want ErrNotFound", err)
 		}
-		if _, err := f.store.Replay(ctx, a, id); !errors.Is(err, ErrNotFound) {
+		if _, err := f.store.Replay(ctx, a, id, uuid.Nil); !errors.Is(err, ErrNotFound) {
 			t.Errorf("Replay of B's event under A: got %v, want ErrNotFound", err)
 		}
 	}
@@ -158,7 +161,7 @@ func TestTenantScoping(t *testing.T) {
 		t.Fatal(err)
 	}
 	before = f.snapshot(t, b)
-	if _, err := f.store.Expire(ctx, a, time.Now(), time.Now()); err != nil {
+	if _, err := f.store.Expire(ctx, uuid.MustParse(a), time.Now(), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	for _, st := range []Status{StatusDelivered, StatusDead} {
@@ -180,7 +183,7 @@ func TestTenantScoping(t *testing.T) {
 	if _, _, err := f.store.Get(ctx, b, bDelivered); !errors.Is(err, ErrNotFound) {
 		t.Errorf("B's purged event: got %v, want ErrNotFound", err)
 	}
-	if e, err := f.store.Replay(ctx, b, bDead); err != nil || e.Status != StatusPending {
+	if e, err := f.store.Replay(ctx, b, bDead, uuid.Nil); err != nil || e.Status != StatusPending {
 		t.Errorf("Replay of B's dead event under B: got %+v, %v", e, err)
 	}
 }
@@ -240,7 +243,7 @@ func TestExpireGuard(t *testing.T) {
 	set("attempted, young", time.Hour, 1)
 	// (The fixture's own pending event of A was queued just now: too young.)
 	lastFailure := now.Add(-4 * time.Hour)
-	n, err := f.store.Expire(ctx, tid, now.Add(-2*time.Hour), lastFailure)
+	n, err := f.store.Expire(ctx, uuid.MustParse(tid), now.Add(-2*time.Hour), lastFailure)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +263,7 @@ func TestExpireGuard(t *testing.T) {
 	// Without a known failure, only events attempted since they were
 	// queued expire.
 	set("unattempted, queued after the failure", 3*time.Hour, 0)
-	if n, err := f.store.Expire(ctx, tid, now.Add(-2*time.Hour), time.Time{}); err != nil || n != 0 {
+	if n, err := f.store.Expire(ctx, uuid.MustParse(tid), now.Add(-2*time.Hour), time.Time{}); err != nil || n != 0 {
 		t.Errorf("expire without a known failure: got %d, %v; want 0", n, err)
 	}
 }

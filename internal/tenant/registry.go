@@ -2,13 +2,16 @@ package tenant
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -71,59 +74,127 @@ type Route struct {
 	Object   Object
 }
 
-// TenantInfo is what the ingress and the delivery workers need to know of
-// a tenant.
+// TenantInfo is what the ingress knows of a tenant: its endpoints.
 type TenantInfo struct {
-	ID                string
-	DeliverTestEvents bool
-	events            map[string]bool
+	ID        string
+	Endpoints []*EndpointInfo
+}
 
-	// CallbackURL is where deliveries go.
-	CallbackURL string
-	// Rate, Burst and Concurrency are the tenant's overrides; 0 means the
-	// gateway's default.
+// Wants reports whether any endpoint of the tenant takes an event of type
+// typ on pageID (test: a Meta dashboard test event): the ingress stores
+// only events some endpoint takes. The fan-out itself is decided again in
+// the database as the event is stored (package event).
+func (t *TenantInfo) Wants(typ, pageID string, test bool) bool {
+	for _, e := range t.Endpoints {
+		if e.Takes(typ, pageID, test) {
+			return true
+		}
+	}
+	return false
+}
+
+// EndpointInfo is what the ingress and the delivery workers need to know
+// of an endpoint.
+type EndpointInfo struct {
+	ID       uuid.UUID
+	TenantID string
+	URL      string
+	Format   Format
+	// Signature is the standard format's (hmac or ed25519).
+	Signature         Signature
+	DeliverTestEvents bool
+	allEvents         bool // "*": every Meta type
+	events            map[string]bool
+	pages             map[string]bool // nil: every Page
+	// Rate, Burst and Concurrency are the endpoint's overrides; 0 means
+	// the gateway's default.
 	Rate, Burst, Concurrency int
-	// EndpointDisabled is set while deliveries are paused (a 410 from the
+	// Disabled is set while deliveries are paused (a 410 from the
 	// endpoint, or an operator).
-	EndpointDisabled bool
-	// EndpointEnabledAt is when the endpoint was last re-enabled (zero if
-	// never): a worker that sees it change resets the endpoint's breaker.
-	EndpointEnabledAt time.Time
-	// signingKey is the HMAC key of the current signing secret (nil when it
-	// cannot be opened: the tenant then cannot be delivered to);
-	// previousKey signs too until previousExpires.
-	signingKey      []byte
-	previousKey     []byte
+	Disabled bool
+	// EnabledAt is when the endpoint was last re-enabled (zero if never):
+	// a worker that sees it change resets the endpoint's breaker.
+	EnabledAt time.Time
+	// hmacKeys (hmac) or edKeys (ed25519) sign deliveries: the current
+	// secret's, then the previous one's until previousExpires. Empty when
+	// the current one cannot be opened: the endpoint then cannot be
+	// delivered to.
+	hmacKeys        [][]byte
+	edKeys          []ed25519.PrivateKey
 	previousExpires time.Time
 }
 
-// SigningKeys appends the HMAC keys that sign a delivery made at now: the
-// current signing secret's, and the previous one's during a rotation. It
-// appends nothing when the tenant's secret could not be opened.
-func (t *TenantInfo) SigningKeys(now time.Time, dst [][]byte) [][]byte {
-	if t.signingKey == nil {
-		return dst
+// NewEndpointInfo is an endpoint as the registry would load it, without
+// keys, for tests and fakes of the registry: it takes events of the types
+// events names ("*" for every Meta type) on pages (nil: every Page).
+func NewEndpointInfo(id uuid.UUID, tenantID, url string, events, pages []string, deliverTestEvents bool) *EndpointInfo {
+	e := &EndpointInfo{ID: id, TenantID: tenantID, URL: url, Format: FormatStandard, Signature: SignatureHMAC,
+		DeliverTestEvents: deliverTestEvents, events: map[string]bool{}}
+	for _, ev := range events {
+		e.events[ev] = true
+		e.allEvents = e.allEvents || ev == "*"
 	}
-	dst = append(dst, t.signingKey)
-	if t.previousKey != nil && now.Before(t.previousExpires) {
-		dst = append(dst, t.previousKey)
+	if pages != nil {
+		e.pages = map[string]bool{}
+		for _, p := range pages {
+			e.pages[p] = true
+		}
+	}
+	return e
+}
+
+// Takes reports whether the endpoint's filters take an event (the same
+// rule as the fan-out's SQL, migration 00012).
+func (e *EndpointInfo) Takes(typ, pageID string, test bool) bool {
+	if test && !e.DeliverTestEvents {
+		return false
+	}
+	if e.pages != nil && !e.pages[pageID] {
+		return false
+	}
+	return e.events[typ] || (e.allEvents && !strings.HasPrefix(typ, "postgate."))
+}
+
+// SigningKeys appends the HMAC keys that sign a delivery made at now: the
+// current signing secret's, and the previous one's during a rotation.
+func (e *EndpointInfo) SigningKeys(now time.Time, dst [][]byte) [][]byte {
+	for i, k := range e.hmacKeys {
+		if i > 0 && !now.Before(e.previousExpires) {
+			break
+		}
+		dst = append(dst, k)
 	}
 	return dst
 }
 
-// Subscribed reports whether the tenant receives events of type typ;
-// postbacks always.
-func (t *TenantInfo) Subscribed(typ string) bool {
-	return typ == event.TypePostbacks || t.events[typ]
+// Ed25519Keys appends the private keys that sign a delivery made at now,
+// as SigningKeys does.
+func (e *EndpointInfo) Ed25519Keys(now time.Time, dst []ed25519.PrivateKey) []ed25519.PrivateKey {
+	for i, k := range e.edKeys {
+		if i > 0 && !now.Before(e.previousExpires) {
+			break
+		}
+		dst = append(dst, k)
+	}
+	return dst
+}
+
+// CanSign reports whether the endpoint has signing material: a standard
+// endpoint its own, a meta one is signed with its app's secret.
+func (e *EndpointInfo) CanSign() bool {
+	return e.Format == FormatMeta || len(e.hmacKeys) > 0 || len(e.edKeys) > 0
 }
 
 type snapshot struct {
-	apps    map[string]*AppKeys
-	tokens  map[string]*AppKeys
-	pages   map[string][]Route
-	tenants map[string]*TenantInfo
-	list    []*TenantInfo // every tenant, in id order
-	loaded  time.Time
+	apps      map[string]*AppKeys
+	tokens    map[string]*AppKeys
+	pages     map[string][]Route
+	tenants   map[string]*TenantInfo
+	endpoints map[uuid.UUID]*EndpointInfo
+	tenantIDs []string        // every tenant, in id order
+	list      []*EndpointInfo // every endpoint, in id order
+	disabled  int
+	loaded    time.Time
 }
 
 // Registry is an in-memory, read-mostly copy of the routing data. Lookups
@@ -147,7 +218,7 @@ func newSnapshot(loaded time.Time) *snapshot {
 	return &snapshot{
 		apps: map[string]*AppKeys{}, tokens: map[string]*AppKeys{},
 		pages: map[string][]Route{}, tenants: map[string]*TenantInfo{},
-		loaded: loaded,
+		endpoints: map[uuid.UUID]*EndpointInfo{}, loaded: loaded,
 	}
 }
 
@@ -198,11 +269,26 @@ func (r *Registry) Tenant(id string) (*TenantInfo, bool) {
 	return t, ok
 }
 
-// Tenants returns every tenant, in id order. The slice is shared: do not
-// modify it.
-func (r *Registry) Tenants() []*TenantInfo {
+// TenantIDs returns the id of every tenant, in order. The slice is shared:
+// do not modify it.
+func (r *Registry) TenantIDs() []string {
+	return r.snap.Load().tenantIDs
+}
+
+// Endpoints returns every endpoint, in id order. The slice is shared: do
+// not modify it.
+func (r *Registry) Endpoints() []*EndpointInfo {
 	return r.snap.Load().list
 }
+
+// Endpoint returns one endpoint.
+func (r *Registry) Endpoint(id uuid.UUID) (*EndpointInfo, bool) {
+	e, ok := r.snap.Load().endpoints[id]
+	return e, ok
+}
+
+// DisabledEndpoints counts the endpoints whose deliveries are paused.
+func (r *Registry) DisabledEndpoints() int { return r.snap.Load().disabled }
 
 // LoadedAt is when the current snapshot started reading: it reflects every
 // change committed before that instant.
@@ -211,14 +297,14 @@ func (r *Registry) LoadedAt() time.Time { return r.snap.Load().loaded }
 // Loads is the number of completed reloads.
 func (r *Registry) Loads() int64 { return r.loads.Load() }
 
-// DisableEndpoint pauses a tenant's deliveries because its endpoint said
-// so (a 410 Gone): visible in the admin API with reason, shared by every
-// worker through the registry, and undone by re-enabling it. A tenant
-// already paused keeps its first reason and time.
-func (r *Registry) DisableEndpoint(ctx context.Context, tenantID, reason string) error {
-	_, err := r.pool.Exec(ctx, `UPDATE tenants SET endpoint_disabled_at = now(),
-		endpoint_disabled_reason = $2, updated_at = now()
-		WHERE id = $1 AND endpoint_disabled_at IS NULL`, tenantID, reason)
+// DisableEndpoint pauses an endpoint's deliveries because it said so (a
+// 410 Gone): visible in the admin API with reason, shared by every worker
+// through the registry, and undone by re-enabling it. An endpoint already
+// paused keeps its first reason and time.
+func (r *Registry) DisableEndpoint(ctx context.Context, id uuid.UUID, reason string) error {
+	_, err := r.pool.Exec(ctx, `UPDATE endpoints SET disabled_at = now(),
+		disabled_reason = $2, updated_at = now()
+		WHERE id = $1 AND disabled_at IS NULL`, id, reason)
 	if err != nil {
 		return fmt.Errorf("disable endpoint: %w", err)
 	}
@@ -237,42 +323,65 @@ func (r *Registry) Load(ctx context.Context) error {
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck
 
-	rows, _ := tx.Query(ctx, `SELECT id::text, deliver_test_events, events, callback_url,
-		coalesce(rate, 0), coalesce(burst, 0), coalesce(concurrency, 0), endpoint_disabled_at IS NOT NULL,
-		endpoint_enabled_at, signing_secret, previous_signing_secret, previous_signing_secret_expires_at
-		FROM tenants ORDER BY id`)
+	rows, _ := tx.Query(ctx, `SELECT id::text FROM tenants ORDER BY id`)
+	var id string
+	if _, err := pgx.ForEachRow(rows, []any{&id}, func() error {
+		s.tenants[id] = &TenantInfo{ID: id}
+		s.tenantIDs = append(s.tenantIDs, id)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("load tenants: %w", err)
+	}
+
+	rows, _ = tx.Query(ctx, `SELECT id, tenant_id::text, url, format, signature, deliver_test_events, events, pages,
+		coalesce(rate, 0), coalesce(burst, 0), coalesce(concurrency, 0), disabled_at IS NOT NULL,
+		enabled_at, signing_secret, previous_signing_secret, previous_signing_secret_expires_at
+		FROM endpoints ORDER BY id`)
 	var (
-		id, callback          string
+		epID                  [16]byte
+		tenantID, url         string
+		format, signature     string
 		deliverTest, disabled bool
-		events                []string
+		events, pages         []string
 		rate, burst, conc     int32
 		signing, prevSigning  []byte
 		prevSigningExp        *time.Time
 		enabledAt             *time.Time
 	)
-	if _, err := pgx.ForEachRow(rows, []any{&id, &deliverTest, &events, &callback, &rate, &burst, &conc, &disabled,
-		&enabledAt, &signing, &prevSigning, &prevSigningExp}, func() error {
-		t := &TenantInfo{
-			ID: id, DeliverTestEvents: deliverTest, events: make(map[string]bool, len(events)),
-			CallbackURL: callback, Rate: int(rate), Burst: int(burst), Concurrency: int(conc), EndpointDisabled: disabled,
+	if _, err := pgx.ForEachRow(rows, []any{&epID, &tenantID, &url, &format, &signature, &deliverTest, &events, &pages,
+		&rate, &burst, &conc, &disabled, &enabledAt, &signing, &prevSigning, &prevSigningExp}, func() error {
+		e := &EndpointInfo{
+			ID: uuid.UUID(epID), TenantID: tenantID, URL: url, Format: Format(format), Signature: Signature(signature),
+			DeliverTestEvents: deliverTest, events: make(map[string]bool, len(events)),
+			Rate: int(rate), Burst: int(burst), Concurrency: int(conc), Disabled: disabled,
 		}
 		if enabledAt != nil {
-			t.EndpointEnabledAt = *enabledAt
+			e.EnabledAt = *enabledAt
 		}
-		for _, e := range events {
-			t.events[e] = true
+		for _, ev := range events {
+			e.events[ev] = true
+			e.allEvents = e.allEvents || ev == "*"
 		}
-		t.signingKey = r.openSigningKey(signing, SigningSecretBinding(id), id)
-		if prevSigning != nil && prevSigningExp != nil && r.now().Before(*prevSigningExp) {
-			if k := r.openSigningKey(prevSigning, PreviousSigningSecretBinding(id), id); k != nil {
-				t.previousKey, t.previousExpires = k, *prevSigningExp
+		if len(pages) > 0 {
+			e.pages = make(map[string]bool, len(pages))
+			for _, p := range pages {
+				e.pages[p] = true
 			}
 		}
-		s.tenants[id] = t
-		s.list = append(s.list, t)
+		r.openKeys(e, signing, prevSigning, prevSigningExp)
+		t := s.tenants[tenantID]
+		if t == nil {
+			return nil // cannot be: one snapshot, and a foreign key
+		}
+		t.Endpoints = append(t.Endpoints, e)
+		s.endpoints[e.ID] = e
+		s.list = append(s.list, e)
+		if disabled {
+			s.disabled++
+		}
 		return nil
 	}); err != nil {
-		return fmt.Errorf("load tenants: %w", err)
+		return fmt.Errorf("load endpoints: %w", err)
 	}
 
 	rows, _ = tx.Query(ctx, `SELECT app_id, tenant_id::text, verify_token, legacy_sha1, secret,
@@ -318,20 +427,56 @@ func (r *Registry) Load(ctx context.Context) error {
 	return nil
 }
 
-// openSigningKey opens a sealed "whsec_..." signing secret and returns its
-// HMAC key, or nil (logged by tenant id only) when it cannot.
-func (r *Registry) openSigningKey(sealed []byte, binding, tenantID string) []byte {
-	secret, err := r.keys.Open(sealed, binding)
+// openKeys opens an endpoint's sealed signing material into e (see
+// openEndpointKeys); what cannot be opened is logged by endpoint id only.
+func (r *Registry) openKeys(e *EndpointInfo, sealed, prevSealed []byte, prevExp *time.Time) {
+	if prevExp != nil && !r.now().Before(*prevExp) {
+		prevSealed, prevExp = nil, nil
+	}
+	if err := openEndpointKeys(r.keys, e, sealed, prevSealed, prevExp); err != nil {
+		r.log.Error("signing secret cannot be opened; deliveries to this endpoint wait", "endpoint_id", event.FormatEndpointID(e.ID), "err", err)
+	}
+}
+
+// openEndpointKeys opens an endpoint's sealed signing material (a whsec_
+// secret or a whsk_ key, and with prevExp the previous one, which signs
+// until then) into e. Without a current one the endpoint cannot be
+// delivered to; the error says which could not be opened.
+func openEndpointKeys(keys *secrets.Keyring, e *EndpointInfo, sealed, prevSealed []byte, prevExp *time.Time) error {
+	id := e.ID.String()
+	if err := addKey(keys, e, sealed, SigningSecretBinding(id)); err != nil {
+		return fmt.Errorf("current: %w", err)
+	}
+	if prevSealed == nil || prevExp == nil {
+		return nil
+	}
+	if err := addKey(keys, e, prevSealed, PreviousSigningSecretBinding(id)); err != nil {
+		return fmt.Errorf("previous: %w", err)
+	}
+	e.previousExpires = *prevExp
+	return nil
+}
+
+// addKey opens one sealed secret or key and appends it to e's keys.
+func addKey(keys *secrets.Keyring, e *EndpointInfo, sealed []byte, binding string) error {
+	secret, err := keys.Open(sealed, binding)
 	if err != nil {
-		r.log.Error("signing secret cannot be decrypted; deliveries to this tenant wait", "tenant_id", tenantID, "err", err)
+		return err
+	}
+	if strings.HasPrefix(string(secret), Ed25519SecretPrefix) {
+		k, err := Ed25519Key(string(secret))
+		if err != nil {
+			return err
+		}
+		e.edKeys = append(e.edKeys, k)
 		return nil
 	}
 	key, err := SigningKey(string(secret))
 	if err != nil {
-		r.log.Error("signing secret is malformed; deliveries to this tenant wait", "tenant_id", tenantID, "err", err)
-		return nil
+		return err
 	}
-	return key
+	e.hmacKeys = append(e.hmacKeys, key)
+	return nil
 }
 
 // Run keeps the registry current until ctx ends: it LISTENs for change

@@ -40,8 +40,7 @@ func TestRegistryPropagation(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	exec(`INSERT INTO tenants (id, name, callback_url, signing_secret) VALUES ($1, 'a', 'https://example.com', $2)`,
-		tenantID, keys.Seal([]byte("whsec_x"), tenant.SigningSecretBinding(tenantID)))
+	exec(`INSERT INTO tenants (id, name) VALUES ($1, 'a')`, tenantID)
 	exec(`INSERT INTO apps (app_id, tenant_id, secret, verify_token) VALUES ('77', $1, $2, 'vt-77')`,
 		tenantID, keys.Seal([]byte("app-secret"), tenant.AppSecretBinding("77")))
 	exec(`INSERT INTO pages (page_id, app_id, tenant_id) VALUES ('123', '77', $1)`, tenantID)
@@ -70,8 +69,7 @@ func TestRegistryRotationGrace(t *testing.T) {
 	now := time.Now()
 	clock := func() time.Time { return now }
 	tenantID := uuid.Must(uuid.NewV7()).String()
-	_, err := db.Pool.Exec(ctx, `INSERT INTO tenants (id, name, callback_url, signing_secret) VALUES ($1, 'a', 'https://example.com', $2)`,
-		tenantID, keys.Seal([]byte("whsec_x"), tenant.SigningSecretBinding(tenantID)))
+	_, err := db.Pool.Exec(ctx, `INSERT INTO tenants (id, name) VALUES ($1, 'a')`, tenantID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,44 +17,120 @@ import (
 // never leave the store in plaintext except through the Service.
 
 type tenantRow struct {
-	ID                             uuid.UUID  `gorm:"column:id;primaryKey"`
-	Name                           string     `gorm:"column:name"`
-	CallbackURL                    string     `gorm:"column:callback_url"`
-	Events                         textArray  `gorm:"column:events"`
-	Rate                           *int32     `gorm:"column:rate"`
-	Burst                          *int32     `gorm:"column:burst"`
-	Concurrency                    *int32     `gorm:"column:concurrency"`
-	DeliverTestEvents              bool       `gorm:"column:deliver_test_events"`
-	EndpointDisabledAt             *time.Time `gorm:"column:endpoint_disabled_at"`
-	EndpointDisabledReason         *string    `gorm:"column:endpoint_disabled_reason"`
-	EndpointEnabledAt              *time.Time `gorm:"column:endpoint_enabled_at"`
-	SigningSecret                  []byte     `gorm:"column:signing_secret"`
-	PreviousSigningSecret          []byte     `gorm:"column:previous_signing_secret"`
-	PreviousSigningSecretExpiresAt *time.Time `gorm:"column:previous_signing_secret_expires_at"`
-	CreatedAt                      time.Time  `gorm:"column:created_at;autoCreateTime:false"`
-	UpdatedAt                      time.Time  `gorm:"column:updated_at;autoUpdateTime:false"`
+	ID        uuid.UUID `gorm:"column:id;primaryKey"`
+	Name      string    `gorm:"column:name"`
+	CreatedAt time.Time `gorm:"column:created_at;autoCreateTime:false"`
+	UpdatedAt time.Time `gorm:"column:updated_at;autoUpdateTime:false"`
 }
 
 func (tenantRow) TableName() string { return "tenants" }
 
-func (r *tenantRow) domain() Tenant {
-	t := Tenant{
-		ID:                             r.ID.String(),
-		Name:                           r.Name,
-		CallbackURL:                    r.CallbackURL,
+// domain is the tenant with its first-version fields read from its
+// default endpoint def (nil: it has none).
+func (r *tenantRow) domain(def *Endpoint) Tenant {
+	t := Tenant{ID: r.ID.String(), Name: r.Name, Events: []string{}, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+	if def != nil {
+		t.CallbackURL = def.URL
+		t.Events = legacyEvents(def.Events)
+		t.Rate, t.Burst, t.Concurrency = def.Rate, def.Burst, def.Concurrency
+		t.DeliverTestEvents = def.DeliverTestEvents
+		t.EndpointDisabledAt, t.EndpointDisabledReason = def.DisabledAt, def.DisabledReason
+		t.EndpointEnabledAt = def.EnabledAt
+		t.PreviousSigningSecretExpiresAt = def.PreviousSigningSecretExpiresAt
+		t.DefaultEndpointID = def.ID
+	}
+	return t
+}
+
+type endpointRow struct {
+	ID                             uuid.UUID  `gorm:"column:id;primaryKey"`
+	TenantID                       uuid.UUID  `gorm:"column:tenant_id"`
+	IsDefault                      bool       `gorm:"column:is_default"`
+	URL                            string     `gorm:"column:url"`
+	Description                    string     `gorm:"column:description"`
+	Events                         textArray  `gorm:"column:events"`
+	Pages                          textArray  `gorm:"column:pages"`
+	Format                         string     `gorm:"column:format"`
+	Signature                      string     `gorm:"column:signature"`
+	Ordering                       string     `gorm:"column:ordering"`
+	Rate                           *int32     `gorm:"column:rate"`
+	Burst                          *int32     `gorm:"column:burst"`
+	Concurrency                    *int32     `gorm:"column:concurrency"`
+	DeliverTestEvents              bool       `gorm:"column:deliver_test_events"`
+	DisabledAt                     *time.Time `gorm:"column:disabled_at"`
+	DisabledReason                 *string    `gorm:"column:disabled_reason"`
+	EnabledAt                      *time.Time `gorm:"column:enabled_at"`
+	SigningSecret                  []byte     `gorm:"column:signing_secret"`
+	PreviousSigningSecret          []byte     `gorm:"column:previous_signing_secret"`
+	PreviousSigningSecretExpiresAt *time.Time `gorm:"column:previous_signing_secret_expires_at"`
+	PublicKey                      *string    `gorm:"column:public_key"`
+	PreviousPublicKey              *string    `gorm:"column:previous_public_key"`
+	CreatedAt                      time.Time  `gorm:"column:created_at;autoCreateTime:false"`
+	UpdatedAt                      time.Time  `gorm:"column:updated_at;autoUpdateTime:false"`
+}
+
+func (endpointRow) TableName() string { return "endpoints" }
+
+func (r *endpointRow) domain() Endpoint {
+	return Endpoint{
+		ID:                             r.ID,
+		TenantID:                       r.TenantID.String(),
+		Default:                        r.IsDefault,
+		URL:                            r.URL,
+		Description:                    r.Description,
 		Events:                         append([]string{}, r.Events...),
+		Pages:                          append([]string{}, r.Pages...),
+		Format:                         Format(r.Format),
+		Signature:                      Signature(r.Signature),
+		Ordering:                       Ordering(r.Ordering),
 		Rate:                           int(database.Value(r.Rate)),
 		Burst:                          int(database.Value(r.Burst)),
 		Concurrency:                    int(database.Value(r.Concurrency)),
 		DeliverTestEvents:              r.DeliverTestEvents,
-		EndpointDisabledAt:             r.EndpointDisabledAt,
-		EndpointEnabledAt:              r.EndpointEnabledAt,
+		DisabledAt:                     r.DisabledAt,
+		DisabledReason:                 database.Value(r.DisabledReason),
+		EnabledAt:                      r.EnabledAt,
+		PublicKey:                      database.Value(r.PublicKey),
+		PreviousPublicKey:              database.Value(r.PreviousPublicKey),
 		PreviousSigningSecretExpiresAt: r.PreviousSigningSecretExpiresAt,
 		CreatedAt:                      r.CreatedAt,
 		UpdatedAt:                      r.UpdatedAt,
-		EndpointDisabledReason:         database.Value(r.EndpointDisabledReason),
 	}
-	return t
+}
+
+// endpointRowOf is the row that stores e with its sealed secrets.
+func endpointRowOf(e *Endpoint, sec SealedSecrets) (endpointRow, error) {
+	tid, err := uuid.Parse(e.TenantID)
+	if err != nil {
+		return endpointRow{}, notFound("tenant")
+	}
+	// A zero limit is stored as NULL: the gateway's default.
+	return endpointRow{
+		ID:                             e.ID,
+		TenantID:                       tid,
+		IsDefault:                      e.Default,
+		URL:                            e.URL,
+		Description:                    e.Description,
+		Events:                         textArray(e.Events),
+		Pages:                          textArray(e.Pages),
+		Format:                         string(e.Format),
+		Signature:                      string(e.Signature),
+		Ordering:                       string(e.Ordering),
+		Rate:                           database.Null(int32(e.Rate)),
+		Burst:                          database.Null(int32(e.Burst)),
+		Concurrency:                    database.Null(int32(e.Concurrency)),
+		DeliverTestEvents:              e.DeliverTestEvents,
+		DisabledAt:                     e.DisabledAt,
+		DisabledReason:                 database.Null(e.DisabledReason),
+		EnabledAt:                      e.EnabledAt,
+		SigningSecret:                  sec.Current,
+		PreviousSigningSecret:          sec.Previous,
+		PreviousSigningSecretExpiresAt: sec.PreviousExpiresAt,
+		PublicKey:                      database.Null(e.PublicKey),
+		PreviousPublicKey:              database.Null(e.PreviousPublicKey),
+		CreatedAt:                      e.CreatedAt,
+		UpdatedAt:                      e.UpdatedAt,
+	}, nil
 }
 
 type appRow struct {

@@ -131,8 +131,11 @@ func checkMetaID(field, s string) error {
 	return nil
 }
 
-// TenantInput creates a tenant. Zero Rate, Burst and Concurrency mean the
-// gateway's defaults; nil DeliverTestEvents means true.
+// TenantInput creates a tenant. With a CallbackURL its default endpoint is
+// created with the rest of the fields (the first version's tenant);
+// without one, the tenant has no endpoint yet. Zero Rate, Burst and
+// Concurrency mean the gateway's defaults; nil DeliverTestEvents means
+// true.
 type TenantInput struct {
 	Name              string
 	CallbackURL       string
@@ -143,48 +146,72 @@ type TenantInput struct {
 	DeliverTestEvents *bool
 }
 
-// CreateTenant creates a tenant and its signing secret. The secret is
-// returned here and by RotateSigningSecret, and never again.
+// CreateTenant creates a tenant and, with a callback URL, its default
+// endpoint and that endpoint's signing secret. The secret is returned
+// here and by RotateSigningSecret, and never again.
 func (s *Service) CreateTenant(ctx context.Context, in TenantInput) (Tenant, string, error) {
 	now := s.now().UTC()
-	t := Tenant{
-		Name:              strings.TrimSpace(in.Name),
-		CallbackURL:       in.CallbackURL,
-		Rate:              in.Rate,
-		Burst:             in.Burst,
-		Concurrency:       in.Concurrency,
-		DeliverTestEvents: in.DeliverTestEvents == nil || *in.DeliverTestEvents,
-		CreatedAt:         now,
-		UpdatedAt:         now,
-	}
-	var err error
-	if t.Events, err = normalizeEvents(in.Events); err != nil {
+	t := Tenant{Name: strings.TrimSpace(in.Name), CreatedAt: now, UpdatedAt: now}
+	if err := checkTenantFields(t); err != nil {
 		return Tenant{}, "", err
 	}
-	if err := s.checkTenant(ctx, t); err != nil {
+	events, err := normalizeEvents(in.Events)
+	if err != nil {
 		return Tenant{}, "", err
+	}
+	if err := checkLimits(in.Rate, in.Burst, in.Concurrency); err != nil {
+		return Tenant{}, "", err
+	}
+	var def *Endpoint
+	if in.CallbackURL != "" {
+		if err := CheckCallbackURL(ctx, in.CallbackURL, s.cfg.AllowPrivateCallbacks, s.resolver); err != nil {
+			return Tenant{}, "", err
+		}
+		def = &Endpoint{
+			Default: true, URL: in.CallbackURL, Events: defaultEvents(events),
+			Pages: []string{}, Format: FormatStandard, Signature: SignatureHMAC, Ordering: OrderingNone,
+			Rate: in.Rate, Burst: in.Burst, Concurrency: in.Concurrency,
+			DeliverTestEvents: in.DeliverTestEvents == nil || *in.DeliverTestEvents,
+			CreatedAt:         now, UpdatedAt: now,
+		}
+	} else if len(events) > 0 || in.Rate != 0 || in.Burst != 0 || in.Concurrency != 0 || in.DeliverTestEvents != nil {
+		return Tenant{}, "", noDefaultEndpoint()
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return Tenant{}, "", fmt.Errorf("tenant id: %w", err)
 	}
 	t.ID = id.String()
-	secret := newSigningSecret()
-	t, err = s.store.CreateTenant(ctx, t, s.keys.Seal([]byte(secret), SigningSecretBinding(t.ID)))
+	var secret string
+	var sec SealedSecrets
+	if def != nil {
+		def.TenantID = t.ID
+		if def.ID, err = uuid.NewV7(); err != nil {
+			return Tenant{}, "", fmt.Errorf("endpoint id: %w", err)
+		}
+		secret = s.newEndpointSecret(def, &sec)
+	}
+	t, err = s.store.CreateTenant(ctx, t, def, sec)
 	if err != nil {
 		return Tenant{}, "", err
 	}
 	return t, secret, nil
 }
 
-func (s *Service) checkTenant(ctx context.Context, t Tenant) error {
-	if err := checkTenantFields(t); err != nil {
-		return err
-	}
-	return CheckCallbackURL(ctx, t.CallbackURL, s.cfg.AllowPrivateCallbacks, s.resolver)
+// defaultEvents is a default endpoint's events filter from the first
+// version's tenant events: postbacks, always delivered, and those.
+func defaultEvents(legacy []string) []string {
+	out, _ := normalizeFilterEvents(append([]string{event.TypePostbacks}, legacy...))
+	return out
 }
 
-// checkTenantFields checks everything but the callback URL.
+// noDefaultEndpoint refuses a first-version field on a tenant that has no
+// default endpoint to keep it.
+func noDefaultEndpoint() error {
+	return invalid("callback_url", "is required to set the endpoint fields of a tenant without a default endpoint (or use the endpoints API)")
+}
+
+// checkTenantFields checks the tenant's own fields.
 func checkTenantFields(t Tenant) error {
 	if err := checkText("name", t.Name); err != nil {
 		return err
@@ -194,14 +221,6 @@ func checkTenantFields(t Tenant) error {
 		return invalid("name", "is required")
 	case n > MaxNameLength:
 		return invalid("name", "is longer than %d characters", MaxNameLength)
-	}
-	for _, f := range []struct {
-		name string
-		v    int
-	}{{"rate", t.Rate}, {"burst", t.Burst}, {"concurrency", t.Concurrency}} {
-		if f.v < 0 || f.v > MaxLimitValue {
-			return invalid(f.name, "must be between 0 (the gateway's default) and %d", MaxLimitValue)
-		}
 	}
 	return nil
 }
@@ -248,10 +267,11 @@ func (s *Service) ListTenants(ctx context.Context, opts database.ListOptions) (d
 	return s.store.ListTenants(ctx, opts)
 }
 
-// TenantPatch changes a tenant; nil fields stay as they are. A zero Rate,
-// Burst or Concurrency returns to the gateway's default. EndpointEnabled
-// true re-enables deliveries paused by a 410 (or by an operator); false
-// pauses them.
+// TenantPatch changes a tenant; nil fields stay as they are. Every field
+// but Name is its default endpoint's: a CallbackURL on a tenant without
+// one creates it. A zero Rate, Burst or Concurrency returns to the
+// gateway's default. EndpointEnabled true re-enables deliveries paused by
+// a 410 (or by an operator); false pauses them.
 type TenantPatch struct {
 	Name              *string
 	CallbackURL       *string
@@ -263,53 +283,75 @@ type TenantPatch struct {
 	EndpointEnabled   *bool
 }
 
-// UpdateTenant applies p to tenant id.
-func (s *Service) UpdateTenant(ctx context.Context, id string, p TenantPatch) (Tenant, error) {
+// UpdateTenant applies p to tenant id. secret is the signing secret of a
+// default endpoint the patch created (shown once), else empty.
+func (s *Service) UpdateTenant(ctx context.Context, id string, p TenantPatch) (t Tenant, secret string, err error) {
 	var events []string
 	if p.Events != nil {
-		var err error
 		if events, err = normalizeEvents(*p.Events); err != nil {
-			return Tenant{}, err
+			return Tenant{}, "", err
 		}
 	}
 	// The URL is resolved before the row is locked: DNS can be slow.
 	if p.CallbackURL != nil {
 		if err := CheckCallbackURL(ctx, *p.CallbackURL, s.cfg.AllowPrivateCallbacks, s.resolver); err != nil {
-			return Tenant{}, err
+			return Tenant{}, "", err
 		}
 	}
 	now := s.now().UTC()
-	return s.store.UpdateTenant(ctx, id, func(t *Tenant, _ *SealedSecrets) error {
+	t, err = s.store.UpdateTenant(ctx, id, func(t *Tenant, def *DefaultState) error {
 		set(&t.Name, p.Name)
 		if p.Name != nil {
 			t.Name = strings.TrimSpace(t.Name)
 		}
-		set(&t.CallbackURL, p.CallbackURL)
-		if p.Events != nil {
-			t.Events = events
-		}
-		set(&t.Rate, p.Rate)
-		set(&t.Burst, p.Burst)
-		set(&t.Concurrency, p.Concurrency)
-		set(&t.DeliverTestEvents, p.DeliverTestEvents)
-		switch {
-		case p.EndpointEnabled == nil:
-		case *p.EndpointEnabled:
-			// Enabling (again, or while enabled) says the endpoint works:
-			// the workers reset its breaker when they see this stamp
-			// change, and its backlog's expiry counts from it.
-			t.EndpointEnabledAt = &now
-			t.EndpointDisabledAt, t.EndpointDisabledReason = nil, ""
-		case t.EndpointDisabledAt == nil:
-			t.EndpointDisabledAt, t.EndpointDisabledReason = &now, "disabled through the admin API"
-		}
-		// The callback URL was checked above.
 		if err := checkTenantFields(*t); err != nil {
 			return err
 		}
 		t.UpdatedAt = now
+		endpointFields := p.CallbackURL != nil || p.Events != nil || p.Rate != nil || p.Burst != nil ||
+			p.Concurrency != nil || p.DeliverTestEvents != nil || p.EndpointEnabled != nil
+		if !endpointFields {
+			return nil
+		}
+		e := def.Endpoint
+		if e == nil {
+			if p.CallbackURL == nil {
+				return noDefaultEndpoint()
+			}
+			e = &Endpoint{
+				TenantID: t.ID, Default: true, Events: []string{event.TypePostbacks}, Pages: []string{},
+				Format: FormatStandard, Signature: SignatureHMAC, Ordering: OrderingNone,
+				DeliverTestEvents: true, CreatedAt: now,
+			}
+			var err error
+			if e.ID, err = uuid.NewV7(); err != nil {
+				return fmt.Errorf("endpoint id: %w", err)
+			}
+			secret = s.newEndpointSecret(e, &def.Secrets)
+			def.Endpoint = e
+		}
+		set(&e.URL, p.CallbackURL)
+		if p.Events != nil {
+			e.Events = defaultEvents(events)
+		}
+		set(&e.Rate, p.Rate)
+		set(&e.Burst, p.Burst)
+		set(&e.Concurrency, p.Concurrency)
+		set(&e.DeliverTestEvents, p.DeliverTestEvents)
+		if p.EndpointEnabled != nil {
+			setEnabled(e, *p.EndpointEnabled, now)
+		}
+		// The callback URL was checked above.
+		if err := s.checkEndpoint(ctx, e, false); err != nil {
+			return err
+		}
+		e.UpdatedAt = now
 		return nil
 	})
+	if err != nil {
+		return Tenant{}, "", err
+	}
+	return t, secret, nil
 }
 
 func set[T any](dst *T, v *T) {
@@ -318,30 +360,25 @@ func set[T any](dst *T, v *T) {
 	}
 }
 
-// DeleteTenant deletes a tenant with its apps, Pages, events and
-// quarantine; its deliveries stop.
+// DeleteTenant deletes a tenant with its endpoints, apps, Pages, events
+// and quarantine; its deliveries stop.
 func (s *Service) DeleteTenant(ctx context.Context, id string) error {
 	return s.store.DeleteTenant(ctx, id)
 }
 
-// RotateSigningSecret gives tenant id a new signing secret and returns it
-// (once). The replaced secret keeps signing, next to the new one, until
-// the tenant's PreviousSigningSecretExpiresAt (now + RotationGrace).
+// RotateSigningSecret rotates the signing secret of tenant id's default
+// endpoint (see RotateEndpointSecret) and returns it, once. A tenant
+// without a default endpoint has none (ErrConflict).
 func (s *Service) RotateSigningSecret(ctx context.Context, id string) (Tenant, string, error) {
-	secret := newSigningSecret()
+	var secret string
 	now := s.now().UTC()
-	t, err := s.store.UpdateTenant(ctx, id, func(t *Tenant, sec *SealedSecrets) error {
-		old, err := s.keys.Open(sec.Current, SigningSecretBinding(t.ID))
-		if err != nil {
-			return fmt.Errorf("open signing secret of tenant %s: %w", t.ID, err)
+	t, err := s.store.UpdateTenant(ctx, id, func(t *Tenant, def *DefaultState) error {
+		if def.Endpoint == nil {
+			return conflict("callback_url", "the tenant has no default endpoint, so no signing secret; rotate an endpoint's through the endpoints API")
 		}
-		exp := now.Add(s.cfg.RotationGrace)
-		sec.Previous = s.keys.Seal(old, PreviousSigningSecretBinding(t.ID))
-		sec.PreviousExpiresAt = &exp
-		sec.Current = s.keys.Seal([]byte(secret), SigningSecretBinding(t.ID))
-		t.PreviousSigningSecretExpiresAt = &exp
-		t.UpdatedAt = now
-		return nil
+		var err error
+		secret, err = s.rotate(def.Endpoint, &def.Secrets, now)
+		return err
 	})
 	if err != nil {
 		return Tenant{}, "", err

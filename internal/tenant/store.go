@@ -39,41 +39,79 @@ type SealedSecrets struct {
 	PreviousExpiresAt *time.Time
 }
 
-// CreateTenant inserts t (its ID and timestamps already set) with its
-// sealed signing secret.
-func (s *Store) CreateTenant(ctx context.Context, t Tenant, signingSecret []byte) (Tenant, error) {
+// CreateTenant inserts t (its ID and timestamps already set) and, when
+// def is not nil, its default endpoint with its sealed signing secret, in
+// one transaction.
+func (s *Store) CreateTenant(ctx context.Context, t Tenant, def *Endpoint, sec SealedSecrets) (Tenant, error) {
 	id, err := uuid.Parse(t.ID)
 	if err != nil {
 		return Tenant{}, fmt.Errorf("create tenant: %w", err)
 	}
-	row := tenantRowOf(id, t, SealedSecrets{Current: signingSecret})
-	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
-		return Tenant{}, storeErr("create tenant", err)
+	row := tenantRow{ID: id, Name: t.Name, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Create(&row).Error; err != nil {
+			return storeErr("create tenant", err)
+		}
+		if def == nil {
+			return nil
+		}
+		er, err := endpointRowOf(def, sec)
+		if err != nil {
+			return err
+		}
+		return storeErr2("create endpoint", tx.Create(&er).Error)
+	})
+	if err != nil {
+		return Tenant{}, err
 	}
-	return row.domain(), nil
+	return row.domain(def), nil
 }
 
-// tenantRowOf is the row that stores t with its sealed secrets.
-func tenantRowOf(id uuid.UUID, t Tenant, sec SealedSecrets) tenantRow {
-	// A zero limit is stored as NULL: the gateway's default.
-	return tenantRow{
-		ID:                             id,
-		Name:                           t.Name,
-		CallbackURL:                    t.CallbackURL,
-		Events:                         textArray(t.Events),
-		Rate:                           database.Null(int32(t.Rate)),
-		Burst:                          database.Null(int32(t.Burst)),
-		Concurrency:                    database.Null(int32(t.Concurrency)),
-		DeliverTestEvents:              t.DeliverTestEvents,
-		EndpointDisabledAt:             t.EndpointDisabledAt,
-		EndpointDisabledReason:         database.Null(t.EndpointDisabledReason),
-		EndpointEnabledAt:              t.EndpointEnabledAt,
-		SigningSecret:                  sec.Current,
-		PreviousSigningSecret:          sec.Previous,
-		PreviousSigningSecretExpiresAt: sec.PreviousExpiresAt,
-		CreatedAt:                      t.CreatedAt,
-		UpdatedAt:                      t.UpdatedAt,
+// storeErr2 is storeErr that lets nil through.
+func storeErr2(op string, err error) error {
+	if err == nil {
+		return nil
 	}
+	return storeErr(op, err)
+}
+
+// defaultEndpoints reads the default endpoints of tenants ids, by tenant.
+func defaultEndpoints(tx *gorm.DB, ids []uuid.UUID, lock bool) (map[uuid.UUID]*endpointRow, error) {
+	q := tx.Where("tenant_id IN ? AND is_default", ids)
+	if lock {
+		q = q.Clauses(clause.Locking{Strength: "UPDATE"})
+	}
+	var rows []endpointRow
+	if err := q.Find(&rows).Error; err != nil {
+		return nil, storeErr("get default endpoints", err)
+	}
+	out := make(map[uuid.UUID]*endpointRow, len(rows))
+	for i := range rows {
+		out[rows[i].TenantID] = &rows[i]
+	}
+	return out, nil
+}
+
+// tenantsOf reads the default endpoints of rows and makes the tenants.
+func tenantsOf(tx *gorm.DB, rows []tenantRow) ([]Tenant, error) {
+	ids := make([]uuid.UUID, len(rows))
+	for i := range rows {
+		ids[i] = rows[i].ID
+	}
+	defs, err := defaultEndpoints(tx, ids, false)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Tenant, len(rows))
+	for i := range rows {
+		var def *Endpoint
+		if r := defs[rows[i].ID]; r != nil {
+			e := r.domain()
+			def = &e
+		}
+		out[i] = rows[i].domain(def)
+	}
+	return out, nil
 }
 
 // GetTenant reads one tenant.
@@ -83,17 +121,31 @@ func (s *Store) GetTenant(ctx context.Context, id string) (Tenant, error) {
 		return Tenant{}, notFound("tenant")
 	}
 	var row tenantRow
-	if err := s.db.WithContext(ctx).Where("id = ?", uid).Take(&row).Error; err != nil {
+	db := s.db.WithContext(ctx)
+	if err := db.Where("id = ?", uid).Take(&row).Error; err != nil {
 		return Tenant{}, storeErr("get tenant", err, "tenant")
 	}
-	return row.domain(), nil
+	ts, err := tenantsOf(db, []tenantRow{row})
+	if err != nil {
+		return Tenant{}, err
+	}
+	return ts[0], nil
 }
 
 // ListTenants lists tenants in id order (UUIDv7: creation order, so new
 // tenants land after every cursor already handed out).
 func (s *Store) ListTenants(ctx context.Context, opts database.ListOptions) (database.Results[Tenant], error) {
-	return pageByID(s.db.WithContext(ctx).Model(&tenantRow{}), "id", opts, "list tenants",
-		(*tenantRow).domain, func(r *tenantRow) uuid.UUID { return r.ID })
+	db := s.db.WithContext(ctx)
+	res, err := pageByID(db.Model(&tenantRow{}), "id", opts, "list tenants",
+		func(r *tenantRow) tenantRow { return *r }, func(r *tenantRow) uuid.UUID { return r.ID })
+	if err != nil {
+		return database.Results[Tenant]{}, err
+	}
+	items, err := tenantsOf(db, res.Items)
+	if err != nil {
+		return database.Results[Tenant]{}, err
+	}
+	return database.Results[Tenant]{Items: items, NextCursor: res.NextCursor}, nil
 }
 
 // pageByID reads one page of q in the order of its UUID column col, after
@@ -115,9 +167,17 @@ func pageByID[R, T any](q *gorm.DB, col string, opts database.ListOptions, op st
 	return database.PageOf(rows, opts.PageSize(), domain, func(r *R) []string { return []string{id(r).String()} }), nil
 }
 
-// UpdateTenant reads tenant id under a row lock, lets apply change it and
-// its secrets, and writes every field back, in one transaction.
-func (s *Store) UpdateTenant(ctx context.Context, id string, apply func(*Tenant, *SealedSecrets) error) (Tenant, error) {
+// DefaultState is a tenant's default endpoint as UpdateTenant hands it to
+// its apply function: Endpoint nil when there is none. apply may fill it
+// (Endpoint and Secrets), change it, or leave it.
+type DefaultState struct {
+	Endpoint *Endpoint
+	Secrets  SealedSecrets
+}
+
+// UpdateTenant reads tenant id and its default endpoint under row locks,
+// lets apply change them, and writes them back, in one transaction.
+func (s *Store) UpdateTenant(ctx context.Context, id string, apply func(*Tenant, *DefaultState) error) (Tenant, error) {
 	uid, err := uuid.Parse(id)
 	if err != nil {
 		return Tenant{}, notFound("tenant")
@@ -128,17 +188,40 @@ func (s *Store) UpdateTenant(ctx context.Context, id string, apply func(*Tenant,
 		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("id = ?", uid).Take(&row).Error; err != nil {
 			return storeErr("get tenant", err, "tenant")
 		}
-		t := row.domain()
-		sec := SealedSecrets{Current: row.SigningSecret, Previous: row.PreviousSigningSecret, PreviousExpiresAt: row.PreviousSigningSecretExpiresAt}
-		if err := apply(&t, &sec); err != nil {
+		defs, err := defaultEndpoints(tx, []uuid.UUID{uid}, true)
+		if err != nil {
 			return err
 		}
-		row = tenantRowOf(uid, t, sec)
-		// Select("*") writes every column, NULLs and zero values included.
-		if err := tx.Model(&tenantRow{}).Where("id = ?", uid).Select("*").Omit("id", "created_at").Updates(&row).Error; err != nil {
+		var st DefaultState
+		existed := false
+		if r := defs[uid]; r != nil {
+			e := r.domain()
+			st.Endpoint, existed = &e, true
+			st.Secrets = SealedSecrets{Current: r.SigningSecret, Previous: r.PreviousSigningSecret, PreviousExpiresAt: r.PreviousSigningSecretExpiresAt}
+		}
+		t := row.domain(st.Endpoint)
+		if err := apply(&t, &st); err != nil {
+			return err
+		}
+		row.Name, row.UpdatedAt = t.Name, t.UpdatedAt
+		if err := tx.Model(&tenantRow{}).Where("id = ?", uid).Select("name", "updated_at").Updates(&row).Error; err != nil {
 			return storeErr("update tenant", err)
 		}
-		out = row.domain()
+		if st.Endpoint != nil {
+			er, err := endpointRowOf(st.Endpoint, st.Secrets)
+			if err != nil {
+				return err
+			}
+			if existed {
+				err = tx.Model(&endpointRow{}).Where("id = ?", er.ID).Select("*").Omit("id", "tenant_id", "created_at").Updates(&er).Error
+			} else {
+				err = tx.Create(&er).Error
+			}
+			if err != nil {
+				return storeErr("write default endpoint", err)
+			}
+		}
+		out = row.domain(st.Endpoint)
 		return nil
 	})
 	return out, err

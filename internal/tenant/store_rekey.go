@@ -18,13 +18,13 @@ type RekeyCount struct {
 }
 
 // Rekey re-seals every secret at rest (apps.secret, apps.previous_secret,
-// tenants.signing_secret, tenants.previous_signing_secret) under keys'
+// endpoints.signing_secret, endpoints.previous_signing_secret) under keys'
 // current key, in one transaction with the rows locked: either every
 // secret opens and is re-sealed, or nothing changes. Once it has run,
 // SECRET_KEY_PREVIOUS can be dropped. Errors name the row, never a secret.
 func (s *Store) Rekey(ctx context.Context, keys *secrets.Keyring) ([]RekeyCount, error) {
 	counts := []RekeyCount{
-		{Column: "tenants.signing_secret"}, {Column: "tenants.previous_signing_secret"},
+		{Column: "endpoints.signing_secret"}, {Column: "endpoints.previous_signing_secret"},
 		{Column: "apps.secret"}, {Column: "apps.previous_secret"},
 	}
 	reseal := func(c *RekeyCount, ct []byte, binding string) ([]byte, bool, error) {
@@ -43,12 +43,12 @@ func (s *Store) Rekey(ctx context.Context, keys *secrets.Keyring) ([]RekeyCount,
 		return keys.Seal(pt, binding), true, nil
 	}
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var tenants []tenantRow
+		var endpoints []endpointRow
 		if err := tx.Select("id", "signing_secret", "previous_signing_secret").
-			Clauses(clause.Locking{Strength: "UPDATE"}).Order("id").Find(&tenants).Error; err != nil {
-			return storeErr("read tenants", err)
+			Clauses(clause.Locking{Strength: "UPDATE"}).Order("id").Find(&endpoints).Error; err != nil {
+			return storeErr("read endpoints", err)
 		}
-		for _, r := range tenants {
+		for _, r := range endpoints {
 			id := r.ID.String()
 			cur, ch1, err := reseal(&counts[0], r.SigningSecret, SigningSecretBinding(id))
 			if err != nil {
@@ -61,9 +61,9 @@ func (s *Store) Rekey(ctx context.Context, keys *secrets.Keyring) ([]RekeyCount,
 			if !ch1 && !ch2 {
 				continue
 			}
-			if err := tx.Model(&tenantRow{}).Where("id = ?", r.ID).
+			if err := tx.Model(&endpointRow{}).Where("id = ?", r.ID).
 				Updates(map[string]any{"signing_secret": cur, "previous_signing_secret": prev}).Error; err != nil {
-				return storeErr("update tenant "+id, err)
+				return storeErr("update endpoint "+id, err)
 			}
 		}
 		var apps []appRow

@@ -66,8 +66,8 @@ func TestRekey(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []RekeyCount{
-		{Column: "tenants.signing_secret", Rekeyed: 1},
-		{Column: "tenants.previous_signing_secret"},
+		{Column: "endpoints.signing_secret", Rekeyed: 1},
+		{Column: "endpoints.previous_signing_secret"},
 		{Column: "apps.secret", Rekeyed: 2},
 		{Column: "apps.previous_secret", Rekeyed: 1},
 	}
@@ -98,14 +98,14 @@ func TestRekey(t *testing.T) {
 			t.Errorf("open %s with only key B: got %v, want the secret", binding, err)
 		}
 	}
-	open(`SELECT signing_secret FROM tenants WHERE id = $1`, SigningSecretBinding(tn.ID), signing, tn.ID)
+	open(`SELECT signing_secret FROM endpoints WHERE id = $1`, SigningSecretBinding(tn.DefaultEndpointID.String()), signing, tn.DefaultEndpointID)
 	open(`SELECT secret FROM apps WHERE app_id = '1'`, AppSecretBinding("1"), "second")
 	open(`SELECT previous_secret FROM apps WHERE app_id = '1'`, AppPreviousSecretBinding("1"), "first")
 	open(`SELECT secret FROM apps WHERE app_id = '2'`, AppSecretBinding("2"), "other")
 
 	// A keyring that cannot open a secret changes nothing and says which row.
 	ringC, _ := newKeyring(t, nil)
-	if _, err := store.Rekey(ctx, ringC); !errors.Is(err, secrets.ErrDecrypt) || !strings.Contains(err.Error(), "tenants.signing_secret") {
+	if _, err := store.Rekey(ctx, ringC); !errors.Is(err, secrets.ErrDecrypt) || !strings.Contains(err.Error(), "endpoints.signing_secret") {
 		t.Errorf("rekey with an unrelated key: got %v, want ErrDecrypt naming the column", err)
 	}
 }
@@ -160,9 +160,9 @@ func TestServiceRules(t *testing.T) {
 		{"Page on another tenant's app", second(svc.RegisterPage(ctx, b.ID, PageInput{PageID: "10", AppID: "1"})), ErrInvalid, "app_id"},
 		{"bad page id", second(svc.RegisterPage(ctx, a.ID, PageInput{PageID: "1x", AppID: "1"})), ErrInvalid, "page_id"},
 		{"bad object", second(svc.RegisterPage(ctx, a.ID, PageInput{PageID: "10", AppID: "1", Object: "x"})), ErrInvalid, "object"},
-		{"unknown event type", second(svc.UpdateTenant(ctx, a.ID, TenantPatch{Events: &[]string{"nope"}})), ErrInvalid, "events"},
-		{"name too long", second(svc.UpdateTenant(ctx, a.ID, TenantPatch{Name: ptr(strings.Repeat("n", 201))})), ErrInvalid, "name"},
-		{"unknown tenant", second(svc.UpdateTenant(ctx, uuid.NewString(), TenantPatch{})), ErrNotFound, ""},
+		{"unknown event type", third(svc.UpdateTenant(ctx, a.ID, TenantPatch{Events: &[]string{"nope"}})), ErrInvalid, "events"},
+		{"name too long", third(svc.UpdateTenant(ctx, a.ID, TenantPatch{Name: ptr(strings.Repeat("n", 201))})), ErrInvalid, "name"},
+		{"unknown tenant", third(svc.UpdateTenant(ctx, uuid.NewString(), TenantPatch{})), ErrNotFound, ""},
 		{"token ttl too long", third(svc.IssueToken(ctx, a.ID, 10*365*24*time.Hour)), ErrInvalid, "ttl"},
 	}
 	for _, tt := range tests {
@@ -241,8 +241,8 @@ func TestServiceTextInputs(t *testing.T) {
 			{"create name", third(svc.CreateTenant(ctx, TenantInput{Name: bad, CallbackURL: "https://hooks.example.com/"})), ErrInvalid, "name"},
 			{"create callback_url", third(svc.CreateTenant(ctx, TenantInput{Name: "n", CallbackURL: "https://hooks.example.com/" + bad})), ErrInvalid, "callback_url"},
 			{"create events", third(svc.CreateTenant(ctx, TenantInput{Name: "n", CallbackURL: "https://hooks.example.com/", Events: []string{bad}})), ErrInvalid, "events"},
-			{"patch name", second(svc.UpdateTenant(ctx, a.ID, TenantPatch{Name: &bad})), ErrInvalid, "name"},
-			{"patch callback_url", second(svc.UpdateTenant(ctx, a.ID, TenantPatch{CallbackURL: ptr("https://hooks.example.com/" + bad)})), ErrInvalid, "callback_url"},
+			{"patch name", third(svc.UpdateTenant(ctx, a.ID, TenantPatch{Name: &bad})), ErrInvalid, "name"},
+			{"patch callback_url", third(svc.UpdateTenant(ctx, a.ID, TenantPatch{CallbackURL: ptr("https://hooks.example.com/" + bad)})), ErrInvalid, "callback_url"},
 			{"app id", second(svc.RegisterApp(ctx, a.ID, AppInput{AppID: bad, AppSecret: "s"})), ErrInvalid, "app_id"},
 			{"app secret", second(svc.RegisterApp(ctx, a.ID, AppInput{AppID: "2", AppSecret: bad})), ErrInvalid, "app_secret"},
 			{"verify token", second(svc.RegisterApp(ctx, a.ID, AppInput{AppID: "2", AppSecret: "s", VerifyToken: bad + "0123456789abcdef"})), ErrInvalid, "verify_token"},

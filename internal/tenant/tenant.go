@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/postgate/postgate/internal/event"
 )
 
 // Sentinel errors of the tenant domain; the api package maps them to
@@ -25,10 +29,13 @@ const (
 	ObjectInstagram Object = "instagram"
 )
 
-// Tenant is a customer of the gateway.
+// Tenant is a customer of the gateway. Its first-version fields, from
+// CallbackURL to PreviousSigningSecretExpiresAt, are its default
+// endpoint's (zero when it has none).
 type Tenant struct {
 	ID                string
 	Name              string
+	DefaultEndpointID uuid.UUID // uuid.Nil when it has no default endpoint
 	CallbackURL       string
 	Events            []string // subscribed event types; messaging_postbacks is always delivered
 	Rate              int      // events/s; 0 means the TENANT_RATE default
@@ -47,6 +54,88 @@ type Tenant struct {
 	PreviousSigningSecretExpiresAt *time.Time
 	CreatedAt                      time.Time
 	UpdatedAt                      time.Time
+}
+
+// Format is how an endpoint receives events.
+type Format string
+
+// The formats: the Standard Webhooks body, or Meta's own envelope.
+const (
+	FormatStandard Format = "standard"
+	FormatMeta     Format = "meta"
+)
+
+// Signature is how a standard-format endpoint's deliveries are signed.
+type Signature string
+
+// The signatures: HMAC-SHA256 with a whsec_ secret (v1), Ed25519 with a
+// key pair (v1a).
+const (
+	SignatureHMAC    Signature = "hmac"
+	SignatureEd25519 Signature = "ed25519"
+)
+
+// Ordering is whether an endpoint receives a conversation's events one at
+// a time.
+type Ordering string
+
+// The orderings.
+const (
+	OrderingNone         Ordering = "none"
+	OrderingConversation Ordering = "conversation"
+)
+
+// Endpoint is a destination of a tenant's events, with its filters,
+// format, limits and state. Its secrets are never part of this type.
+type Endpoint struct {
+	ID          uuid.UUID // public form: event.FormatEndpointID
+	TenantID    string
+	Default     bool // the endpoint the tenant's first-version fields read and write
+	URL         string
+	Description string
+	// Events are the types it takes: event types, "*" (every Meta type),
+	// event.TypeHealth. Pages restricts it to some Pages (empty: all).
+	Events            []string
+	Pages             []string
+	Format            Format
+	Signature         Signature
+	Ordering          Ordering
+	Rate              int // events/s; 0 means the TENANT_RATE default
+	Burst             int // 0 means the TENANT_BURST default
+	Concurrency       int // 0 means the TENANT_CONCURRENCY default
+	DeliverTestEvents bool
+	// DisabledAt is set while deliveries are paused (a 410 from the
+	// endpoint, or an operator); its events wait until it is re-enabled.
+	DisabledAt     *time.Time
+	DisabledReason string
+	// EnabledAt is when it was last re-enabled: the workers reset its
+	// circuit breaker then. Nil if it never was.
+	EnabledAt *time.Time
+	// PublicKey is the whpk_ key of an ed25519 endpoint; PreviousPublicKey
+	// the one still signing until PreviousSigningSecretExpiresAt.
+	PublicKey         string
+	PreviousPublicKey string
+	// PreviousSigningSecretExpiresAt is when the secret or key replaced by
+	// the last rotation stops signing; nil when there is none.
+	PreviousSigningSecretExpiresAt *time.Time
+	CreatedAt                      time.Time
+	UpdatedAt                      time.Time
+}
+
+// Enabled reports whether the endpoint is delivering.
+func (e *Endpoint) Enabled() bool { return e.DisabledAt == nil }
+
+// legacyEvents is a default endpoint's events as the first version's
+// tenant field showed them: the types besides messaging_postbacks, which
+// it always delivered.
+func legacyEvents(events []string) []string {
+	out := []string{}
+	for _, e := range events {
+		if e != event.TypePostbacks {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // App is a Meta app registered by a tenant. Its secrets are never part of
@@ -85,12 +174,15 @@ func AppSecretBinding(appID string) string { return "apps.secret:" + appID }
 // AppPreviousSecretBinding binds an app's previous secret to its row.
 func AppPreviousSecretBinding(appID string) string { return "apps.previous_secret:" + appID }
 
-// SigningSecretBinding binds a tenant's signing secret to its row.
-func SigningSecretBinding(tenantID string) string { return "tenants.signing_secret:" + tenantID }
+// SigningSecretBinding binds an endpoint's signing secret (or Ed25519
+// key) to its row. The text is the first version's, when tenants held the
+// secret: a migrated default endpoint has its tenant's id, so its sealed
+// secret opens unchanged (migration 00012).
+func SigningSecretBinding(endpointID string) string { return "tenants.signing_secret:" + endpointID }
 
-// PreviousSigningSecretBinding binds a tenant's previous signing secret.
-func PreviousSigningSecretBinding(tenantID string) string {
-	return "tenants.previous_signing_secret:" + tenantID
+// PreviousSigningSecretBinding binds an endpoint's previous signing secret.
+func PreviousSigningSecretBinding(endpointID string) string {
+	return "tenants.previous_signing_secret:" + endpointID
 }
 
 // SigningSecretPrefix starts every Standard Webhooks signing secret.

@@ -42,6 +42,9 @@ type Envelope struct {
 type Entry struct {
 	ID     ID
 	TimeMS int64
+	// Time is entry.time exactly as Meta sent it (nil when absent), for
+	// the Meta format.
+	Time   []byte
 	Events []Event
 	Err    error
 }
@@ -50,9 +53,12 @@ type Entry struct {
 // changes[], with what the gateway needs to route and forward it. Raw is the
 // event object exactly as Meta sent it (for changes[], its value).
 type Event struct {
-	Source      Source
-	Type        string // a event.Type* name; "" for a non-messaging changes[] field
-	Raw         []byte
+	Source Source
+	Type   string // a event.Type* name; "" for a non-messaging changes[] field
+	Raw    []byte
+	// Item is a changes[] item exactly as Meta sent it ({"field", "value"});
+	// nil for messaging[] and standby[], whose item is Raw.
+	Item        []byte
 	Sender      ID
 	SenderRef   ID // sender.user_ref, when the person has no PSID yet
 	Recipient   ID
@@ -189,6 +195,9 @@ func parseEntry(raw []byte) Entry {
 			var m millis
 			bad = bad || m.UnmarshalJSON(v) != nil
 			e.TimeMS = int64(m)
+			if string(v) != "null" {
+				e.Time = v
+			}
 		case "messaging":
 			messaging = v
 		case "standby":
@@ -237,6 +246,7 @@ func parseChange(c []byte) Event {
 		return Event{Source: SourceChanges, Raw: value}
 	}
 	ev := parseEvent(value, SourceChanges)
+	ev.Item = c
 	if ev.Err == nil && field != "standby" {
 		ev.Type = fieldType(field, ev.Type)
 	}

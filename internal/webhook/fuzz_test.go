@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	stdjson "encoding/json"
+	"github.com/google/uuid"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -79,7 +80,8 @@ func (f fakeRouting) Route(page, app string) (tenant.Route, bool) {
 	return tenant.Route{PageID: page, AppID: "1001", TenantID: "t"}, len(r) == 1 && app == "1001"
 }
 func (f fakeRouting) Tenant(string) (*tenant.TenantInfo, bool) {
-	return &tenant.TenantInfo{ID: "t", DeliverTestEvents: true}, true
+	return &tenant.TenantInfo{ID: "t", Endpoints: []*tenant.EndpointInfo{
+		tenant.NewEndpointInfo(uuid.Nil, "t", "https://example.com/", []string{"*"}, nil, true)}}, true
 }
 
 // fuzzIngestor is an Ingestor whose commits succeed in memory and whose

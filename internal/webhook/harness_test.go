@@ -79,15 +79,15 @@ func (e *env) newIngestor(cfg webhook.Config) *webhook.Ingestor {
 	return ing
 }
 
-// addTenant inserts a tenant subscribed to events.
+// addTenant inserts a tenant whose one endpoint takes postbacks and
+// events (as the first version's tenant fields did).
 func (e *env) addTenant(events ...string) string {
 	e.t.Helper()
 	id := uuid.Must(uuid.NewV7()).String()
-	if events == nil {
-		events = []string{}
-	}
-	e.exec(`INSERT INTO tenants (id, name, callback_url, events, signing_secret) VALUES ($1, 't', 'https://example.com/hook', $2, $3)`,
-		id, events, e.keys.Seal([]byte("whsec_x"), tenant.SigningSecretBinding(id)))
+	e.exec(`INSERT INTO tenants (id, name) VALUES ($1, 't')`, id)
+	e.exec(`INSERT INTO endpoints (id, tenant_id, is_default, url, events, signing_secret)
+		VALUES ($1, $1, true, 'https://example.com/hook', $2, $3)`,
+		id, append([]string{"messaging_postbacks"}, events...), e.keys.Seal([]byte("whsec_x"), tenant.SigningSecretBinding(id)))
 	return id
 }
 

@@ -347,7 +347,7 @@ func (in *Ingestor) walk(env *Envelope, app *tenant.AppKeys, pathApp bool, recv 
 				res.Unroutable++
 				continue
 			}
-			if (test && !t.DeliverTestEvents) || !t.Subscribed(ev.Type) {
+			if !t.Wants(ev.Type, page, test) {
 				res.Filtered++
 				continue
 			}
@@ -374,12 +374,25 @@ func (in *Ingestor) walk(env *Envelope, app *tenant.AppKeys, pathApp bool, recv 
 				New: event.New{
 					ID: id, TenantID: tenantID, PageID: page, AppID: app.AppID, DedupKey: key,
 					Type: ev.Type, Test: test, ReceivedAt: recv, Body: append([]byte(nil), buf...),
+					Sender: person(ev), EntryTime: e.Time, Item: ev.Item,
 				},
 				redisKey: in.cfg.KeyPrefix + "t:" + tenantID + ":dedup:" + page + ":" + key,
 			})
 		}
 	}
 	return rows, tests
+}
+
+// person is who the event's conversation is with: the sender (its PSID,
+// else its user_ref), or for an echo, which the Page sent, the recipient.
+func person(ev *Event) string {
+	if ev.IsEcho {
+		return ev.Recipient.Value
+	}
+	if ev.Sender.Set {
+		return ev.Sender.Value
+	}
+	return ev.SenderRef.Value
 }
 
 // dedupKey is the event's mid, or without one (or with one Postgres

@@ -1,0 +1,256 @@
+-- +goose Up
+-- Endpoints: a tenant sends its events to one or more of them (fan-out).
+--
+-- Everything the first version kept on the tenant about its one callback
+-- (URL, type filter, limits, test events, the paused state, the signing
+-- secrets) moves to an endpoints row, the tenant's default endpoint
+-- (is_default); the tenant's first-version fields read and write it.
+-- The migrated default endpoint keeps the tenant's id as its own, so its
+-- sealed secrets (bound to that id, package secrets) open unchanged and
+-- the queue rows of events pending at the upgrade point at it with no
+-- copy of anything else.
+--
+-- events lists the types the endpoint takes; '{*}' is every Meta type
+-- (not the gateway's own postgate.*). pages restricts it to some of the
+-- tenant's Pages ('{}': all). signing_secret is a sealed "whsec_" secret
+-- (signature hmac) or "whsk_" private key (ed25519); public_key is the
+-- "whpk_" key a tenant verifies ed25519 signatures with.
+CREATE TABLE endpoints (
+    id                                  uuid PRIMARY KEY,
+    tenant_id                           uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    is_default                          boolean NOT NULL DEFAULT false,
+    url                                 text NOT NULL,
+    description                         text NOT NULL DEFAULT '',
+    events                              text[] NOT NULL DEFAULT '{messaging_postbacks}',
+    pages                               text[] NOT NULL DEFAULT '{}',
+    format                              text NOT NULL DEFAULT 'standard' CHECK (format IN ('standard', 'meta')),
+    signature                           text NOT NULL DEFAULT 'hmac' CHECK (signature IN ('hmac', 'ed25519')),
+    ordering                            text NOT NULL DEFAULT 'none' CHECK (ordering IN ('none', 'conversation')),
+    rate                                integer CHECK (rate > 0),
+    burst                               integer CHECK (burst > 0),
+    concurrency                         integer CHECK (concurrency > 0),
+    deliver_test_events                 boolean NOT NULL DEFAULT true,
+    disabled_at                         timestamptz,
+    disabled_reason                     text,
+    enabled_at                          timestamptz,
+    signing_secret                      bytea NOT NULL,
+    previous_signing_secret             bytea,
+    previous_signing_secret_expires_at  timestamptz,
+    public_key                          text,
+    previous_public_key                 text,
+    created_at                          timestamptz NOT NULL DEFAULT now(),
+    updated_at                          timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX endpoints_tenant_idx ON endpoints (tenant_id, id);
+CREATE UNIQUE INDEX endpoints_default_key ON endpoints (tenant_id) WHERE is_default;
+CREATE TRIGGER endpoints_registry_notify AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON endpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION postgate_registry_notify();
+
+-- The first version always delivered postbacks; its events listed the
+-- other types.
+INSERT INTO endpoints (id, tenant_id, is_default, url, events, rate, burst, concurrency, deliver_test_events,
+    disabled_at, disabled_reason, enabled_at, signing_secret, previous_signing_secret,
+    previous_signing_secret_expires_at, created_at, updated_at)
+SELECT id, id, true, callback_url, '{messaging_postbacks}' || array_remove(events, 'messaging_postbacks'),
+    rate, burst, concurrency, deliver_test_events, endpoint_disabled_at, endpoint_disabled_reason,
+    endpoint_enabled_at, signing_secret, previous_signing_secret, previous_signing_secret_expires_at,
+    created_at, updated_at
+FROM tenants;
+
+ALTER TABLE tenants DROP COLUMN callback_url, DROP COLUMN events, DROP COLUMN rate, DROP COLUMN burst,
+    DROP COLUMN concurrency, DROP COLUMN deliver_test_events, DROP COLUMN endpoint_disabled_at,
+    DROP COLUMN endpoint_disabled_reason, DROP COLUMN endpoint_enabled_at, DROP COLUMN signing_secret,
+    DROP COLUMN previous_signing_secret, DROP COLUMN previous_signing_secret_expires_at;
+
+-- What a search and the Meta format need of an event:
+-- sender is the person of the conversation (sender.id, else
+-- sender.user_ref; for an echo the recipient), for the search by sender
+-- and for ordering; entry_time is entry[].time exactly as Meta sent it
+-- (a JSON number or string), NULL when absent; item is the changes[] item
+-- as Meta sent it, NULL when the item is the body's "event" (messaging[],
+-- standby[]). Events accepted before this migration have no sender and
+-- no entry_time: a search by sender does not find them, and the Meta
+-- format sends their received time.
+ALTER TABLE events ADD COLUMN sender text COLLATE "C", ADD COLUMN entry_time text, ADD COLUMN item bytea;
+-- (sender, id), not (tenant_id, sender, id): a search by sender names
+-- the tenant in a way no index serves (package event), so that stale
+-- statistics cannot make the planner read the tenant's events along the
+-- primary key instead; PSIDs are per Page, so the tenant filters little.
+CREATE INDEX events_sender_idx ON events (sender, id) WHERE sender IS NOT NULL;
+
+-- One delivery per (event, endpoint). A delivery's row now stays when it
+-- settles (status delivered or dead, settled_at): each endpoint's status
+-- and attempts are kept. The due index only holds what is still to do.
+-- The key leads with the endpoint: claims, outcomes and a search by
+-- endpoint use it; the deliveries of one event are found through its
+-- tenant's endpoints (a handful), so no second index is paid for on
+-- ingest. The event's own status is its worst delivery's (dead, failed,
+-- pending, delivered), kept by whoever changes a delivery (package
+-- event), in the same transaction.
+ALTER TABLE deliveries ADD COLUMN endpoint_id uuid,
+    ADD COLUMN status text NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'failed', 'delivered', 'dead')),
+    ADD COLUMN settled_at timestamptz;
+UPDATE deliveries d SET endpoint_id = d.tenant_id, status = e.status
+FROM events e WHERE e.id = d.event_id AND e.tenant_id = d.tenant_id;
+DELETE FROM deliveries WHERE endpoint_id IS NULL;
+ALTER TABLE deliveries ALTER COLUMN endpoint_id SET NOT NULL;
+ALTER TABLE deliveries DROP CONSTRAINT deliveries_pkey, ADD PRIMARY KEY (endpoint_id, event_id);
+DROP INDEX deliveries_due_idx;
+CREATE INDEX deliveries_due_idx ON deliveries (endpoint_id, next_attempt_at) WHERE status IN ('pending', 'failed');
+-- Settled events keep their history with the default endpoint.
+INSERT INTO deliveries (tenant_id, event_id, endpoint_id, status, attempts, attempted, settled_at, next_attempt_at, queued_at)
+SELECT e.tenant_id, e.id, e.tenant_id, e.status, e.attempts,
+    (SELECT coalesce(max(a.attempt), 0) FROM delivery_attempts a WHERE a.tenant_id = e.tenant_id AND a.event_id = e.id),
+    coalesce(e.delivered_at, e.dead_at, e.received_at), e.received_at, e.received_at
+FROM events e WHERE e.status IN ('delivered', 'dead');
+
+ALTER TABLE delivery_attempts ADD COLUMN endpoint_id uuid;
+UPDATE delivery_attempts SET endpoint_id = tenant_id;
+ALTER TABLE delivery_attempts ALTER COLUMN endpoint_id SET NOT NULL;
+
+-- Fan-out: every event inserted gets, in the same statement, a delivery
+-- for each endpoint of its tenant whose filters take it, as the endpoints
+-- are at that moment. An event no endpoint takes (the ingress checks its
+-- copy of the endpoints first, so only one changed in the instant
+-- between) has nothing to do: it is dead at once, listed and replayable.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION deliveries_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    WITH queued AS (
+        INSERT INTO deliveries (tenant_id, event_id, endpoint_id)
+        SELECT n.tenant_id, n.id, ep.id
+        FROM new_events n JOIN endpoints ep ON ep.tenant_id = n.tenant_id
+        WHERE n.status IN ('pending', 'failed')
+          AND (n.type = ANY (ep.events) OR (ep.events = '{*}' AND n.type NOT LIKE 'postgate.%'))
+          AND (ep.pages = '{}' OR n.page_id = ANY (ep.pages))
+          AND (NOT n.test OR ep.deliver_test_events)
+        RETURNING event_id
+    )
+    UPDATE events e SET status = 'dead', dead_at = now()
+    FROM new_events n
+    WHERE e.tenant_id = n.tenant_id AND e.id = n.id AND n.status IN ('pending', 'failed')
+      AND n.id NOT IN (SELECT event_id FROM queued);
+    RETURN NULL;
+END $$;
+-- +goose StatementEnd
+
+-- The deliveries of deleted events are found through their tenant's
+-- endpoints (the key), and so are a deleted tenant's.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION deliveries_forget() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM deliveries d USING old_events o, endpoints ep
+    WHERE ep.tenant_id = o.tenant_id AND d.endpoint_id = ep.id AND d.event_id = o.id;
+    DELETE FROM delivery_attempts a USING old_events o
+    WHERE a.tenant_id = o.tenant_id AND a.event_id = o.id;
+    RETURN NULL;
+END $$;
+-- +goose StatementEnd
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION tenants_forget_queue() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM deliveries WHERE endpoint_id IN (SELECT id FROM endpoints WHERE tenant_id = OLD.id);
+    RETURN OLD;
+END $$;
+-- +goose StatementEnd
+
+-- Deleting an endpoint drops its deliveries first, whoever deletes it
+-- (deliveries before events: the lock order). An event that was still to
+-- be delivered there gets the status of its other deliveries, or, with
+-- none left, is dead (replayable). Events it had settled keep theirs.
+-- +goose StatementBegin
+CREATE FUNCTION endpoints_forget_queue() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    open_ids uuid[];
+BEGIN
+    WITH gone AS (
+        DELETE FROM deliveries WHERE endpoint_id = OLD.id RETURNING event_id, status
+    )
+    SELECT array_agg(event_id ORDER BY event_id) INTO open_ids FROM gone WHERE status IN ('pending', 'failed');
+    IF open_ids IS NULL THEN
+        RETURN OLD;
+    END IF;
+    PERFORM 1 FROM events WHERE tenant_id = OLD.tenant_id AND id = ANY (open_ids) ORDER BY id FOR UPDATE;
+    UPDATE events e SET
+        status = coalesce(w.status, 'dead'),
+        attempts = coalesce(w.attempts, e.attempts),
+        delivered_at = CASE WHEN w.status = 'delivered' THEN w.delivered_at END,
+        dead_at = CASE WHEN w.status = 'dead' THEN w.dead_at WHEN w.status IS NULL THEN now() END
+    FROM unnest(open_ids) AS u(id)
+    LEFT JOIN LATERAL (
+        SELECT (ARRAY['delivered', 'pending', 'failed', 'dead'])[max(CASE d.status
+                WHEN 'delivered' THEN 1 WHEN 'pending' THEN 2 WHEN 'failed' THEN 3 ELSE 4 END)] AS status,
+            sum(d.attempts)::int AS attempts,
+            max(d.settled_at) FILTER (WHERE d.status = 'delivered') AS delivered_at,
+            max(d.settled_at) FILTER (WHERE d.status = 'dead') AS dead_at
+        FROM endpoints ep JOIN deliveries d ON d.endpoint_id = ep.id AND d.event_id = u.id
+        WHERE ep.tenant_id = OLD.tenant_id AND ep.id <> OLD.id
+        HAVING count(*) > 0
+    ) w ON true
+    WHERE e.tenant_id = OLD.tenant_id AND e.id = u.id;
+    RETURN OLD;
+END $$;
+-- +goose StatementEnd
+CREATE TRIGGER endpoints_forget_queue BEFORE DELETE ON endpoints
+    FOR EACH ROW EXECUTE FUNCTION endpoints_forget_queue();
+
+-- +goose Down
+-- Lossy: only the default endpoint survives, as the tenant's fields; a
+-- tenant without one gets an empty callback URL and no usable secret.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION tenants_forget_queue() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM deliveries WHERE tenant_id = OLD.id;
+    RETURN OLD;
+END $$;
+-- +goose StatementEnd
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION deliveries_forget() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM deliveries d USING old_events o
+    WHERE d.event_id = o.id;
+    DELETE FROM delivery_attempts a USING old_events o
+    WHERE a.tenant_id = o.tenant_id AND a.event_id = o.id;
+    RETURN NULL;
+END $$;
+-- +goose StatementEnd
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION deliveries_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO deliveries (tenant_id, event_id)
+    SELECT tenant_id, id FROM new_events WHERE status IN ('pending', 'failed');
+    RETURN NULL;
+END $$;
+-- +goose StatementEnd
+ALTER TABLE delivery_attempts DROP COLUMN endpoint_id;
+DELETE FROM deliveries d USING endpoints ep
+WHERE ep.id = d.endpoint_id AND (NOT ep.is_default OR d.status IN ('delivered', 'dead'));
+DROP INDEX deliveries_due_idx;
+ALTER TABLE deliveries DROP CONSTRAINT deliveries_pkey, ADD PRIMARY KEY (event_id);
+CREATE INDEX deliveries_due_idx ON deliveries (tenant_id, next_attempt_at);
+ALTER TABLE deliveries DROP COLUMN endpoint_id, DROP COLUMN status, DROP COLUMN settled_at;
+DROP INDEX events_sender_idx;
+ALTER TABLE events DROP COLUMN sender, DROP COLUMN entry_time, DROP COLUMN item;
+ALTER TABLE tenants ADD COLUMN callback_url text NOT NULL DEFAULT '',
+    ADD COLUMN events text[] NOT NULL DEFAULT '{}',
+    ADD COLUMN rate integer CHECK (rate > 0),
+    ADD COLUMN burst integer CHECK (burst > 0),
+    ADD COLUMN concurrency integer CHECK (concurrency > 0),
+    ADD COLUMN deliver_test_events boolean NOT NULL DEFAULT true,
+    ADD COLUMN endpoint_disabled_at timestamptz,
+    ADD COLUMN endpoint_disabled_reason text,
+    ADD COLUMN endpoint_enabled_at timestamptz,
+    ADD COLUMN signing_secret bytea NOT NULL DEFAULT '\x',
+    ADD COLUMN previous_signing_secret bytea,
+    ADD COLUMN previous_signing_secret_expires_at timestamptz;
+ALTER TABLE tenants ALTER COLUMN callback_url DROP DEFAULT, ALTER COLUMN signing_secret DROP DEFAULT;
+UPDATE tenants t SET callback_url = ep.url, events = array_remove(ep.events, 'messaging_postbacks'),
+    rate = ep.rate, burst = ep.burst, concurrency = ep.concurrency, deliver_test_events = ep.deliver_test_events,
+    endpoint_disabled_at = ep.disabled_at, endpoint_disabled_reason = ep.disabled_reason,
+    endpoint_enabled_at = ep.enabled_at, signing_secret = ep.signing_secret,
+    previous_signing_secret = ep.previous_signing_secret,
+    previous_signing_secret_expires_at = ep.previous_signing_secret_expires_at
+FROM endpoints ep WHERE ep.tenant_id = t.id AND ep.is_default;
+DROP TABLE endpoints;
+DROP FUNCTION endpoints_forget_queue();
