@@ -21,7 +21,7 @@ var secretEnv = []string{"DATABASE_URL", "REDIS_URL", "ADMIN_JWT_SECRET", "SECRE
 var wantAlerts = []string{
 	"PostgateWebhookNon200", "PostgateSignatureFailures", "PostgateWebhookAckSlow",
 	"PostgateDeliveryBacklogOld", "PostgateDeadEvents", "PostgateEndpointBreakerOpen",
-	"PostgateAppSilent", "PostgateTargetDown",
+	"PostgateEndpointsDisabled", "PostgateAppSilent", "PostgateTargetDown",
 }
 
 func TestDefaultValues(t *testing.T) {
