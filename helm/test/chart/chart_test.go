@@ -21,7 +21,7 @@ var secretEnv = []string{"DATABASE_URL", "REDIS_URL", "ADMIN_JWT_SECRET", "SECRE
 var wantAlerts = []string{
 	"PostgateWebhookNon200", "PostgateSignatureFailures", "PostgateWebhookAckSlow",
 	"PostgateDeliveryBacklogOld", "PostgateDeadEvents", "PostgateEndpointBreakerOpen",
-	"PostgateAppSilent", "PostgateTargetDown",
+	"PostgateEndpointsDisabled", "PostgateAppSilent", "PostgateTargetDown",
 }
 
 func TestDefaultValues(t *testing.T) {
@@ -107,12 +107,13 @@ func TestAllOptionsOn(t *testing.T) {
 			if strings.HasSuffix(k, ".json") {
 				dashboards++
 				var d struct {
-					Title  string            `json:"title"`
-					Panels []json.RawMessage `json:"panels"`
+					Title  string      `json:"title"`
+					Panels []gridPanel `json:"panels"`
 				}
 				if err := json.Unmarshal([]byte(v), &d); err != nil || d.Title == "" || len(d.Panels) == 0 {
 					t.Errorf("dashboard %s/%s is not a Grafana dashboard: %v", cm.Name, k, err)
 				}
+				checkPanelLayout(t, cm.Name+"/"+k, d.Panels)
 			}
 		}
 	}
@@ -408,6 +409,38 @@ func checkInvariants(t *testing.T, r rendered, existingSecret string) {
 		}
 		if obj.GetLabels()["app.kubernetes.io/instance"] != "rel" || obj.GetLabels()["app.kubernetes.io/name"] == "" {
 			t.Errorf("%s: %s lacks the standard labels", m.source, obj.GetName())
+		}
+	}
+}
+
+// gridPanel is where a dashboard panel sits.
+type gridPanel struct {
+	ID      int    `json:"id"`
+	Title   string `json:"title"`
+	GridPos struct {
+		X, Y, W, H int
+	} `json:"gridPos"`
+}
+
+// checkPanelLayout: panel ids are unique (Grafana links and edits panels by
+// id), and every panel fits the 24-column grid without overlapping another.
+func checkPanelLayout(t *testing.T, dashboard string, panels []gridPanel) {
+	t.Helper()
+	ids := map[int]string{}
+	for i, p := range panels {
+		if prev, dup := ids[p.ID]; dup {
+			t.Errorf("dashboard %s: panels %q and %q share id %d", dashboard, prev, p.Title, p.ID)
+		}
+		ids[p.ID] = p.Title
+		g := p.GridPos
+		if g.W <= 0 || g.H <= 0 || g.X < 0 || g.Y < 0 || g.X+g.W > 24 {
+			t.Errorf("dashboard %s: panel %q has gridPos %+v, outside the 24-column grid", dashboard, p.Title, g)
+		}
+		for _, q := range panels[:i] {
+			h := q.GridPos
+			if g.X < h.X+h.W && h.X < g.X+g.W && g.Y < h.Y+h.H && h.Y < g.Y+g.H {
+				t.Errorf("dashboard %s: panels %q and %q overlap", dashboard, q.Title, p.Title)
+			}
 		}
 	}
 }

@@ -26,6 +26,17 @@ var prometheusMade = []string{
 	"scrape_series_added", "ALERTS", "ALERTS_FOR_STATE",
 }
 
+// fleetGauges are gauges that every process exporting one sets to the same
+// fleet-wide value (read from Postgres, or from the tenant registry every
+// replica holds), each with the labels that tell those processes apart.
+// Summed over pods such a gauge counts once per pod: an expression must
+// first take its max (or min, avg) with those labels aggregated away.
+var fleetGauges = map[string][]string{
+	"postgate_delivery_backlog_events":      {"instance", "pod"},         // workers
+	"postgate_delivery_backlog_age_seconds": {"instance", "pod"},         // workers
+	"postgate_endpoints_disabled":           {"instance", "pod", "role"}, // ingress and workers
+}
+
 // targetLabels are the labels a Prometheus Operator ServiceMonitor attaches
 // to every scraped series (its relabelings add more).
 var targetLabels = []string{"job", "instance", "namespace", "service", "pod", "container", "endpoint"}
@@ -61,11 +72,17 @@ type promqlExpr struct {
 // alerts and records, the Grafana dashboard's panel targets and query
 // variables) with Prometheus' own parser, and checks that every metric they
 // read is one the gateway registers (internal/ and cmd/), with a label it
-// has, and that counters and histograms go through the functions made for them.
+// has, that counters and histograms go through the functions made for them,
+// and that fleet-wide gauges are never added up across processes.
 func TestPromQL(t *testing.T) {
 	metrics := exportedMetrics(t)
 	if len(metrics) == 0 {
 		t.Fatalf("no postgate_ metrics found under %s/internal and %s/cmd", *srcDir, *srcDir)
+	}
+	for name := range fleetGauges {
+		if m, ok := metrics[name]; !ok || m.kind != "Gauge" {
+			t.Errorf("fleetGauges lists %s, which the gateway does not export as a gauge (see %s/internal, %s/cmd)", name, *srcDir, *srcDir)
+		}
 	}
 	for _, tt := range []struct {
 		name string
@@ -295,10 +312,11 @@ func (c *exprChecker) check(t *testing.T, e promqlExpr) {
 		t.Errorf("%s: %v\n%s", e.where, err, e.expr)
 		return
 	}
-	promql.Inspect(expr, func(node promql.Node, _ []promql.Node) error {
+	promql.Inspect(expr, func(node promql.Node, path []promql.Node) error {
 		switch n := node.(type) {
 		case *promql.VectorSelector:
 			c.checkSelector(t, e, n)
+			checkFleetGauge(t, e, n, path)
 		case *promql.Call:
 			switch {
 			case slices.Contains(rateFuncs, n.Func.Name):
@@ -355,6 +373,33 @@ func (c *exprChecker) checkSelector(t *testing.T, e promqlExpr, vs *promql.Vecto
 	for _, lm := range vs.LabelMatchers {
 		if !slices.Contains(have, lm.Name) {
 			t.Errorf("%s: %s has no label %q (it has %v and the target labels)", e.where, name, lm.Name, m.labels)
+		}
+	}
+}
+
+// checkFleetGauge: a selector of a fleet-wide gauge sits under a max, min or
+// avg that aggregates away the labels telling its processes apart; path is
+// the selector's ancestors, outermost first.
+func checkFleetGauge(t *testing.T, e promqlExpr, vs *promql.VectorSelector, path []promql.Node) {
+	t.Helper()
+	per, ok := fleetGauges[vs.Name]
+	if !ok {
+		return
+	}
+	var agg *promql.AggregateExpr
+	for i := len(path) - 1; i >= 0 && agg == nil; i-- {
+		agg, _ = path[i].(*promql.AggregateExpr)
+	}
+	switch {
+	case agg == nil:
+		t.Errorf("%s: %s is the same in every process that exports it: take its max without (%s)", e.where, vs.Name, strings.Join(per, ", "))
+	case agg.Op != promql.MAX && agg.Op != promql.MIN && agg.Op != promql.AVG:
+		t.Errorf("%s: %s(%s) counts a fleet-wide gauge once per process: take its max", e.where, agg.Op, vs.Name)
+	default:
+		for _, l := range per {
+			if slices.Contains(agg.Grouping, l) != agg.Without {
+				t.Errorf("%s: %s keeps label %q of %s, so each process is its own series: aggregate away %v", e.where, agg.Op, l, vs.Name, per)
+			}
 		}
 	}
 }
