@@ -375,12 +375,12 @@ func (d *dbProbe) count(sql string, args ...any) int {
 // leased is how many events are held by a claim whose outcome is not
 // written: after a kill -9, the attempts that may have been in flight.
 func (d *dbProbe) leased() int {
-	return d.count(`SELECT count(*) FROM deliveries WHERE leased_until IS NOT NULL`)
+	return d.count(`SELECT count(*) FROM deliveries WHERE leased_until IS NOT NULL AND status IN ('pending', 'failed')`)
 }
 
 // backlog is how many events wait for delivery.
 func (d *dbProbe) backlog() int {
-	return d.count(`SELECT count(*) FROM deliveries`)
+	return d.count(`SELECT count(*) FROM deliveries WHERE status IN ('pending', 'failed')`)
 }
 
 func (d *dbProbe) status(status string) int {

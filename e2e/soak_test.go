@@ -118,7 +118,7 @@ func TestSoak(t *testing.T) {
 		for _, x := range ts[:3] {
 			healthy += x.rcv.count()
 		}
-		failingBacklog := s.db.count(`SELECT count(*) FROM deliveries WHERE tenant_id = $1`, failing.id)
+		failingBacklog := s.db.count(`SELECT count(*) FROM deliveries WHERE tenant_id = $1 AND status IN ('pending', 'failed')`, failing.id)
 		fmt.Printf("%8s %9.1f %10.0f %6d %8d %12d %14d %6d %10d %10d\n",
 			time.Since(start).Round(time.Second), procRSS(g.proc.pid()), metricValue(text, "go_goroutines"), procFDs(g.proc.pid()),
 			s.db.connections(), s.db.backlog()-failingBacklog, failingBacklog, s.db.status("dead"), healthy, s.check(nil).acked)

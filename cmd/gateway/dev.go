@@ -139,11 +139,19 @@ Postgate is running in development mode.
 
     export TOKEN=%[2]s
 
-  Create a tenant:
+  Create a tenant (its callback_url becomes its default endpoint):
 
     curl -s -X POST %[1]s/admin/v1/tenants \
       -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
       -d '{"name":"Acme","callback_url":"http://localhost:9000/hooks"}'
+
+  Add an endpoint that gets Meta's own format (an existing bot, unchanged), and test it:
+
+    curl -s -X POST %[1]s/admin/v1/tenants/{tenant_id}/endpoints \
+      -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+      -d '{"url":"http://localhost:3000/webhook","format":"meta","events":["*"]}'
+    curl -s -X POST %[1]s/admin/v1/tenants/{tenant_id}/endpoints/{endpoint_id}/test \
+      -H "Authorization: Bearer $TOKEN"
 
 `, cfg.PublicURL, token, addrURL(cfg.MetricsAddr))
 }

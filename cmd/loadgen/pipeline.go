@@ -112,16 +112,16 @@ func (r *receiver) close() {
 
 // pipelineResult is what a pipeline scenario adds to a result.
 type pipelineResult struct {
-	DeliveredPerSec float64   `json:"delivered_per_s"` // tenant B, in the window
+	DeliveredPerSec float64   `json:"delivered_per_s"` // tenant B's deliveries (events × endpoints), in the window
 	E2E             latencyMS `json:"e2e_ms"`          // received_at → arrival, tenant B
 	BacklogAtEnd    int64     `json:"backlog_at_end"`  // pending or failed events when the window closed
 	HangAttempts    int64     `json:"hang_attempts,omitempty"`
 }
 
-// backlog counts events not yet delivered.
+// backlog counts deliveries not yet made.
 func (b *bench) backlog(ctx context.Context) (int64, error) {
 	var n int64
-	err := b.db.QueryRow(ctx, `SELECT count(*) FROM deliveries`).Scan(&n)
+	err := b.db.QueryRow(ctx, `SELECT count(*) FROM deliveries WHERE status IN ('pending', 'failed')`).Scan(&n)
 	return n, err
 }
 
@@ -131,7 +131,7 @@ func (b *bench) drain(ctx context.Context, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
 		var n int64
-		err := b.db.QueryRow(ctx, `SELECT count(*) FROM deliveries WHERE tenant_id = $1`, b.tenantID).Scan(&n)
+		err := b.db.QueryRow(ctx, `SELECT count(*) FROM deliveries WHERE tenant_id = $1 AND status IN ('pending', 'failed')`, b.tenantID).Scan(&n)
 		if err != nil {
 			return err
 		}

@@ -32,6 +32,11 @@ func (w *Worker) maintain(ctx context.Context) {
 			if _, err := w.Purge(ctx); err != nil && ctx.Err() == nil {
 				w.log.Error("purge old events", "err", err)
 			}
+			if n, err := w.events.SweepOrphans(ctx); err != nil && ctx.Err() == nil {
+				w.log.Error("sweep the deliveries of deleted endpoints", "err", err)
+			} else if n > 0 {
+				w.log.Warn("deliveries of deleted endpoints removed", "deliveries", n)
+			}
 			purge.Reset(w.cfg.PurgeEvery)
 		}
 	}

@@ -40,11 +40,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		deferred: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "postgate_delivery_deferred_total",
-			Help: "Claimed events put back without an attempt, by reason (rate_limited, breaker_open, shutdown, no_tenant, no_signing_key).",
+			Help: "Claimed deliveries put back without an attempt, by reason (rate_limited, breaker_open, shutdown, no_endpoint, no_signing_key, no_app_secret, bad_body).",
 		}, []string{"reason"}),
 		breaker: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "postgate_delivery_breaker_transitions_total",
-			Help: "Circuit breaker state changes of tenant endpoints, by new state.",
+			Help: "Circuit breaker state changes of endpoints, by new state.",
 		}, []string{"to"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "postgate_delivery_in_flight",

@@ -367,11 +367,16 @@ func (w *Worker) attempt(ctx context.Context, e *tenant.EndpointInfo, j job) {
 	now := w.cfg.Now()
 	req, reason := w.request(e, j, now)
 	if reason != "" {
-		// Never send unsigned; the claim skips such an endpoint from now
-		// on (no signing key), or the app is back soon (a replica's
-		// registry behind another's).
+		// Never send unsigned. Without a signing key the claim skips the
+		// endpoint from now on; without its app's secret (a meta
+		// delivery whose app was deleted, or a registry a moment behind)
+		// it waits, unattempted, for the app or a replay elsewhere.
 		done(errNotAnAttempt)
-		w.release(j, now.Add(time.Second), reason)
+		wait := time.Second
+		if reason == "no_app_secret" || reason == "bad_body" {
+			wait = 30 * time.Second
+		}
+		w.release(j, now.Add(wait), reason)
 		return
 	}
 	res := w.sender.send(ctx, req)

@@ -331,6 +331,46 @@ func (s *Store) Expire(ctx context.Context, endpointID uuid.UUID, queuedBefore, 
 	return n, nil
 }
 
+// orphansSQL deletes the deliveries still to make whose endpoint no longer
+// exists. The endpoints' delete trigger removes an endpoint's deliveries,
+// but an events insert whose snapshot still saw the endpoint can add some
+// in the instant after: without this they would never be claimed and
+// their events would stay pending.
+const orphansSQL = `DELETE FROM deliveries d
+WHERE d.status || '' IN ('pending', 'failed') AND NOT EXISTS (SELECT 1 FROM endpoints ep WHERE ep.id = d.endpoint_id)
+RETURNING d.tenant_id::text, d.event_id`
+
+// SweepOrphans deletes the deliveries of deleted endpoints that an insert
+// raced in, refreshes their events (dead when nothing is left: listed,
+// replayable) and returns how many it deleted.
+func (s *Store) SweepOrphans(ctx context.Context) (int64, error) {
+	var n int64
+	err := database.RetryDeadlock(func() error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, orphansSQL, replan)
+			if err != nil {
+				return err
+			}
+			var tenants []string
+			var ids [][16]byte
+			var t string
+			var id [16]byte
+			if _, err := pgx.ForEachRow(rows, []any{&t, &id}, func() error {
+				tenants, ids = append(tenants, t), append(ids, id)
+				return nil
+			}); err != nil {
+				return err
+			}
+			n = int64(len(ids))
+			return refresh(ctx, tx, tenants, ids)
+		})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sweep orphaned deliveries: %w", err)
+	}
+	return n, nil
+}
+
 // PurgeBatch bounds one Purge statement.
 const PurgeBatch = 5000
 

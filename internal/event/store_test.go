@@ -353,3 +353,31 @@ func TestListByMid(t *testing.T) {
 		})
 	}
 }
+
+// TestSweepOrphans: a delivery of an endpoint that no longer exists (an
+// insert raced the endpoint's deletion) is removed and its event, with
+// nothing left to do, is dead; a delivery of a live endpoint stays.
+func TestSweepOrphans(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	a := f.events[f.a][0] // pending, to tenant A's endpoint
+	orphan := uuid.Must(uuid.NewV7())
+	if _, err := f.db.Pool.Exec(ctx, `UPDATE deliveries SET endpoint_id = $2 WHERE event_id = $1`, a, orphan); err != nil {
+		t.Fatal(err)
+	}
+	before := f.snapshot(t, f.b)
+	n, err := f.store.SweepOrphans(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("sweep: got %d, %v; want 1", n, err)
+	}
+	e, _, err := f.store.Get(ctx, f.a, a)
+	if err != nil || e.Status != StatusDead || len(e.Deliveries) != 0 {
+		t.Errorf("orphaned event: got %s with %d deliveries (%v), want dead with none", e.Status, len(e.Deliveries), err)
+	}
+	if after := f.snapshot(t, f.b); after != before {
+		t.Errorf("the other tenant changed:\nbefore %s\nafter  %s", before, after)
+	}
+	if n, err := f.store.SweepOrphans(ctx); err != nil || n != 0 {
+		t.Errorf("second sweep: got %d, %v; want 0", n, err)
+	}
+}
