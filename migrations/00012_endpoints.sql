@@ -66,12 +66,12 @@ ALTER TABLE tenants DROP COLUMN callback_url, DROP COLUMN events, DROP COLUMN ra
 -- sender is the person of the conversation (sender.id, else
 -- sender.user_ref; for an echo the recipient), for the search by sender
 -- and for ordering; entry_time is entry[].time exactly as Meta sent it
--- (a JSON number or string), NULL when absent; item is the changes[] item
+-- (the bytes of a JSON number or string), NULL when absent; item is the changes[] item
 -- as Meta sent it, NULL when the item is the body's "event" (messaging[],
 -- standby[]). Events accepted before this migration have no sender and
 -- no entry_time: a search by sender does not find them, and the Meta
 -- format sends their received time.
-ALTER TABLE events ADD COLUMN sender text COLLATE "C", ADD COLUMN entry_time text, ADD COLUMN item bytea;
+ALTER TABLE events ADD COLUMN sender text COLLATE "C", ADD COLUMN entry_time bytea, ADD COLUMN item bytea;
 -- (sender, id), not (tenant_id, sender, id): a search by sender names
 -- the tenant in a way no index serves (package event), so that stale
 -- statistics cannot make the planner read the tenant's events along the

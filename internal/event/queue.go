@@ -89,8 +89,7 @@ func (s *Store) Claim(ctx context.Context, endpoints []uuid.UUID, quota []int32,
 	}
 	var c Claimed
 	var ep, id [16]byte
-	var body, item []byte
-	var entryTime *string
+	var body, item, entryTime []byte
 	_, err = pgx.ForEachRow(rows, []any{&c.TenantID, &ep, &id, &c.Attempts, &c.Number, &c.ReceivedAt, &c.Lease,
 		&body, &c.AppID, &entryTime, &item}, func() error {
 		cc := c
@@ -100,7 +99,7 @@ func (s *Store) Claim(ctx context.Context, endpoints []uuid.UUID, quota []int32,
 			cc.Item = append([]byte(nil), item...)
 		}
 		if entryTime != nil {
-			cc.EntryTime = []byte(*entryTime)
+			cc.EntryTime = append([]byte(nil), entryTime...)
 		}
 		got(&cc)
 		return nil

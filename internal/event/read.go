@@ -32,7 +32,7 @@ type eventRow struct {
 	DeadAt      *time.Time `gorm:"column:dead_at"`
 	Body        []byte     `gorm:"column:body"`
 	Sender      *string    `gorm:"column:sender"`
-	EntryTime   *string    `gorm:"column:entry_time"`
+	EntryTime   []byte     `gorm:"column:entry_time"`
 	Item        []byte     `gorm:"column:item"`
 }
 

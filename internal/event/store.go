@@ -65,8 +65,8 @@ type Batch struct {
 	tests    []bool
 	received []time.Time
 	bodies   [][]byte
-	senders  []*string
-	times    []*string
+	senders  []string
+	times    [][]byte
 	items    [][]byte
 }
 
@@ -81,17 +81,8 @@ func (b *Batch) Add(e *New) {
 	b.tests = append(b.tests, e.Test)
 	b.received = append(b.received, e.ReceivedAt)
 	b.bodies = append(b.bodies, e.Body)
-	var sender, entryTime *string
-	if e.Sender != "" {
-		s := e.Sender
-		sender = &s
-	}
-	if e.EntryTime != nil {
-		t := string(e.EntryTime)
-		entryTime = &t
-	}
-	b.senders = append(b.senders, sender)
-	b.times = append(b.times, entryTime)
+	b.senders = append(b.senders, e.Sender)
+	b.times = append(b.times, e.EntryTime)
 	b.items = append(b.items, e.Item)
 }
 
@@ -126,8 +117,10 @@ func (b *Batch) Reset() {
 // statement (migration 00012). A dedup key already stored is skipped:
 // that event is a duplicate.
 const insertSQL = `INSERT INTO events (id, tenant_id, page_id, app_id, dedup_key, type, test, received_at, body, sender, entry_time, item)
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::timestamptz[], $9::bytea[],
-	$10::text[], $11::text[], $12::bytea[])
+SELECT id, tenant_id, page_id, app_id, dedup_key, type, test, received_at, body, nullif(sender, ''), entry_time, item
+FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::timestamptz[], $9::bytea[],
+	$10::text[], $11::bytea[], $12::bytea[])
+	AS u(id, tenant_id, page_id, app_id, dedup_key, type, test, received_at, body, sender, entry_time, item)
 ON CONFLICT (page_id, dedup_key, tenant_id) DO NOTHING
 RETURNING id`
 

@@ -39,9 +39,10 @@ type EndpointInput struct {
 }
 
 // CreateEndpoint creates an endpoint of tenantID and returns it with its
-// secret, once: the whsec_ signing secret of an hmac endpoint; an ed25519
-// endpoint's is its key pair, whose public half is on the endpoint and
-// whose private half never leaves the gateway (secret is then empty).
+// secret, once: the whsec_ signing secret of a standard hmac endpoint; an
+// ed25519 endpoint's is its key pair, whose public half is on the endpoint
+// and whose private half never leaves the gateway, and a meta endpoint is
+// signed with its app's secret (secret is then empty).
 func (s *Service) CreateEndpoint(ctx context.Context, tenantID string, in EndpointInput) (Endpoint, string, error) {
 	now := s.now().UTC()
 	e := Endpoint{
@@ -71,6 +72,11 @@ func (s *Service) CreateEndpoint(ctx context.Context, tenantID string, in Endpoi
 	e, err = s.store.CreateEndpoint(ctx, e, sec)
 	if err != nil {
 		return Endpoint{}, "", err
+	}
+	if e.Format == FormatMeta {
+		// Its deliveries are signed with the app's secret; the endpoint's
+		// own is shown when a change to the standard format makes it one.
+		secret = ""
 	}
 	return e, secret, nil
 }
@@ -273,8 +279,9 @@ type EndpointPatch struct {
 }
 
 // UpdateEndpoint applies p to endpoint id of tenantID. secret is the new
-// whsec_ secret when p changed the signature to hmac (shown once), else
-// empty.
+// whsec_ secret when p changed the signature to hmac, or the format from
+// meta to standard with hmac (shown once: a meta endpoint's own secret
+// was never shown), else empty.
 func (s *Service) UpdateEndpoint(ctx context.Context, tenantID, id string, p EndpointPatch) (e Endpoint, secret string, err error) {
 	uid, err := parseEndpointID(id)
 	if err != nil {
@@ -288,7 +295,7 @@ func (s *Service) UpdateEndpoint(ctx context.Context, tenantID, id string, p End
 	}
 	now := s.now().UTC()
 	e, err = s.store.UpdateEndpoint(ctx, tenantID, uid, func(e *Endpoint, sec *SealedSecrets) error {
-		oldSig := e.Signature
+		oldSig, oldFormat := e.Signature, e.Format
 		set(&e.URL, p.URL)
 		set(&e.Description, p.Description)
 		set(&e.Events, p.Events)
@@ -306,7 +313,7 @@ func (s *Service) UpdateEndpoint(ctx context.Context, tenantID, id string, p End
 		if err := s.checkEndpoint(ctx, e, false); err != nil {
 			return err
 		}
-		if e.Signature != oldSig {
+		if e.Signature != oldSig || (oldFormat == FormatMeta && e.Format == FormatStandard) {
 			*sec = SealedSecrets{}
 			e.PreviousPublicKey, e.PreviousSigningSecretExpiresAt = "", nil
 			secret = s.newEndpointSecret(e, sec)
@@ -369,6 +376,9 @@ func (s *Service) RotateEndpointSecret(ctx context.Context, tenantID, id string)
 // rotate moves e's current signing material to previous (signing until
 // now + RotationGrace) and makes new; see RotateEndpointSecret.
 func (s *Service) rotate(e *Endpoint, sec *SealedSecrets, now time.Time) (string, error) {
+	if e.Format == FormatMeta {
+		return "", conflict("format", "a meta endpoint is signed with its app's secret: rotate that (PATCH .../apps/{app_id} with app_secret)")
+	}
 	id := e.ID.String()
 	old, err := s.keys.Open(sec.Current, SigningSecretBinding(id))
 	if err != nil {
