@@ -62,7 +62,7 @@ type listEventsIn struct {
 	Mid    string `query:"mid" minLength:"1" maxLength:"512" doc:"The event with this message id (a postback's or message's mid), among the tenant's registered Pages, or in page_id when given."`
 	Sender string `query:"sender" minLength:"1" maxLength:"512" doc:"The events of one person: a PSID or user_ref (echoes count as the conversation of their recipient)."`
 	// The pattern is checked by the service: huma's would echo the value.
-	EndpointID string    `query:"endpoint_id" maxLength:"64" doc:"Only events delivered to this endpoint (ep_...); status is then that delivery's."`
+	EndpointID string    `query:"endpoint_id" maxLength:"64" doc:"Only events delivered to this endpoint (ep_...); the status filter, and each event's status, attempt_count, next_attempt_at, delivered_at and dead_at, are then that delivery's."`
 	Since      time.Time `query:"since" doc:"Received at or after (RFC 3339)."`
 	Until      time.Time `query:"until" doc:"Received before (RFC 3339)."`
 }

@@ -73,6 +73,17 @@ type harness struct {
 // newAdmin wires the admin API's services on db as the gateway does.
 func newAdmin(t *testing.T, db *database.DB, keys *secrets.Keyring, allowPrivate bool) *api.Admin {
 	t.Helper()
+	return newAdminOpts(t, db, keys, harnessOpts{allowPrivate: allowPrivate})
+}
+
+// newAdminOpts is newAdmin with every harness option.
+func newAdminOpts(t *testing.T, db *database.DB, keys *secrets.Keyring, o harnessOpts) *api.Admin {
+	t.Helper()
+	allowPrivate := o.allowPrivate
+	testTimeout := o.testTimeout
+	if testTimeout == 0 {
+		testTimeout = 2 * time.Second
+	}
 	tokens, err := tenant.NewTokens(tenant.TokenConfig{Secret: jwtSecret, Issuer: testIssuer, Audience: testAudience}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +93,7 @@ func newAdmin(t *testing.T, db *database.DB, keys *secrets.Keyring, allowPrivate
 	if err != nil {
 		t.Fatal(err)
 	}
-	tester, err := delivery.NewTester(delivery.Config{Timeout: 2 * time.Second, AllowPrivate: allowPrivate, Resolver: resolver,
+	tester, err := delivery.NewTester(delivery.Config{Timeout: testTimeout, AllowPrivate: allowPrivate, Resolver: resolver,
 		UserAgent: "Postgate/test"}, svc)
 	if err != nil {
 		t.Fatal(err)
@@ -102,6 +113,8 @@ func adminToken(t *testing.T, tokens *tenant.Tokens) string {
 
 type harnessOpts struct {
 	allowPrivate bool
+	// testTimeout is the test sender's CALLBACK_TIMEOUT; default 2s.
+	testTimeout time.Duration
 }
 
 func newHarness(t *testing.T, opts ...harnessOpts) *harness {
@@ -112,7 +125,7 @@ func newHarness(t *testing.T, opts ...harnessOpts) *harness {
 	}
 	db := testenv.Postgres(t)
 	keys := testenv.Keyring(t)
-	a := newAdmin(t, db, keys, o.allowPrivate)
+	a := newAdminOpts(t, db, keys, o)
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s := api.New(api.Config{Version: "test"}, api.Deps{Log: log, Admin: a})

@@ -216,10 +216,13 @@ const EndpointIDPrefix = "ep_"
 // FormatEndpointID is the public id of the endpoint row id.
 func FormatEndpointID(id uuid.UUID) string { return EndpointIDPrefix + hex.EncodeToString(id[:]) }
 
-// ParseEndpointID reverses FormatEndpointID.
+// ParseEndpointID reverses FormatEndpointID. The nil uuid is no
+// endpoint's id (they are UUIDv7) and is refused: callers use uuid.Nil for
+// "no endpoint given", so a filter or replay naming it would otherwise
+// pick every endpoint.
 func ParseEndpointID(s string) (uuid.UUID, error) {
 	id, err := parsePrefixedID(s, EndpointIDPrefix)
-	if err != nil {
+	if err != nil || id == uuid.Nil {
 		return uuid.Nil, invalid("endpoint_id", "must be %s followed by 32 hex digits", EndpointIDPrefix)
 	}
 	return id, nil

@@ -56,6 +56,16 @@ const listColumns = `e.id, e.tenant_id, e.page_id, e.app_id, e.dedup_key, e.type
 	(SELECT min(d.next_attempt_at) FROM endpoints ep JOIN deliveries d ON d.endpoint_id = ep.id AND d.event_id = e.id
 	 WHERE ep.tenant_id = e.tenant_id AND d.status || '' IN ('pending', 'failed')) AS next_attempt_at`
 
+// endpointListColumns are listColumns for a search by endpoint (from
+// deliveries fd joined to events e): the delivery state shown is that of
+// the delivery to the endpoint searched (its status, retry count, next
+// attempt, and settled time), as the status filter is.
+const endpointListColumns = `e.id, e.tenant_id, e.page_id, e.app_id, e.dedup_key, e.type, e.test,
+	fd.status, fd.attempts, e.received_at,
+	CASE WHEN fd.status = 'delivered' THEN fd.settled_at END AS delivered_at,
+	CASE WHEN fd.status = 'dead' THEN fd.settled_at END AS dead_at, e.sender,
+	CASE WHEN fd.status IN ('pending', 'failed') THEN fd.next_attempt_at END AS next_attempt_at`
+
 // withQueue is the FROM of a read of events.
 const withQueue = `events e`
 
@@ -154,7 +164,8 @@ func (r *quarantineSummaryRow) domain() Quarantined {
 // Filter narrows a list of events; zero fields do not filter. Since is
 // inclusive and Until exclusive, both on received_at. With EndpointID,
 // only events delivered to that endpoint are listed, and Status is the
-// status of that delivery; without, the event's (its worst delivery's).
+// status of that delivery, as is the state each listed event shows;
+// without, the event's (its worst delivery's).
 type Filter struct {
 	Status Status
 	Type   string
@@ -229,7 +240,7 @@ func listQuery(db *gorm.DB, tid uuid.UUID, f Filter, ids []uuid.UUID, after uuid
 	case f.EndpointID != uuid.Nil:
 		q = db.Table(`deliveries fd CROSS JOIN LATERAL (
 			SELECT * FROM events e0 WHERE e0.tenant_id = ? AND e0.id = fd.event_id OFFSET 0) e`, tid).
-			Select(listColumns).Where("fd.endpoint_id = ?", f.EndpointID)
+			Select(endpointListColumns).Where("fd.endpoint_id = ?", f.EndpointID)
 		if f.Sender != "" {
 			q = q.Where("e.sender = ?", f.Sender)
 		}

@@ -378,6 +378,9 @@ func (s *Service) RotateSigningSecret(ctx context.Context, id string) (Tenant, s
 		}
 		var err error
 		secret, err = s.rotate(def.Endpoint, &def.Secrets, now)
+		// A rotation changes the tenant as the first version showed it
+		// (previous_signing_secret_expires_at): its updated_at says so.
+		t.UpdatedAt = now
 		return err
 	})
 	if err != nil {
