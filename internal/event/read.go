@@ -492,6 +492,15 @@ func (s *Store) ReplayMany(ctx context.Context, tenantID string, f ReplayFilter)
 	var n int64
 	err = database.RetryDeadlock(func() error {
 		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if f.EndpointID != uuid.Nil {
+				var exists bool
+				if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM endpoints WHERE tenant_id = $1 AND id = $2)`, tid, f.EndpointID).Scan(&exists); err != nil {
+					return err
+				}
+				if !exists {
+					return invalid("endpoint_id", "is not an endpoint of this tenant")
+				}
+			}
 			rows, err := tx.Query(ctx, replayManySQL, replan, tid, ep, string(f.Status), since, until)
 			if err != nil {
 				return err
@@ -512,6 +521,9 @@ func (s *Store) ReplayMany(ctx context.Context, tenantID string, f ReplayFilter)
 		})
 	})
 	if err != nil {
+		if errors.Is(err, ErrInvalid) {
+			return 0, err
+		}
 		return 0, fmt.Errorf("replay events: %w", err)
 	}
 	return n, nil

@@ -38,6 +38,11 @@ func (r *tenantRow) domain(def *Endpoint) Tenant {
 		t.EndpointEnabledAt = def.EnabledAt
 		t.PreviousSigningSecretExpiresAt = def.PreviousSigningSecretExpiresAt
 		t.DefaultEndpointID = def.ID
+		// A change made through the endpoints API changes the tenant as
+		// the first version showed it.
+		if def.UpdatedAt.After(t.UpdatedAt) {
+			t.UpdatedAt = def.UpdatedAt
+		}
 	}
 	return t
 }
