@@ -1,0 +1,472 @@
+package delivery_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/postgate/postgate/internal/event"
+	"github.com/postgate/postgate/internal/tenant"
+	"github.com/postgate/postgate/internal/testenv"
+	"github.com/postgate/postgate/internal/webhook"
+)
+
+// The fixtures' Pages (README of the Messenger fixtures).
+const (
+	pageA = "104832957710001"
+	pageB = "104832957710002"
+	pageC = "104832957710003"
+)
+
+// service is the tenant service over e's store, as the admin API uses it.
+func (e *env) service() *tenant.Service {
+	e.t.Helper()
+	svc, err := tenant.NewService(tenant.Config{AllowPrivateCallbacks: true}, e.store, e.keys, nil, nil, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return svc
+}
+
+// newTenant creates a tenant with no endpoint through svc and returns its
+// id.
+func (e *env) newTenant(svc *tenant.Service) string {
+	e.t.Helper()
+	tn, _, err := svc.CreateTenant(context.Background(), tenant.TenantInput{Name: "t"})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tn.ID
+}
+
+// createEndpoint creates an endpoint of tenantID through svc and returns it
+// with its whsec_ secret (empty for ed25519). The registry is reloaded.
+func (e *env) createEndpoint(svc *tenant.Service, tenantID string, in tenant.EndpointInput) (tenant.Endpoint, string) {
+	e.t.Helper()
+	ep, secret, err := svc.CreateEndpoint(context.Background(), tenantID, in)
+	if err != nil {
+		e.t.Fatalf("create endpoint %+v: %v", in, err)
+	}
+	e.reload()
+	return ep, secret
+}
+
+// setEnabled enables or disables an endpoint through svc, as PATCH
+// {"enabled": ...} does, and reloads the registry.
+func (e *env) setEnabled(svc *tenant.Service, tenantID string, id uuid.UUID, enabled bool) {
+	e.t.Helper()
+	if _, _, err := svc.UpdateEndpoint(context.Background(), tenantID, event.FormatEndpointID(id), tenant.EndpointPatch{Enabled: &enabled}); err != nil {
+		e.t.Fatal(err)
+	}
+	e.reload()
+}
+
+// registerFixtureApp registers app 1001, signing with the fixtures'
+// secret, and pages for it, for tenantID.
+func (e *env) registerFixtureApp(svc *tenant.Service, tenantID string, pages ...string) {
+	e.t.Helper()
+	ctx := context.Background()
+	if _, err := svc.RegisterApp(ctx, tenantID, tenant.AppInput{AppID: "1001", AppSecret: fixtureSecret}); err != nil {
+		e.t.Fatal(err)
+	}
+	for _, p := range pages {
+		if _, err := svc.RegisterPage(ctx, tenantID, tenant.PageInput{PageID: p, AppID: "1001"}); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	e.reload()
+}
+
+// ingestResult posts a signed fixture through the real ingest on
+// /webhook/1001, as ingest does, and returns the whole result.
+func (e *env) ingestResult(body []byte) webhook.Result {
+	e.t.Helper()
+	ing, err := webhook.NewIngestor(webhook.Config{KeyPrefix: e.prefix}, e.reg, e.events, e.rdb, prometheus.NewRegistry(), nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { ing.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	return ing.Ingest(context.Background(), webhook.Request{
+		AppID: "1001", Body: body, Signature256: testenv.SignMeta(fixtureSecret, body), ReceivedAt: time.Now(),
+	})
+}
+
+// deliveryState is one delivery's row: its status, retry count and lease.
+type deliveryState struct {
+	Status   string
+	Attempts int
+	Leased   bool
+}
+
+// delivery reads the delivery of event id to endpoint ep; ok is false
+// when there is none.
+func (e *env) delivery(ep, id uuid.UUID) (s deliveryState, ok bool) {
+	e.t.Helper()
+	rows, err := e.db.Pool.Query(context.Background(),
+		`SELECT status, attempts, leased_until IS NOT NULL FROM deliveries WHERE endpoint_id = $1 AND event_id = $2`, ep, id)
+	if err != nil {
+		e.t.Fatalf("read delivery: %v", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := rows.Scan(&s.Status, &s.Attempts, &s.Leased); err != nil {
+			e.t.Fatalf("read delivery: %v", err)
+		}
+		ok = true
+	}
+	if err := rows.Err(); err != nil {
+		e.t.Fatalf("read delivery: %v", err)
+	}
+	return s, ok
+}
+
+// waitDelivery waits until event id's delivery to endpoint ep has status
+// want, its lease released.
+func (e *env) waitDelivery(ep, id uuid.UUID, want string, within time.Duration) deliveryState {
+	e.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		s, ok := e.delivery(ep, id)
+		if ok && s.Status == want && !s.Leased {
+			return s
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("delivery of %s to %s: got %+v (exists %v) after %s, want status %s",
+				event.FormatID(id), event.FormatEndpointID(ep), s, ok, within, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// allDelivered waits until every event of the database is delivered, with
+// no delivery still to make, and returns how many deliveries there are.
+func (e *env) allDelivered(within time.Duration) int {
+	e.t.Helper()
+	var n int
+	waitFor(e.t, within, "every event delivered", func() bool {
+		var open, events int
+		if err := e.db.Pool.QueryRow(context.Background(), `SELECT count(*),
+			count(*) FILTER (WHERE status <> 'delivered' OR leased_until IS NOT NULL) FROM deliveries`).Scan(&n, &open); err != nil {
+			e.t.Fatal(err)
+		}
+		if err := e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM events WHERE status <> 'delivered'`).Scan(&events); err != nil {
+			e.t.Fatal(err)
+		}
+		return open == 0 && events == 0
+	})
+	return n
+}
+
+// standardDoc is what a test reads of a standard body.
+type standardDoc struct {
+	ID     string          `json:"id"`
+	Type   string          `json:"type"`
+	Test   bool            `json:"test"`
+	PageID string          `json:"page_id"`
+	Object string          `json:"object"`
+	Source string          `json:"source"`
+	Event  json.RawMessage `json:"event"`
+}
+
+func parseStandard(t *testing.T, body []byte) standardDoc {
+	t.Helper()
+	var d standardDoc
+	if err := json.Unmarshal(body, &d); err != nil {
+		t.Fatalf("standard body is not JSON: %v\n%s", err, body)
+	}
+	return d
+}
+
+// metaDoc is a body in Meta's envelope, every value kept as sent.
+type metaDoc struct {
+	Object string `json:"object"`
+	Entry  []struct {
+		ID        string            `json:"id"`
+		Time      json.RawMessage   `json:"time"`
+		Messaging []json.RawMessage `json:"messaging"`
+		Standby   []json.RawMessage `json:"standby"`
+		Changes   []json.RawMessage `json:"changes"`
+	} `json:"entry"`
+}
+
+// metaItem is one event in Meta's envelope: its object, its entry's id
+// and time, the array it is in, and its bytes as sent.
+type metaItem struct {
+	object, entryID, source string
+	time, item              []byte
+}
+
+// metaItems lists the events of a body in Meta's envelope, in order.
+func metaItems(t *testing.T, body []byte) []metaItem {
+	t.Helper()
+	var d metaDoc
+	if err := json.Unmarshal(body, &d); err != nil {
+		t.Fatalf("Meta body is not JSON: %v\n%s", err, body)
+	}
+	var out []metaItem
+	for _, en := range d.Entry {
+		for source, items := range map[string][]json.RawMessage{"messaging": en.Messaging, "standby": en.Standby, "changes": en.Changes} {
+			for _, it := range items {
+				out = append(out, metaItem{object: d.Object, entryID: en.ID, source: source, time: en.Time, item: it})
+			}
+		}
+	}
+	return out
+}
+
+// whpk is the Ed25519 public key of a whpk_ string, read as a tenant's
+// receiver would.
+func whpk(t *testing.T, s string) ed25519.PublicKey {
+	t.Helper()
+	b64, ok := strings.CutPrefix(s, "whpk_")
+	if !ok {
+		t.Fatalf("public key %q lacks whpk_", s)
+	}
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		t.Fatalf("public key %q: %d bytes, %v", s, len(raw), err)
+	}
+	return raw
+}
+
+// verifyV1a is an Ed25519 receiver's check (Standard Webhooks v1a): one
+// signature, "v1a,<base64>", by pub over "id.timestamp.body" from the
+// headers, with a timestamp of now.
+func verifyV1a(pub ed25519.PublicKey, h http.Header, body []byte) error {
+	ts, err := strconv.ParseInt(h.Get("webhook-timestamp"), 10, 64)
+	if err != nil || time.Since(time.Unix(ts, 0)).Abs() > time.Minute {
+		return fmt.Errorf("webhook-timestamp %q is not Unix seconds of now", h.Get("webhook-timestamp"))
+	}
+	sigs := strings.Fields(h.Get("webhook-signature"))
+	if len(sigs) != 1 {
+		return fmt.Errorf("webhook-signature %q: want one signature", h.Get("webhook-signature"))
+	}
+	version, b64, _ := strings.Cut(sigs[0], ",")
+	if version != "v1a" {
+		return fmt.Errorf("webhook-signature %q: want v1a", sigs[0])
+	}
+	sig, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return fmt.Errorf("webhook-signature %q: %v", sigs[0], err)
+	}
+	msg := h.Get("webhook-id") + "." + h.Get("webhook-timestamp") + "." + string(body)
+	if !ed25519.Verify(pub, []byte(msg), sig) {
+		return errors.New("the Ed25519 signature does not verify with the endpoint's public key")
+	}
+	return nil
+}
+
+// verifyMeta is a Meta-format receiver's check: X-Hub-Signature-256 and
+// X-Hub-Signature are the HMACs of the raw body with the app secret.
+func verifyMeta(secret string, h http.Header, body []byte) error {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write(body)
+	if want := "sha256=" + hex.EncodeToString(m.Sum(nil)); !hmac.Equal([]byte(h.Get("X-Hub-Signature-256")), []byte(want)) {
+		return fmt.Errorf("X-Hub-Signature-256: got %q, want %q", h.Get("X-Hub-Signature-256"), want)
+	}
+	m = hmac.New(sha1.New, []byte(secret))
+	m.Write(body)
+	if want := "sha1=" + hex.EncodeToString(m.Sum(nil)); !hmac.Equal([]byte(h.Get("X-Hub-Signature")), []byte(want)) {
+		return fmt.Errorf("X-Hub-Signature: got %q, want %q", h.Get("X-Hub-Signature"), want)
+	}
+	return nil
+}
+
+// TestFanOutFormats: one tenant, three endpoints taking every event, one
+// per format and signature. Three signed POSTs from Meta (a batch over
+// three Pages, five events of one Page, and a dashboard test event in the
+// changes[] shape) reach each endpoint once per event, each verified as
+// its receiver would: the Standard Webhooks library for hmac, Ed25519
+// with the whpk_ key shown on the endpoint for ed25519, and Meta's own
+// two HMACs with the app secret for meta, whose body is Meta's envelope
+// around the item exactly as Meta sent it.
+func TestFanOutFormats(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	svc := e.service()
+	tenantID := e.newTenant(svc)
+	e.registerFixtureApp(svc, tenantID, pageA, pageB, pageC)
+	all := []string{"*"}
+	hmacRC, edRC, metaRC := newReceiver(t, nil), newReceiver(t, nil), newReceiver(t, nil)
+	hmacEP, secret := e.createEndpoint(svc, tenantID, tenant.EndpointInput{URL: hmacRC.srv.URL, Events: &all})
+	edEP, edSecret := e.createEndpoint(svc, tenantID, tenant.EndpointInput{URL: edRC.srv.URL, Events: &all, Signature: tenant.SignatureEd25519})
+	metaEP, _ := e.createEndpoint(svc, tenantID, tenant.EndpointInput{URL: metaRC.srv.URL, Events: &all, Format: tenant.FormatMeta})
+	if !strings.HasPrefix(secret, tenant.SigningSecretPrefix) || edSecret != "" {
+		t.Fatalf("secrets: hmac %q, ed25519 %q; want a whsec_ secret and none", secret, edSecret)
+	}
+	if hmacEP.PublicKey != "" || edEP.PublicKey == "" || metaEP.Format != tenant.FormatMeta {
+		t.Fatalf("endpoints: hmac %+v, ed25519 %+v, meta %+v", hmacEP, edEP, metaEP)
+	}
+	pub := whpk(t, edEP.PublicKey)
+
+	// Meta's items, from the fixtures' own bytes.
+	var want []metaItem
+	for _, f := range []struct {
+		name string
+		n    int
+	}{{"06-batch-three-pages.json", 3}, {"07-single-entry-multiple-events.json", 5}, {"05-dashboard-test-changes-postback.json", 1}} {
+		in := fixture(t, f.name)
+		want = append(want, metaItems(t, in)...)
+		if got := e.ingest(in); got != f.n {
+			t.Fatalf("%s: ingest accepted %d events, want %d", f.name, got, f.n)
+		}
+	}
+	const n = 9
+	if len(want) != n {
+		t.Fatalf("fixtures hold %d events, want %d", len(want), n)
+	}
+	e.start(e.baseConfig())
+	if got := e.allDelivered(10 * time.Second); got != 3*n {
+		t.Errorf("deliveries: got %d, want %d", got, 3*n)
+	}
+	e.claimRounds(3)
+
+	// The standard endpoints: the same stored body, each once per event,
+	// signed with their own key; Meta's event inside it byte for byte.
+	std := map[string]standardDoc{}
+	bodies := map[string][]byte{}
+	for _, rc := range []struct {
+		name   string
+		rc     *receiver
+		verify func(h http.Header, body []byte) error
+	}{
+		{"hmac", hmacRC, func(h http.Header, body []byte) error {
+			if strings.Contains(h.Get("webhook-signature"), "v1a,") {
+				return errors.New("an hmac endpoint got a v1a signature")
+			}
+			wh, err := standardwebhooks.NewWebhook(secret)
+			if err != nil {
+				return err
+			}
+			return wh.Verify(body, h)
+		}},
+		{"ed25519", edRC, func(h http.Header, body []byte) error { return verifyV1a(pub, h, body) }},
+	} {
+		reqs := rc.rc.requests()
+		if len(reqs) != n {
+			t.Errorf("%s endpoint: got %d requests, want %d", rc.name, len(reqs), n)
+		}
+		seen := map[string]bool{}
+		for _, r := range reqs {
+			d := parseStandard(t, r.body)
+			if id := r.header.Get("webhook-id"); id != d.ID || seen[id] {
+				t.Errorf("%s endpoint: webhook-id %q (body id %q) twice or not the body's", rc.name, id, d.ID)
+			}
+			seen[d.ID] = true
+			if err := rc.verify(r.header, r.body); err != nil {
+				t.Errorf("%s endpoint, %s: %v", rc.name, d.ID, err)
+			}
+			if ct := r.header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("%s endpoint: Content-Type %q", rc.name, ct)
+			}
+			if b, ok := bodies[d.ID]; ok {
+				if !bytes.Equal(b, r.body) {
+					t.Errorf("%s endpoint, %s: body\n%s\ndiffers from the hmac endpoint's\n%s", rc.name, d.ID, r.body, b)
+				}
+			} else if rc.name == "hmac" {
+				std[d.ID], bodies[d.ID] = d, r.body
+			} else {
+				t.Errorf("%s endpoint: got %s, which the hmac endpoint did not", rc.name, d.ID)
+			}
+		}
+	}
+	if len(std) != n {
+		t.Fatalf("standard endpoints: got %d distinct events, want %d", len(std), n)
+	}
+
+	// The meta endpoint: Meta's envelope, one event each, the item
+	// matched against the fixtures' bytes.
+	reqs := metaRC.requests()
+	if len(reqs) != n {
+		t.Errorf("meta endpoint: got %d requests, want %d", len(reqs), n)
+	}
+	matched := make([]bool, len(want))
+	for _, r := range reqs {
+		id := r.header.Get("X-Postgate-Event-Id")
+		d, ok := std[id]
+		if !ok {
+			t.Errorf("meta endpoint: X-Postgate-Event-Id %q is no standard delivery's webhook-id", id)
+			continue
+		}
+		if err := verifyMeta(fixtureSecret, r.header, r.body); err != nil {
+			t.Errorf("meta endpoint, %s: %v", id, err)
+		}
+		if got := r.header.Get("X-Postgate-Attempt"); got != "1" {
+			t.Errorf("meta endpoint, %s: X-Postgate-Attempt %q, want 1", id, got)
+		}
+		if h := r.header.Get("webhook-signature"); h != "" {
+			t.Errorf("meta endpoint, %s: got a webhook-signature %q", id, h)
+		}
+		items := metaItems(t, r.body)
+		if len(items) != 1 {
+			t.Errorf("meta endpoint, %s: got %d events in one POST, want 1:\n%s", id, len(items), r.body)
+			continue
+		}
+		got := items[0]
+		i := slices.IndexFunc(want, func(w metaItem) bool { return bytes.Equal(w.item, got.item) })
+		if i < 0 {
+			t.Errorf("meta endpoint, %s: item is not one of Meta's byte for byte:\n%s", id, got.item)
+			continue
+		}
+		if matched[i] {
+			t.Errorf("meta endpoint: item %s arrived twice", got.item)
+		}
+		matched[i] = true
+		w := want[i]
+		if got.source != w.source || got.object != w.object || !bytes.Equal(got.time, w.time) {
+			t.Errorf("meta endpoint, %s: got %s in %s of %s at %s, want %s of %s at %s",
+				id, got.item, got.source, got.object, got.time, w.source, w.object, w.time)
+		}
+		if got.entryID != d.PageID {
+			t.Errorf("meta endpoint, %s: entry id %q, want the event's Page %q", id, got.entryID, d.PageID)
+		}
+		// The body is exactly the envelope SPEC draws.
+		if exact := fmt.Sprintf(`{"object":%q,"entry":[{"id":%q,"time":%s,%q:[%s]}]}`, w.object, d.PageID, w.time, w.source, w.item); string(r.body) != exact {
+			t.Errorf("meta endpoint, %s: body\n%s\nwant\n%s", id, r.body, exact)
+		}
+		// The same event as the standard deliveries carry under this id.
+		ev := got.item
+		if got.source == "changes" {
+			var c struct {
+				Field string          `json:"field"`
+				Value json.RawMessage `json:"value"`
+			}
+			if err := json.Unmarshal(got.item, &c); err != nil || c.Field != "messaging_postbacks" {
+				t.Errorf("meta endpoint, %s: changes item %s is not the whole {field, value} (%v)", id, got.item, err)
+			}
+			ev = c.Value
+			if !d.Test {
+				t.Errorf("event %s from the dashboard's changes[]: test false, want true", id)
+			}
+		}
+		if !bytes.Equal(ev, d.Event) {
+			t.Errorf("meta endpoint, %s: item %s is not the event the standard deliveries of that id carry (%s)", id, ev, d.Event)
+		}
+	}
+	for i, ok := range matched {
+		if !ok {
+			t.Errorf("meta endpoint never got %s", want[i].item)
+		}
+	}
+}
