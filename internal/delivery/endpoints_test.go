@@ -470,3 +470,129 @@ func TestFanOutFormats(t *testing.T) {
 		}
 	}
 }
+
+// TestEndpointFilters: each endpoint receives exactly the events its
+// filters take (types, "*", Pages, test events, and "*" next to the
+// gateway's own postgate.health), each once; an event no endpoint takes is
+// not stored.
+func TestEndpointFilters(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	svc := e.service()
+	tenantID := e.newTenant(svc)
+	e.registerFixtureApp(svc, tenantID, pageA, pageB, pageC)
+	no := false
+	list := func(s ...string) *[]string { return &s }
+	const test = "messaging_postbacks@23245 (test)" // the dashboard's test event
+	endpoints := []struct {
+		name string
+		in   tenant.EndpointInput
+		want []string // type@page of each event, sorted
+	}{
+		{"messages", tenant.EndpointInput{Events: list("messages")},
+			[]string{"messages@" + pageA, "messages@" + pageB}},
+		{"every type on Pages A and B, no test events", tenant.EndpointInput{Events: list("*"), Pages: []string{pageB, pageA}, DeliverTestEvents: &no},
+			[]string{
+				"message_deliveries@" + pageA, "message_deliveries@" + pageB, "message_echoes@" + pageB,
+				"message_reactions@" + pageA, "message_reads@" + pageA, "message_reads@" + pageB,
+				"messages@" + pageA, "messages@" + pageB,
+				"messaging_postbacks@" + pageA, "messaging_postbacks@" + pageA, "messaging_postbacks@" + pageB, "messaging_postbacks@" + pageB,
+			}},
+		{"every type on Page B", tenant.EndpointInput{Events: list("*"), Pages: []string{pageB}},
+			[]string{
+				"message_deliveries@" + pageB, "message_echoes@" + pageB, "message_reads@" + pageB,
+				"messages@" + pageB, "messaging_postbacks@" + pageB, "messaging_postbacks@" + pageB,
+			}},
+		{"every type and health on Page A", tenant.EndpointInput{Events: list("*", event.TypeHealth), Pages: []string{pageA}},
+			[]string{
+				"message_deliveries@" + pageA, "message_reactions@" + pageA, "message_reads@" + pageA,
+				"messages@" + pageA, "messaging_postbacks@" + pageA, "messaging_postbacks@" + pageA,
+			}},
+		// The default filter: postbacks, test events included. A postback
+		// in standby[] is a standby event, which no endpoint takes.
+		{"postbacks", tenant.EndpointInput{},
+			[]string{
+				"messaging_postbacks@" + pageA, "messaging_postbacks@" + pageA, "messaging_postbacks@" + pageB,
+				"messaging_postbacks@" + pageB, "messaging_postbacks@" + pageC, test,
+			}},
+		{"postbacks, no test events", tenant.EndpointInput{DeliverTestEvents: &no},
+			[]string{
+				"messaging_postbacks@" + pageA, "messaging_postbacks@" + pageA, "messaging_postbacks@" + pageB,
+				"messaging_postbacks@" + pageB, "messaging_postbacks@" + pageC,
+			}},
+	}
+	rcs := make([]*receiver, len(endpoints))
+	ids := make([]uuid.UUID, len(endpoints))
+	for i := range endpoints {
+		rcs[i] = newReceiver(t, nil)
+		endpoints[i].in.URL = rcs[i].srv.URL
+		ep, _ := e.createEndpoint(svc, tenantID, endpoints[i].in)
+		ids[i] = ep.ID
+	}
+
+	for _, f := range []struct {
+		name string
+		n    int
+	}{
+		{"01-postback-basic.json", 1},                  // postback A
+		{"06-batch-three-pages.json", 3},               // postbacks A, B, C
+		{"07-single-entry-multiple-events.json", 5},    // echo, delivery, read, postback, message on B
+		{"09-standby-postback.json", 0},                // standby C: no endpoint takes it
+		{"10-message-text.json", 1},                    // message A
+		{"13-delivery-and-read.json", 2},               // delivery, read on A
+		{"18-reaction.json", 1},                        // reaction A
+		{"05-dashboard-test-changes-postback.json", 1}, // a test event
+	} {
+		res := e.ingestResult(fixture(t, f.name))
+		if res.Accepted != f.n || res.Outcome != webhook.OutcomeAccepted {
+			t.Fatalf("%s: got %+v, want %d accepted", f.name, res, f.n)
+		}
+		if f.n == 0 && res.Filtered != 1 {
+			t.Errorf("%s: got %+v, want 1 filtered", f.name, res)
+		}
+	}
+	var stored, tests int
+	if err := e.db.Pool.QueryRow(context.Background(), `SELECT count(*), count(*) FILTER (WHERE test) FROM events`).Scan(&stored, &tests); err != nil {
+		t.Fatal(err)
+	}
+	if stored != 14 || tests != 1 {
+		t.Errorf("events stored: got %d (%d test events), want 14 (1 test event)", stored, tests)
+	}
+	total := 0
+	for _, ep := range endpoints {
+		total += len(ep.want)
+	}
+	e.start(e.baseConfig())
+	if got := e.allDelivered(10 * time.Second); got != total {
+		t.Errorf("deliveries: got %d, want %d", got, total)
+	}
+	e.claimRounds(3)
+
+	for i, ep := range endpoints {
+		var got []string
+		seen := map[string]bool{}
+		for _, r := range rcs[i].requests() {
+			d := parseStandard(t, r.body)
+			if seen[d.ID] {
+				t.Errorf("%s: got %s twice", ep.name, d.ID)
+			}
+			seen[d.ID] = true
+			label := d.Type + "@" + d.PageID
+			if d.Test {
+				label += " (test)"
+			}
+			got = append(got, label)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, ep.want) {
+			t.Errorf("%s: got\n%v\nwant\n%v", ep.name, got, ep.want)
+		}
+		var rows int
+		if err := e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM deliveries WHERE endpoint_id = $1`, ids[i]).Scan(&rows); err != nil {
+			t.Fatal(err)
+		}
+		if rows != len(ep.want) {
+			t.Errorf("%s: %d deliveries fanned out, want %d", ep.name, rows, len(ep.want))
+		}
+	}
+}
