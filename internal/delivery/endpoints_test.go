@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/postgate/postgate/internal/delivery"
 	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/tenant"
 	"github.com/postgate/postgate/internal/testenv"
@@ -595,4 +597,163 @@ func TestEndpointFilters(t *testing.T) {
 			t.Errorf("%s: %d deliveries fanned out, want %d", ep.name, rows, len(ep.want))
 		}
 	}
+}
+
+// TestEndpointIsolation: one endpoint of a tenant never slows or stops
+// its sibling.
+func TestEndpointIsolation(t *testing.T) {
+	t.Parallel()
+
+	// A sibling hanging until the timeout on every slot it has leaves the
+	// healthy endpoint's latency (acceptance to receipt) where it was
+	// without it.
+	t.Run("hanging sibling", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		svc := e.service()
+		tenantID := e.newTenant(svc)
+		var mu sync.Mutex
+		sent, arrived := map[string]time.Time{}, map[string]time.Time{}
+		healthy := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			arrived[r.Header.Get("webhook-id")] = time.Now()
+			mu.Unlock()
+		})
+		release := make(chan struct{})
+		hang := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+			w.WriteHeader(http.StatusServiceUnavailable)
+		})
+		// A rate well above the test's, so that only the sibling can make
+		// a difference.
+		e.createEndpoint(svc, tenantID, tenant.EndpointInput{URL: healthy.srv.URL, Rate: 1000, Burst: 1000})
+		hung, _ := e.createEndpoint(svc, tenantID, tenant.EndpointInput{URL: hang.srv.URL})
+		e.setEnabled(svc, tenantID, hung.ID, false)
+		cfg := e.baseConfig()
+		cfg.Timeout = 2 * time.Second
+		e.start(cfg)
+		// Runs before the worker's stop (cleanups run last first): no
+		// attempt is left hanging through its drain.
+		t.Cleanup(func() { close(release) })
+
+		// measure adds n events 10 ms apart and returns the healthy
+		// endpoint's latencies, sorted.
+		measure := func(n int) []time.Duration {
+			t.Helper()
+			mu.Lock()
+			clear(sent)
+			clear(arrived)
+			mu.Unlock()
+			for range n {
+				at := time.Now()
+				id := e.addEvent(tenantID)
+				mu.Lock()
+				sent[event.FormatID(id)] = at
+				mu.Unlock()
+				time.Sleep(10 * time.Millisecond)
+			}
+			waitFor(t, 5*time.Second, "the healthy endpoint's deliveries", func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(arrived) == n
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			var got []time.Duration
+			for id, at := range sent {
+				got = append(got, arrived[id].Sub(at))
+			}
+			slices.Sort(got)
+			return got
+		}
+		// p99 by nearest rank: of 100, the 99th.
+		p99 := func(d []time.Duration) time.Duration { return d[(len(d)*99+99)/100-1] }
+
+		const n = 100
+		alone := measure(n)
+		if got := len(hang.requests()); got != 0 {
+			t.Fatalf("the disabled endpoint got %d requests", got)
+		}
+		// Enabled, the sibling takes its backlog (the n events above) and
+		// hangs on every slot it has, for 2 s each.
+		e.setEnabled(svc, tenantID, hung.ID, true)
+		waitFor(t, 5*time.Second, "the sibling hanging on all its slots", func() bool {
+			return len(hang.requests()) >= delivery.DefaultTenantConcurrency
+		})
+		hangingFrom := time.Now()
+		with := measure(n)
+		if held := time.Since(hangingFrom); held >= cfg.Timeout {
+			t.Logf("measuring took %s, longer than the sibling's hang (%s)", held, cfg.Timeout)
+		}
+		t.Logf("healthy endpoint p50/p99/max: alone %s/%s/%s, beside a hanging sibling %s/%s/%s (sibling got %d requests)",
+			alone[n/2], p99(alone), alone[n-1], with[n/2], p99(with), with[n-1], len(hang.requests()))
+		if limit := 2*p99(alone) + 50*time.Millisecond; p99(with) > limit {
+			t.Errorf("healthy endpoint p99 beside a hanging sibling: got %s, want at most %s (2 × %s alone + 50ms)", p99(with), limit, p99(alone))
+		}
+	})
+
+	// A 410 disables only the endpoint that answered it: its sibling keeps
+	// receiving, and only it is disabled in the endpoints table.
+	t.Run("410 disables only its endpoint", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		svc := e.service()
+		tenantID := e.newTenant(svc)
+		gone := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusGone) })
+		ok := newReceiver(t, nil)
+		goneEP, _ := e.createEndpoint(svc, tenantID, tenant.EndpointInput{URL: gone.srv.URL})
+		okEP, _ := e.createEndpoint(svc, tenantID, tenant.EndpointInput{URL: ok.srv.URL})
+		first := e.addEvent(tenantID)
+		e.start(e.baseConfig())
+		waitFor(t, 5*time.Second, "the 410 disabling its endpoint", func() bool {
+			ep, err := svc.GetEndpoint(context.Background(), tenantID, event.FormatEndpointID(goneEP.ID))
+			return err == nil && !ep.Enabled()
+		})
+		e.waitDelivery(okEP.ID, first, "delivered", 5*time.Second)
+		later := []uuid.UUID{e.addEvent(tenantID), e.addEvent(tenantID)}
+		for _, id := range later {
+			e.waitDelivery(okEP.ID, id, "delivered", 5*time.Second)
+		}
+		e.claimRounds(3)
+		if got := len(ok.requests()); got != 3 {
+			t.Errorf("sibling: got %d requests, want 3", got)
+		}
+		if got := len(gone.requests()); got != 1 {
+			t.Errorf("gone endpoint: got %d requests, want 1 (disabled after it)", got)
+		}
+		var got []string
+		rows, err := e.db.Pool.Query(context.Background(), `SELECT id, disabled_at IS NULL, coalesce(disabled_reason, '') FROM endpoints WHERE tenant_id = $1`, tenantID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id uuid.UUID
+			var enabled bool
+			var reason string
+			if err := rows.Scan(&id, &enabled, &reason); err != nil {
+				t.Fatal(err)
+			}
+			name := map[uuid.UUID]string{goneEP.ID: "gone", okEP.ID: "ok"}[id]
+			got = append(got, fmt.Sprintf("%s enabled=%v", name, enabled))
+			if !enabled && !strings.Contains(reason, "410") {
+				t.Errorf("%s: disabled_reason %q, want the 410 named", name, reason)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(got)
+		if want := []string{"gone enabled=false", "ok enabled=true"}; !slices.Equal(got, want) {
+			t.Errorf("endpoints: got %v, want %v", got, want)
+		}
+		// The Gone endpoint's deliveries wait, their retries unspent.
+		for _, id := range append(later, first) {
+			if s, _ := e.delivery(goneEP.ID, id); s.Status != "pending" || s.Attempts != 0 {
+				t.Errorf("delivery of %s to the disabled endpoint: got %+v, want pending, 0 attempts", event.FormatID(id), s)
+			}
+		}
+	})
 }
