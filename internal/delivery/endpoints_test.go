@@ -757,3 +757,159 @@ func TestEndpointIsolation(t *testing.T) {
 		}
 	})
 }
+
+// TestReplayPerEndpoint: a replay names the endpoint it is for, and only
+// that endpoint's delivery is made again.
+func TestReplayPerEndpoint(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	// One event to one of its two endpoints: only that one gets it
+	// again, with the same webhook-id.
+	t.Run("one event", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		svc := e.service()
+		tenantID := e.newTenant(svc)
+		a, b := newReceiver(t, nil), newReceiver(t, nil)
+		epA, secretA := e.createEndpoint(svc, tenantID, tenant.EndpointInput{URL: a.srv.URL})
+		epB, _ := e.createEndpoint(svc, tenantID, tenant.EndpointInput{URL: b.srv.URL})
+		id := e.addEvent(tenantID)
+		e.start(e.baseConfig())
+		e.waitDelivery(epA.ID, id, "delivered", 5*time.Second)
+		e.waitDelivery(epB.ID, id, "delivered", 5*time.Second)
+
+		if _, err := e.events.Replay(ctx, tenantID, id, epA.ID); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "the replay", func() bool { return len(a.requests()) == 2 })
+		e.waitDelivery(epA.ID, id, "delivered", 5*time.Second)
+		e.claimRounds(3)
+		if got := len(b.requests()); got != 1 {
+			t.Errorf("the other endpoint: got %d requests, want 1", got)
+		}
+		wh, _ := standardwebhooks.NewWebhook(secretA)
+		for i, r := range a.requests() {
+			if got, want := r.header.Get("webhook-id"), event.FormatID(id); got != want {
+				t.Errorf("request %d: webhook-id %q, want %q", i+1, got, want)
+			}
+			if err := wh.Verify(r.body, r.header); err != nil {
+				t.Errorf("request %d: %v", i+1, err)
+			}
+		}
+		if s := e.state(tenantID, id); s.Status != "delivered" {
+			t.Errorf("event after the replay: got %+v, want delivered", s)
+		}
+		var perEndpoint []string
+		for _, at := range e.attempts(tenantID, id) {
+			perEndpoint = append(perEndpoint, map[uuid.UUID]string{epA.ID: "a", epB.ID: "b"}[at.EndpointID]+" "+at.Class)
+		}
+		slices.Sort(perEndpoint)
+		if want := []string{"a ok", "a ok", "b ok"}; !slices.Equal(perEndpoint, want) {
+			t.Errorf("attempts: got %v, want %v", perEndpoint, want)
+		}
+	})
+
+	// A bulk replay of one endpoint's dead deliveries requeues those and
+	// nothing else: not the same events' dead deliveries to another
+	// endpoint, not their delivered ones.
+	t.Run("bulk dead of one endpoint", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		svc := e.service()
+		tenantID := e.newTenant(svc)
+		fail := func(n int, w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusInternalServerError) }
+		ok, c, d := newReceiver(t, nil), newReceiver(t, fail), newReceiver(t, fail)
+		okEP, _ := e.createEndpoint(svc, tenantID, tenant.EndpointInput{URL: ok.srv.URL})
+		cEP, _ := e.createEndpoint(svc, tenantID, tenant.EndpointInput{URL: c.srv.URL})
+		dEP, _ := e.createEndpoint(svc, tenantID, tenant.EndpointInput{URL: d.srv.URL})
+		ids := []uuid.UUID{e.addEvent(tenantID), e.addEvent(tenantID), e.addEvent(tenantID)}
+		cfg := e.baseConfig()
+		cfg.BreakerFailures = 100
+		e.start(cfg)
+		for _, id := range ids {
+			e.waitDelivery(okEP.ID, id, "delivered", 5*time.Second)
+			e.waitDelivery(cEP.ID, id, "dead", 5*time.Second)
+			e.waitDelivery(dEP.ID, id, "dead", 5*time.Second)
+			if s := e.state(tenantID, id); s.Status != "dead" {
+				t.Errorf("event with two dead deliveries: got %+v, want dead", s)
+			}
+		}
+		attempts := 1 + len(cfg.RetrySchedule)
+		if len(c.requests()) != 3*attempts || len(d.requests()) != 3*attempts {
+			t.Fatalf("failing endpoints: got %d and %d requests, want %d each", len(c.requests()), len(d.requests()), 3*attempts)
+		}
+
+		c.setRespond(nil)
+		d.setRespond(nil) // would take them, were they replayed
+		n, err := e.events.ReplayMany(ctx, tenantID, event.ReplayFilter{Status: event.StatusDead, EndpointID: cEP.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 3 {
+			t.Errorf("ReplayMany: got %d, want 3", n)
+		}
+		for _, id := range ids {
+			e.waitDelivery(cEP.ID, id, "delivered", 5*time.Second)
+		}
+		e.claimRounds(3)
+		if got, want := len(c.requests()), 3*attempts+3; got != want {
+			t.Errorf("replayed endpoint: got %d requests, want %d", got, want)
+		}
+		if got, want := len(d.requests()), 3*attempts; got != want {
+			t.Errorf("other dead endpoint: got %d requests, want %d (not replayed)", got, want)
+		}
+		if got := len(ok.requests()); got != 3 {
+			t.Errorf("delivered endpoint: got %d requests, want 3 (not replayed)", got)
+		}
+		for _, id := range ids {
+			if s, _ := e.delivery(dEP.ID, id); s.Status != "dead" || s.Attempts != attempts {
+				t.Errorf("delivery of %s to the other dead endpoint: got %+v, want dead after %d attempts", event.FormatID(id), s, attempts)
+			}
+			if s := e.state(tenantID, id); s.Status != "dead" {
+				t.Errorf("event still dead at one endpoint: got %+v, want dead", s)
+			}
+		}
+	})
+
+	// An endpoint created after an event took no delivery of it; a replay
+	// naming it delivers it there, with its own signature, and only there.
+	t.Run("endpoint created after the event", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		svc := e.service()
+		tenantID := e.newTenant(svc)
+		a, b := newReceiver(t, nil), newReceiver(t, nil)
+		epA, _ := e.createEndpoint(svc, tenantID, tenant.EndpointInput{URL: a.srv.URL})
+		id := e.addEvent(tenantID)
+		e.start(e.baseConfig())
+		e.waitDelivery(epA.ID, id, "delivered", 5*time.Second)
+
+		epB, secretB := e.createEndpoint(svc, tenantID, tenant.EndpointInput{URL: b.srv.URL})
+		if _, ok := e.delivery(epB.ID, id); ok {
+			t.Fatal("an endpoint created after the event has a delivery of it")
+		}
+		if _, err := e.events.Replay(ctx, tenantID, id, epB.ID); err != nil {
+			t.Fatal(err)
+		}
+		e.waitDelivery(epB.ID, id, "delivered", 5*time.Second)
+		e.claimRounds(3)
+		if got := len(a.requests()); got != 1 {
+			t.Errorf("the first endpoint: got %d requests, want 1", got)
+		}
+		reqs := b.requests()
+		if len(reqs) != 1 {
+			t.Fatalf("the new endpoint: got %d requests, want 1", len(reqs))
+		}
+		if got, want := reqs[0].header.Get("webhook-id"), event.FormatID(id); got != want {
+			t.Errorf("webhook-id: got %q, want %q", got, want)
+		}
+		if !bytes.Equal(reqs[0].body, a.requests()[0].body) {
+			t.Errorf("body: got\n%s\nwant the body the first endpoint got\n%s", reqs[0].body, a.requests()[0].body)
+		}
+		wh, _ := standardwebhooks.NewWebhook(secretB)
+		if err := wh.Verify(reqs[0].body, reqs[0].header); err != nil {
+			t.Errorf("signature with the new endpoint's secret: %v", err)
+		}
+	})
+}
