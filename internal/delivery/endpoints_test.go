@@ -24,8 +24,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/postgate/postgate/internal/database"
 	"github.com/postgate/postgate/internal/delivery"
 	"github.com/postgate/postgate/internal/event"
+	"github.com/postgate/postgate/internal/secrets"
 	"github.com/postgate/postgate/internal/tenant"
 	"github.com/postgate/postgate/internal/testenv"
 	"github.com/postgate/postgate/internal/webhook"
@@ -912,4 +914,144 @@ func TestReplayPerEndpoint(t *testing.T) {
 			t.Errorf("signature with the new endpoint's secret: %v", err)
 		}
 	})
+}
+
+// envOn is newEnv over db, whose secrets keys sealed.
+func envOn(t *testing.T, db *database.DB, keys *secrets.Keyring) *env {
+	t.Helper()
+	rdb, prefix := testenv.Redis(t)
+	e := &env{t: t, db: db, rdb: rdb, prefix: prefix, keys: keys, store: tenant.NewStore(db), events: event.NewStore(db)}
+	e.reg = tenant.NewRegistry(tenant.RegistryConfig{RetryEvery: 100 * time.Millisecond}, db.Pool, keys, nil, nil)
+	if err := e.reg.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.reg.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return e
+}
+
+// TestUpgradeDeliversPendingOnce: a gateway of the first version (schema
+// 11) stopped with events pending, failed (retrying), held by a worker
+// that died, delivered and dead. After the upgrade to endpoints, a worker
+// delivers each pending and failed event exactly once, to the tenant's
+// callback, signed with the tenant's original whsec_ secret, numbering the
+// attempts on from the old ones; delivered and dead events are not sent.
+func TestUpgradeDeliversPendingOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := database.Open(ctx, testenv.EmptyPostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	m, err := database.NewMigrator(db.SQL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.UpTo(ctx, 11); err != nil {
+		t.Fatalf("up to 11: %v", err)
+	}
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := db.Pool.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+
+	// The first version's tenant: its callback, its filter, its sealed
+	// secret, bound to its id.
+	keys := testenv.Keyring(t)
+	rc := newReceiver(t, nil)
+	tenantID := uuid.Must(uuid.NewV7()).String()
+	secret := newSecret()
+	exec(`INSERT INTO tenants (id, name, callback_url, events, signing_secret) VALUES ($1, 't', $2, '{messages}', $3)`,
+		tenantID, rc.srv.URL+"/hook", keys.Seal([]byte(secret), tenant.SigningSecretBinding(tenantID)))
+
+	// Its events as version 11 kept them: the insert trigger queues the
+	// pending and failed ones; the worker's columns are set as it left them.
+	received := time.Now().Add(-time.Minute)
+	insert := func(typ, status string, attempts int) uuid.UUID {
+		t.Helper()
+		id := uuid.Must(uuid.NewV7())
+		body := fmt.Sprintf(`{"id":%q,"type":%q,"test":false,"tenant_id":%q,"app_id":"1001","page_id":"1",`+
+			`"object":"page","source":"messaging","sender":{"id":"2"},"timestamp":%d,"received_at":%q,"event":{"sender":{"id":"2"},"recipient":{"id":"1"}}}`,
+			event.FormatID(id), typ, tenantID, received.UnixMilli(), received.UTC().Format(time.RFC3339Nano))
+		var deliveredAt, deadAt any
+		switch status {
+		case "delivered":
+			deliveredAt = received.Add(time.Second)
+		case "dead":
+			deadAt = received.Add(time.Second)
+		}
+		exec(`INSERT INTO events (id, tenant_id, page_id, app_id, dedup_key, type, status, attempts, received_at, delivered_at, dead_at, body)
+			VALUES ($1, $2, '1', '1001', $3, $4, $5, $6, $7, $8, $9, $10)`,
+			id, tenantID, id.String(), typ, status, attempts, received, deliveredAt, deadAt, []byte(body))
+		for n := 1; n <= attempts; n++ {
+			class, code := "http_5xx", 500
+			if status == "delivered" && n == attempts {
+				class, code = "ok", 200
+			}
+			exec(`INSERT INTO delivery_attempts (tenant_id, event_id, attempt, attempted_at, status_code, latency_us, error_class)
+				VALUES ($1, $2, $3, $4, $5, 1000, $6)`, tenantID, id, n, received.Add(time.Duration(n)*time.Second), code, class)
+		}
+		return id
+	}
+	pending := insert("messaging_postbacks", "pending", 0)
+	message := insert("messages", "pending", 0)
+	failed := insert("messaging_postbacks", "failed", 2)
+	exec(`UPDATE deliveries SET attempts = 2, attempted = 2, next_attempt_at = now() - interval '1 second' WHERE event_id = $1`, failed)
+	// Held by a worker killed mid-attempt: the lease ran out a moment ago.
+	held := insert("messaging_postbacks", "pending", 0)
+	exec(`UPDATE deliveries SET attempted = 1, next_attempt_at = now() - interval '1 second', leased_until = now() - interval '1 second' WHERE event_id = $1`, held)
+	delivered := insert("messaging_postbacks", "delivered", 1)
+	dead := insert("messaging_postbacks", "dead", 3)
+	var queued int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM deliveries`).Scan(&queued); err != nil || queued != 4 {
+		t.Fatalf("version 11 queue: got %d rows (%v), want 4", queued, err)
+	}
+
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatalf("upgrade: %v", err)
+	}
+	e := envOn(t, db, keys)
+	e.start(e.baseConfig())
+	open := []uuid.UUID{pending, message, failed, held}
+	for _, id := range open {
+		e.waitStatus(tenantID, id, "delivered", 5*time.Second)
+	}
+	e.claimRounds(3)
+
+	reqs := rc.requests()
+	wh, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range reqs {
+		got = append(got, r.header.Get("webhook-id"))
+		if err := wh.Verify(r.body, r.header); err != nil {
+			t.Errorf("%s: not signed with the tenant's original secret: %v", r.header.Get("webhook-id"), err)
+		}
+	}
+	var want []string
+	for _, id := range open {
+		want = append(want, event.FormatID(id))
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("delivered after the upgrade: got %v, want each pending and failed event once: %v", got, want)
+	}
+	if s := e.state(tenantID, delivered); s.Status != "delivered" || s.Attempts != 1 {
+		t.Errorf("event delivered before the upgrade: got %+v, want delivered after 1 attempt", s)
+	}
+	if s := e.state(tenantID, dead); s.Status != "dead" || s.Attempts != 3 {
+		t.Errorf("event dead before the upgrade: got %+v, want dead after 3 attempts", s)
+	}
+	// The failed event's attempt is its third.
+	if as := e.attempts(tenantID, failed); len(as) != 3 || as[2].Number != 3 || as[2].Class != "ok" || as[2].EndpointID.String() != tenantID {
+		t.Errorf("failed event's attempts: got %+v, want 2 old ones and a third, ok, to the default endpoint", as)
+	}
 }
