@@ -10,8 +10,9 @@
 -- the queue rows of events pending at the upgrade point at it with no
 -- copy of anything else.
 --
--- events lists the types the endpoint takes; '{*}' is every Meta type
--- (not the gateway's own postgate.*). pages restricts it to some of the
+-- events lists the types the endpoint takes; '*' is every Meta type
+-- (not the gateway's own postgate.*, which is taken only when named, as in
+-- '{*,postgate.health}'). pages restricts it to some of the
 -- tenant's Pages ('{}': all). signing_secret is a sealed "whsec_" secret
 -- (signature hmac) or "whsk_" private key (ed25519); public_key is the
 -- "whpk_" key a tenant verifies ed25519 signatures with.
@@ -122,7 +123,7 @@ BEGIN
         SELECT n.tenant_id, n.id, ep.id
         FROM new_events n JOIN endpoints ep ON ep.tenant_id = n.tenant_id
         WHERE n.status IN ('pending', 'failed')
-          AND (n.type = ANY (ep.events) OR (ep.events = '{*}' AND n.type NOT LIKE 'postgate.%'))
+          AND (n.type = ANY (ep.events) OR ('*' = ANY (ep.events) AND n.type NOT LIKE 'postgate.%'))
           AND (ep.pages = '{}' OR n.page_id = ANY (ep.pages))
           AND (NOT n.test OR ep.deliver_test_events)
         RETURNING event_id

@@ -364,7 +364,7 @@ func (s *Store) Get(ctx context.Context, tenantID string, id uuid.UUID) (Event, 
 // takesSQL is the fan-out's filter (the events insert trigger, migration
 // 00012) for endpoint ep and event e, for a replay that queues an event
 // again for the endpoints that would take it now.
-const takesSQL = `(e.type = ANY (ep.events) OR (ep.events = '{*}' AND e.type NOT LIKE 'postgate.%'))
+const takesSQL = `(e.type = ANY (ep.events) OR ('*' = ANY (ep.events) AND e.type NOT LIKE 'postgate.%'))
 	AND (ep.pages = '{}' OR e.page_id = ANY (ep.pages)) AND (NOT e.test OR ep.deliver_test_events)`
 
 // requeueSet is what a replay does to a delivery: due now, unleased, with
