@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -131,18 +132,26 @@ type Outcome struct {
 // after the lease expired wins, and the outcome changes nothing. A
 // settled delivery (delivered, dead) keeps its row, out of the due index;
 // any other is rescheduled, and a release gives back the attempt number
-// its claim took. The events' statuses follow in the same transaction
-// (refreshSQL).
-const recordSQL = `UPDATE deliveries d SET
-	status = coalesce(u.status, d.status),
-	next_attempt_at = u.at,
-	settled_at = CASE WHEN u.status IN ('delivered', 'dead') THEN u.at END,
-	leased_until = NULL,
-	attempts = coalesce(u.attempts, d.attempts),
-	attempted = d.attempted - CASE WHEN u.status IS NULL THEN 1 ELSE 0 END
-FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::int[], $6::timestamptz[])
-	AS u(endpoint_id, id, lease, status, attempts, at)
-WHERE d.endpoint_id = u.endpoint_id AND d.event_id = u.id AND d.leased_until = u.lease`
+// its claim took. The same statement then locks, in id order, the events
+// whose delivery changed status (the sort takes every updated row first:
+// deliveries before events, the lock order) and returns them, for
+// refreshSQL to bring their status in line in the next statement.
+const recordSQL = `WITH moved AS (
+	UPDATE deliveries d SET
+		status = coalesce(u.status, d.status),
+		next_attempt_at = u.at,
+		settled_at = CASE WHEN u.status IN ('delivered', 'dead') THEN u.at END,
+		leased_until = NULL,
+		attempts = coalesce(u.attempts, d.attempts),
+		attempted = d.attempted - CASE WHEN u.status IS NULL THEN 1 ELSE 0 END
+	FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::int[], $6::timestamptz[])
+		AS u(endpoint_id, id, lease, status, attempts, at)
+	WHERE d.endpoint_id = u.endpoint_id AND d.event_id = u.id AND d.leased_until = u.lease
+	RETURNING d.tenant_id, d.event_id, u.status IS NOT NULL AS changed
+)
+SELECT e.tenant_id::text, e.id FROM events e
+JOIN (SELECT DISTINCT tenant_id, event_id FROM moved WHERE changed) m ON e.tenant_id = m.tenant_id AND e.id = m.event_id
+ORDER BY e.id FOR UPDATE OF e`
 
 // lockEventsSQL locks events ($1 tenants, $2 ids) in id order, after their
 // deliveries (the lock order), and before refreshSQL reads their
@@ -203,11 +212,16 @@ SELECT u.* FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int[], $5::timest
 	AS u(tenant_id, event_id, endpoint_id, attempt, attempted_at, status_code, latency_us, error_class, error_message, response_snippet)
 WHERE EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = u.tenant_id AND e.id = u.event_id)`
 
-// Record writes a group of outcomes and their attempts in one
-// transaction: the deliveries, then their events' statuses, then the
-// attempt log. (Statement by statement, not as one pgx.Batch: a batch
-// cannot ask for replan, and the status refresh must take its snapshot
-// after the events' locks are held.)
+// refreshAndLogSQL is refreshSQL for the events recordSQL locked ($1, $2)
+// and insertAttemptsSQL (its parameters moved to $3 to $12) in one
+// statement: one round trip after the outcomes' own.
+var refreshAndLogSQL = "WITH logged AS (" + strings.NewReplacer(
+	"$10", "$12", "$1", "$3", "$2", "$4", "$3", "$5", "$4", "$6", "$5", "$7", "$6", "$8", "$7", "$9", "$8", "$10", "$9", "$11",
+).Replace(insertAttemptsSQL) + ") " + refreshSQL
+
+// Record writes a group of outcomes and their attempts in one transaction
+// of two statements: the deliveries (locking the events whose delivery
+// changed status), then those events' statuses with the attempt log.
 func (s *Store) Record(ctx context.Context, batch []Outcome) error {
 	n := len(batch)
 	var (
@@ -218,9 +232,6 @@ func (s *Store) Record(ctx context.Context, batch []Outcome) error {
 		attempts  = make([]*int32, n)
 		ats       = make([]time.Time, n)
 		log       attemptColumns
-		// the events whose status may have changed
-		rTenants []string
-		rIDs     [][16]byte
 	)
 	for i := range batch {
 		o := &batch[i]
@@ -230,24 +241,34 @@ func (s *Store) Record(ctx context.Context, batch []Outcome) error {
 			statuses[i] = &st
 			a := int32(o.Attempts)
 			attempts[i] = &a
-			rTenants, rIDs = append(rTenants, o.TenantID), append(rIDs, o.ID)
 		}
 		if o.Attempt != nil {
 			log.add(o.TenantID, o.ID, o.EndpointID, o.Attempt)
 		}
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, recordSQL, replan, endpoints, ids, leases, statuses, attempts, ats); err != nil {
+		rows, err := tx.Query(ctx, recordSQL, replan, endpoints, ids, leases, statuses, attempts, ats)
+		if err != nil {
 			return err
 		}
-		if err := refresh(ctx, tx, rTenants, rIDs); err != nil {
-			return err
-		}
-		if len(log.tenants) == 0 {
+		var lockedTenants []string
+		var locked [][16]byte
+		var t string
+		var id [16]byte
+		if _, err := pgx.ForEachRow(rows, []any{&t, &id}, func() error {
+			lockedTenants, locked = append(lockedTenants, t), append(locked, id)
 			return nil
+		}); err != nil {
+			return err
 		}
-		_, err := tx.Exec(ctx, insertAttemptsSQL, replan, log.tenants, log.ids, log.endpoints, log.numbers, log.ats, log.codes,
-			log.latency, log.classes, log.errors, log.snippets)
+		switch {
+		case len(locked) > 0:
+			_, err = tx.Exec(ctx, refreshAndLogSQL, replan, lockedTenants, locked, log.tenants, log.ids, log.endpoints,
+				log.numbers, log.ats, log.codes, log.latency, log.classes, log.errors, log.snippets)
+		case len(log.tenants) > 0:
+			_, err = tx.Exec(ctx, insertAttemptsSQL, replan, log.tenants, log.ids, log.endpoints, log.numbers, log.ats,
+				log.codes, log.latency, log.classes, log.errors, log.snippets)
+		}
 		return err
 	})
 	if err != nil {

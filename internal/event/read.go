@@ -223,7 +223,7 @@ func (s *Store) List(ctx context.Context, tenantID string, f Filter, opts databa
 //
 // The searches must stay index lookups whatever the statistics say (they
 // are stale on tables that grow from empty: TestPlansSurviveStaleStatistics).
-// A search by sender reads the index (sender, id) in id order: the tenant
+// A search by sender reads the index (sender) and sorts by id: the tenant
 // is then compared with IS NOT DISTINCT FROM, which no index serves, or a
 // plan made while the tenant had a handful of events reads all of them
 // along the primary key, filtering on the sender. A search by endpoint
