@@ -383,8 +383,14 @@ func (d *dbProbe) backlog() int {
 	return d.count(`SELECT count(*) FROM deliveries WHERE status IN ('pending', 'failed')`)
 }
 
+// status counts the events in status: their worst delivery's, or dead for
+// an event without one (package event's rule).
 func (d *dbProbe) status(status string) int {
-	return d.count(`SELECT count(*) FROM events WHERE status = $1`, status)
+	return d.count(`SELECT count(*) FROM events e WHERE coalesce(
+		(SELECT (ARRAY['delivered', 'pending', 'failed', 'dead'])[max(CASE dl.status
+			WHEN 'delivered' THEN 1 WHEN 'pending' THEN 2 WHEN 'failed' THEN 3 ELSE 4 END)]
+		 FROM endpoints ep JOIN deliveries dl ON dl.endpoint_id = ep.id AND dl.event_id = e.id WHERE ep.tenant_id = e.tenant_id),
+		CASE WHEN e.status IN ('pending', 'failed') THEN 'dead' ELSE e.status END) = $1`, status)
 }
 
 // connections is how many backends serve this database.

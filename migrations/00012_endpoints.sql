@@ -40,10 +40,11 @@ CREATE TABLE endpoints (
     public_key                          text,
     previous_public_key                 text,
     created_at                          timestamptz NOT NULL DEFAULT now(),
-    updated_at                          timestamptz NOT NULL DEFAULT now()
+    updated_at                          timestamptz NOT NULL DEFAULT now(),
+    deleted_at                          timestamptz
 );
 CREATE INDEX endpoints_tenant_idx ON endpoints (tenant_id, id);
-CREATE UNIQUE INDEX endpoints_default_key ON endpoints (tenant_id) WHERE is_default;
+CREATE UNIQUE INDEX endpoints_default_key ON endpoints (tenant_id) WHERE is_default AND deleted_at IS NULL;
 CREATE TRIGGER endpoints_registry_notify AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON endpoints
     FOR EACH STATEMENT EXECUTE FUNCTION postgate_registry_notify();
 
@@ -113,35 +114,30 @@ ALTER TABLE delivery_attempts ADD COLUMN endpoint_id uuid;
 UPDATE delivery_attempts SET endpoint_id = tenant_id;
 ALTER TABLE delivery_attempts ALTER COLUMN endpoint_id SET NOT NULL;
 
--- Fan-out: every event inserted gets, in the same statement, a delivery
--- for each endpoint of its tenant whose filters take it, as the endpoints
--- are at that moment. An event no endpoint takes (the ingress checks its
--- copy of the endpoints first, so only one changed in the instant
--- between) has nothing to do: it is dead at once, listed and replayable.
+-- Fan-out: every event inserted with work to do gets, in the same
+-- statement, a delivery for each endpoint of its tenant whose filters
+-- take it, as the endpoints are at that moment (a deleted endpoint takes
+-- nothing).
+--
+-- An event's status is not stored with it any more: it is its worst
+-- delivery's (dead, failed, pending, delivered), read from its
+-- deliveries (package event), so an outcome writes only its delivery,
+-- whatever other endpoints the event went to. events.status,
+-- attempts, delivered_at and dead_at now describe only an event with no
+-- delivery: inserted settled (the first version's history), or taken by
+-- no endpoint (the ingress checks its copy of the endpoints first, so
+-- only one changed in the instant between): 'pending' there reads as
+-- dead, replayable.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION deliveries_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    taken bigint;
 BEGIN
-    WITH queued AS (
-        INSERT INTO deliveries (tenant_id, event_id, endpoint_id)
-        SELECT n.tenant_id, n.id, ep.id
-        FROM new_events n JOIN endpoints ep ON ep.tenant_id = n.tenant_id
-        WHERE n.status IN ('pending', 'failed')
-          AND (n.type = ANY (ep.events) OR ('*' = ANY (ep.events) AND n.type NOT LIKE 'postgate.%'))
-          AND (ep.pages = '{}' OR n.page_id = ANY (ep.pages))
-          AND (NOT n.test OR ep.deliver_test_events)
-        RETURNING event_id
-    )
-    SELECT count(DISTINCT event_id) INTO taken FROM queued;
-    -- Almost always every event was taken: the UPDATE is skipped.
-    IF taken < (SELECT count(*) FROM new_events WHERE status IN ('pending', 'failed')) THEN
-        UPDATE events e SET status = 'dead', dead_at = now()
-        FROM new_events n
-        WHERE e.tenant_id = n.tenant_id AND e.id = n.id AND n.status IN ('pending', 'failed')
-          AND NOT EXISTS (SELECT 1 FROM endpoints ep JOIN deliveries d ON d.endpoint_id = ep.id AND d.event_id = n.id
-                          WHERE ep.tenant_id = n.tenant_id);
-    END IF;
+    INSERT INTO deliveries (tenant_id, event_id, endpoint_id)
+    SELECT n.tenant_id, n.id, ep.id
+    FROM new_events n JOIN endpoints ep ON ep.tenant_id = n.tenant_id
+    WHERE n.status IN ('pending', 'failed') AND ep.deleted_at IS NULL
+      AND (n.type = ANY (ep.events) OR ('*' = ANY (ep.events) AND n.type NOT LIKE 'postgate.%'))
+      AND (ep.pages = '{}' OR n.page_id = ANY (ep.pages))
+      AND (NOT n.test OR ep.deliver_test_events);
     RETURN NULL;
 END $$;
 -- +goose StatementEnd
@@ -166,45 +162,28 @@ BEGIN
 END $$;
 -- +goose StatementEnd
 
--- Deleting an endpoint drops its deliveries first, whoever deletes it
--- (deliveries before events: the lock order). An event that was still to
--- be delivered there gets the status of its other deliveries, or, with
--- none left, is dead (replayable). Events it had settled keep theirs.
+-- Deleting an endpoint through the API marks it deleted_at: it takes no
+-- more events and is gone from the API, but the deliveries it settled
+-- stay (each event's history and status keep them). Its deliveries still
+-- to make are dropped when it is marked, whoever marks it; an event left
+-- with none then reads as dead, replayable. A hard delete (its tenant's)
+-- drops every delivery first: deliveries before events, the lock order.
 -- +goose StatementBegin
 CREATE FUNCTION endpoints_forget_queue() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    open_ids uuid[];
 BEGIN
-    WITH gone AS (
-        DELETE FROM deliveries WHERE endpoint_id = OLD.id RETURNING event_id, status
-    )
-    SELECT array_agg(event_id ORDER BY event_id) INTO open_ids FROM gone WHERE status IN ('pending', 'failed');
-    IF open_ids IS NULL THEN
+    IF TG_OP = 'DELETE' THEN
+        DELETE FROM deliveries WHERE endpoint_id = OLD.id;
         RETURN OLD;
     END IF;
-    PERFORM 1 FROM events WHERE tenant_id = OLD.tenant_id AND id = ANY (open_ids) ORDER BY id FOR UPDATE;
-    UPDATE events e SET
-        status = coalesce(w.status, 'dead'),
-        attempts = coalesce(w.attempts, e.attempts),
-        delivered_at = CASE WHEN w.status = 'delivered' THEN w.delivered_at END,
-        dead_at = CASE WHEN w.status = 'dead' THEN w.dead_at WHEN w.status IS NULL THEN now() END
-    FROM unnest(open_ids) AS u(id)
-    LEFT JOIN LATERAL (
-        SELECT (ARRAY['delivered', 'pending', 'failed', 'dead'])[max(CASE d.status
-                WHEN 'delivered' THEN 1 WHEN 'pending' THEN 2 WHEN 'failed' THEN 3 ELSE 4 END)] AS status,
-            sum(d.attempts)::int AS attempts,
-            max(d.settled_at) FILTER (WHERE d.status = 'delivered') AS delivered_at,
-            max(d.settled_at) FILTER (WHERE d.status = 'dead') AS dead_at
-        FROM endpoints ep JOIN deliveries d ON d.endpoint_id = ep.id AND d.event_id = u.id
-        WHERE ep.tenant_id = OLD.tenant_id AND ep.id <> OLD.id
-        HAVING count(*) > 0
-    ) w ON true
-    WHERE e.tenant_id = OLD.tenant_id AND e.id = u.id;
-    RETURN OLD;
+    DELETE FROM deliveries WHERE endpoint_id = NEW.id AND status IN ('pending', 'failed');
+    RETURN NEW;
 END $$;
 -- +goose StatementEnd
 CREATE TRIGGER endpoints_forget_queue BEFORE DELETE ON endpoints
     FOR EACH ROW EXECUTE FUNCTION endpoints_forget_queue();
+CREATE TRIGGER endpoints_deleted_forget_queue AFTER UPDATE OF deleted_at ON endpoints
+    FOR EACH ROW WHEN (OLD.deleted_at IS NULL AND NEW.deleted_at IS NOT NULL)
+    EXECUTE FUNCTION endpoints_forget_queue();
 
 -- +goose Down
 -- Lossy: only the default endpoint survives, as the tenant's fields; a
@@ -234,9 +213,18 @@ BEGIN
     RETURN NULL;
 END $$;
 -- +goose StatementEnd
+UPDATE events e SET status = w.status, attempts = w.attempts,
+    delivered_at = CASE WHEN w.status = 'delivered' THEN w.settled END,
+    dead_at = CASE WHEN w.status = 'dead' THEN w.settled END
+FROM (
+    SELECT d.event_id, (ARRAY['delivered', 'pending', 'failed', 'dead'])[max(CASE d.status
+            WHEN 'delivered' THEN 1 WHEN 'pending' THEN 2 WHEN 'failed' THEN 3 ELSE 4 END)] AS status,
+        sum(d.attempts)::int AS attempts, max(d.settled_at) AS settled
+    FROM deliveries d GROUP BY d.event_id
+) w WHERE e.id = w.event_id;
 ALTER TABLE delivery_attempts DROP COLUMN endpoint_id;
 DELETE FROM deliveries d USING endpoints ep
-WHERE ep.id = d.endpoint_id AND (NOT ep.is_default OR d.status IN ('delivered', 'dead'));
+WHERE ep.id = d.endpoint_id AND (NOT ep.is_default OR ep.deleted_at IS NOT NULL OR d.status IN ('delivered', 'dead'));
 DROP INDEX deliveries_due_idx;
 ALTER TABLE deliveries DROP CONSTRAINT deliveries_pkey, ADD PRIMARY KEY (event_id);
 CREATE INDEX deliveries_due_idx ON deliveries (tenant_id, next_attempt_at);
@@ -262,6 +250,6 @@ UPDATE tenants t SET callback_url = ep.url, events = array_remove(ep.events, 'me
     endpoint_enabled_at = ep.enabled_at, signing_secret = ep.signing_secret,
     previous_signing_secret = ep.previous_signing_secret,
     previous_signing_secret_expires_at = ep.previous_signing_secret_expires_at
-FROM endpoints ep WHERE ep.tenant_id = t.id AND ep.is_default;
+FROM endpoints ep WHERE ep.tenant_id = t.id AND ep.is_default AND ep.deleted_at IS NULL;
 DROP TABLE endpoints;
 DROP FUNCTION endpoints_forget_queue();

@@ -360,7 +360,7 @@ func TestEvents(t *testing.T) {
 	}
 	var status string
 	var due bool
-	if err := h.db.Pool.QueryRow(context.Background(), `SELECT e.status, d.next_attempt_at <= now() AND d.leased_until IS NULL FROM events e JOIN deliveries d ON d.tenant_id = e.tenant_id AND d.event_id = e.id WHERE e.id = $1`, ids[4]).Scan(&status, &due); err != nil {
+	if err := h.db.Pool.QueryRow(context.Background(), `SELECT d.status, d.next_attempt_at <= now() AND d.leased_until IS NULL FROM events e JOIN deliveries d ON d.tenant_id = e.tenant_id AND d.event_id = e.id WHERE e.id = $1`, ids[4]).Scan(&status, &due); err != nil {
 		t.Fatal(err)
 	}
 	if status != "pending" || !due {

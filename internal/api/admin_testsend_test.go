@@ -233,9 +233,12 @@ func TestEndpointTestSend(t *testing.T) {
 		if err := json.Unmarshal(req.body, &body); err != nil {
 			t.Fatalf("meta body: %v: %s", err, req.body)
 		}
-		if body.Object != "page" || len(body.Entry) != 1 || body.Entry[0].ID != "5005" || len(body.Entry[0].Messaging) != 1 ||
-			body.Entry[0].Messaging[0].Postback.Payload != "POSTGATE_TEST" || body.Entry[0].Messaging[0].Sender.ID != "0" {
-			t.Errorf("meta body: got %s, want Meta's envelope of Page 5005 with the test postback", req.body)
+		// Entry id "0" marks a test event, as Meta's dashboard does; the
+		// Page is the recipient.
+		if body.Object != "page" || len(body.Entry) != 1 || body.Entry[0].ID != "0" || len(body.Entry[0].Messaging) != 1 ||
+			body.Entry[0].Messaging[0].Postback.Payload != "POSTGATE_TEST" || body.Entry[0].Messaging[0].Sender.ID != "0" ||
+			!strings.Contains(string(req.body), `"recipient":{"id":"5005"}`) {
+			t.Errorf("meta body: got %s, want Meta's test envelope for Page 5005 with the test postback", req.body)
 		}
 	})
 

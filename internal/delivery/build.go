@@ -16,7 +16,9 @@ import (
 func (w *Worker) request(e *tenant.EndpointInfo, j job, now time.Time) (request, string) {
 	if e.Format == tenant.FormatMeta {
 		app, ok := w.reg.App(j.AppID)
-		if !ok {
+		if !ok || app.TenantID != j.TenantID {
+			// Deleted, or since registered by another tenant: its secret
+			// is not this tenant's to sign with.
 			return request{}, "no_app_secret"
 		}
 		body, err := MetaBodyOf(j)
@@ -88,8 +90,18 @@ func MetaBodyOf(j *event.Claimed) ([]byte, error) {
 		return nil, err
 	}
 	item := []byte(f.Event)
-	if j.Item != nil {
+	switch {
+	case j.Item != nil:
 		item, f.Source = j.Item, "changes"
+	case f.Source == "changes":
+		// Accepted before the gateway kept changes[] items: the item is
+		// rebuilt around Meta's value, named by the event's type.
+		var typ struct {
+			Type string `json:"type"`
+		}
+		_ = json.Unmarshal(j.Body, &typ)
+		item = append(append(appendJSONString([]byte(`{"field":`), typ.Type), `,"value":`...), f.Event...)
+		item = append(item, '}')
 	}
 	return AppendMetaBody(make([]byte, 0, len(item)+128), f.Object, f.PageID, j.EntryTime, j.ReceivedAt.UnixMilli(), f.Source, item), nil
 }

@@ -103,7 +103,7 @@ func TestRetryAfterCapped(t *testing.T) {
 				attempted time.Time
 			)
 			waitFor(t, 5*time.Second, "the first attempt's outcome", func() bool {
-				err := e.db.Pool.QueryRow(context.Background(), `SELECT e.status, d.next_attempt_at,
+				err := e.db.Pool.QueryRow(context.Background(), `SELECT coalesce(d.status, 'pending'), d.next_attempt_at,
 					coalesce((SELECT attempted_at FROM delivery_attempts a WHERE a.event_id = e.id AND a.attempt = 1), 'epoch')
 					FROM events e LEFT JOIN deliveries d ON d.tenant_id = e.tenant_id AND d.event_id = e.id
 					WHERE e.tenant_id = $1 AND e.id = $2`, tenantID, id).Scan(&status, &next, &attempted)

@@ -65,7 +65,9 @@ func (t *Tester) Test(ctx context.Context, tenantID, endpointID string) (TestRes
 		strconv.FormatInt(ms, 10) + `,"postback":{"mid":"` + mid + `","title":"Postgate test","payload":"POSTGATE_TEST"}}`)
 	var req request
 	if tg.Endpoint.Format == tenant.FormatMeta {
-		body := AppendMetaBody(nil, string(tg.Object), tg.PageID, nil, ms, "messaging", item)
+		// Entry id "0", as Meta's own dashboard test events: a bot (and the
+		// gateway's ingress) tells them from real ones by it.
+		body := AppendMetaBody(nil, string(tg.Object), "0", nil, ms, "messaging", item)
 		req = metaRequest(tg.Endpoint.URL, body, tg.AppSecret, event.FormatID(id), 1, now)
 	} else {
 		p := event.Payload{

@@ -59,8 +59,8 @@ func TestPlansSurviveStaleStatistics(t *testing.T) {
 	claim := plan(claimSQL, []uuid.UUID{tenantID}, []int32{128}, 128, time.Minute)
 	outcome := plan(recordSQL, []uuid.UUID{tenantID}, []uuid.UUID{uuid.New()}, []time.Time{time.Now()},
 		[]*string{nil}, []*int32{nil}, []time.Time{time.Now()})
-	refreshed := plan(refreshSQL, []string{tenantID.String()}, []uuid.UUID{uuid.New()})
-	for name, p := range map[string]string{"claim": claim, "outcome": outcome, "refresh": refreshed} {
+	purge := plan(purgeCandidatesSQL, tenantID, uuid.Must(uuid.NewV7()), time.Now(), "delivered", 5000, nil)
+	for name, p := range map[string]string{"claim": claim, "outcome": outcome, "purge": purge} {
 		if !strings.Contains(p, "deliveries_pkey") && !strings.Contains(p, "deliveries_due_idx") {
 			t.Errorf("%s: the plan does not look deliveries up by key:\n%s", name, p)
 		}
@@ -68,7 +68,7 @@ func TestPlansSurviveStaleStatistics(t *testing.T) {
 			t.Errorf("%s: the plan reads rows other than by key:\n%s", name, p)
 		}
 	}
-	for name, p := range map[string]string{"claim": claim, "refresh": refreshed} {
+	for name, p := range map[string]string{"claim": claim, "purge": purge} {
 		if !strings.Contains(p, "events_pkey") {
 			t.Errorf("%s: the plan does not look events up by key:\n%s", name, p)
 		}

@@ -1,9 +1,11 @@
 package event
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -132,77 +134,19 @@ type Outcome struct {
 // after the lease expired wins, and the outcome changes nothing. A
 // settled delivery (delivered, dead) keeps its row, out of the due index;
 // any other is rescheduled, and a release gives back the attempt number
-// its claim took. The same statement then locks, in id order, the events
-// whose delivery changed status (the sort takes every updated row first:
-// deliveries before events, the lock order) and returns them, for
-// refreshSQL to bring their status in line in the next statement.
-const recordSQL = `WITH moved AS (
-	UPDATE deliveries d SET
-		status = coalesce(u.status, d.status),
-		next_attempt_at = u.at,
-		settled_at = CASE WHEN u.status IN ('delivered', 'dead') THEN u.at END,
-		leased_until = NULL,
-		attempts = coalesce(u.attempts, d.attempts),
-		attempted = d.attempted - CASE WHEN u.status IS NULL THEN 1 ELSE 0 END
-	FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::int[], $6::timestamptz[])
-		AS u(endpoint_id, id, lease, status, attempts, at)
-	WHERE d.endpoint_id = u.endpoint_id AND d.event_id = u.id AND d.leased_until = u.lease
-	RETURNING d.tenant_id, d.event_id, u.status IS NOT NULL AS changed
-)
-SELECT e.tenant_id::text, e.id FROM events e
-JOIN (SELECT DISTINCT tenant_id, event_id FROM moved WHERE changed) m ON e.tenant_id = m.tenant_id AND e.id = m.event_id
-ORDER BY e.id FOR UPDATE OF e`
-
-// lockEventsSQL locks events ($1 tenants, $2 ids) in id order, after their
-// deliveries (the lock order), and before refreshSQL reads their
-// deliveries: as a statement of its own, so that refreshSQL's snapshot
-// is taken once every other transaction that changed a sibling delivery
-// and locked the event first has committed. Two workers settling two
-// endpoints of one event then cannot both compute its status from the
-// other's old row.
-const lockEventsSQL = `SELECT 1 FROM events e JOIN unnest($1::uuid[], $2::uuid[]) AS u(tenant_id, id)
-	ON e.tenant_id = u.tenant_id AND e.id = u.id
-ORDER BY e.id FOR UPDATE OF e`
-
-// refreshSQL sets the status of events ($1 tenants, $2 ids) to their worst
-// delivery's (dead, failed, pending, delivered), attempts to the sum of
-// their deliveries' retry counts, and delivered_at or dead_at to when the
-// last delivery settled that way. An event left with no delivery (its
-// endpoints deleted) has nothing to do: if it was still to be delivered it
-// is dead, replayable. The deliveries of an event are found through its
-// tenant's endpoints, the key's first column.
-const refreshSQL = `UPDATE events e SET
-	status = coalesce(w.status, CASE WHEN e.status IN ('pending', 'failed') THEN 'dead' ELSE e.status END),
-	attempts = coalesce(w.attempts, e.attempts),
-	delivered_at = CASE WHEN w.status = 'delivered' THEN w.delivered_at WHEN w.status IS NULL THEN e.delivered_at END,
-	dead_at = CASE WHEN w.status = 'dead' THEN w.dead_at
-		WHEN w.status IS NULL AND e.status IN ('pending', 'failed') THEN now()
-		WHEN w.status IS NULL THEN e.dead_at END
-FROM unnest($1::uuid[], $2::uuid[]) AS u(tenant_id, id)
-LEFT JOIN LATERAL (
-	SELECT (ARRAY['delivered', 'pending', 'failed', 'dead'])[max(CASE d.status
-			WHEN 'delivered' THEN 1 WHEN 'pending' THEN 2 WHEN 'failed' THEN 3 ELSE 4 END)] AS status,
-		sum(d.attempts)::int AS attempts,
-		max(d.settled_at) FILTER (WHERE d.status = 'delivered') AS delivered_at,
-		max(d.settled_at) FILTER (WHERE d.status = 'dead') AS dead_at
-	FROM endpoints ep JOIN deliveries d ON d.endpoint_id = ep.id AND d.event_id = u.id
-	WHERE ep.tenant_id = u.tenant_id
-	HAVING count(*) > 0
-) w ON true
-WHERE e.tenant_id = u.tenant_id AND e.id = u.id`
-
-// refresh brings the statuses of events (tenants[i], ids[i]) in line with
-// their deliveries, inside tx, after the caller changed those deliveries.
-func refresh(ctx context.Context, tx pgx.Tx, tenants []string, ids [][16]byte) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	if _, err := tx.Exec(ctx, lockEventsSQL, replan, tenants, ids); err != nil {
-		return err
-	}
-	_, err := tx.Exec(ctx, refreshSQL, replan, tenants, ids)
-	return err
-}
+// its claim took. Nothing else is written: an event's status is read from
+// its deliveries (migration 12), so an outcome never touches the event
+// row, however many endpoints the event went to.
+const recordSQL = `UPDATE deliveries d SET
+	status = coalesce(u.status, d.status),
+	next_attempt_at = u.at,
+	settled_at = CASE WHEN u.status IN ('delivered', 'dead') THEN u.at END,
+	leased_until = NULL,
+	attempts = coalesce(u.attempts, d.attempts),
+	attempted = d.attempted - CASE WHEN u.status IS NULL THEN 1 ELSE 0 END
+FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::int[], $6::timestamptz[])
+	AS u(endpoint_id, id, lease, status, attempts, at)
+WHERE d.endpoint_id = u.endpoint_id AND d.event_id = u.id AND d.leased_until = u.lease`
 
 // insertAttemptsSQL logs attempts of events that still exist (retention or
 // a deleted tenant may have removed one meanwhile).
@@ -212,17 +156,21 @@ SELECT u.* FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int[], $5::timest
 	AS u(tenant_id, event_id, endpoint_id, attempt, attempted_at, status_code, latency_us, error_class, error_message, response_snippet)
 WHERE EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = u.tenant_id AND e.id = u.event_id)`
 
-// refreshAndLogSQL is refreshSQL for the events recordSQL locked ($1, $2)
-// and insertAttemptsSQL (its parameters moved to $3 to $12) in one
-// statement: one round trip after the outcomes' own.
-var refreshAndLogSQL = "WITH logged AS (" + strings.NewReplacer(
-	"$10", "$12", "$1", "$3", "$2", "$4", "$3", "$5", "$4", "$6", "$5", "$7", "$6", "$8", "$7", "$9", "$8", "$10", "$9", "$11",
-).Replace(insertAttemptsSQL) + ") " + refreshSQL
+// recordAndLogSQL is recordSQL with insertAttemptsSQL (its parameters
+// moved to $7 to $16) in one statement.
+var recordAndLogSQL = "WITH moved AS (" + recordSQL + ") " + strings.NewReplacer(
+	"$10", "$16", "$1", "$7", "$2", "$8", "$3", "$9", "$4", "$10", "$5", "$11", "$6", "$12", "$7", "$13", "$8", "$14", "$9", "$15",
+).Replace(insertAttemptsSQL)
 
-// Record writes a group of outcomes and their attempts in one transaction
-// of two statements: the deliveries (locking the events whose delivery
-// changed status), then those events' statuses with the attempt log.
+// Record writes a group of outcomes and their attempts in one statement.
 func (s *Store) Record(ctx context.Context, batch []Outcome) error {
+	// In key order, as the replays and expiry lock: fewer deadlocks.
+	slices.SortFunc(batch, func(a, b Outcome) int {
+		if c := bytes.Compare(a.EndpointID[:], b.EndpointID[:]); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.ID[:], b.ID[:])
+	})
 	n := len(batch)
 	var (
 		endpoints = make([][16]byte, n)
@@ -246,31 +194,13 @@ func (s *Store) Record(ctx context.Context, batch []Outcome) error {
 			log.add(o.TenantID, o.ID, o.EndpointID, o.Attempt)
 		}
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, recordSQL, replan, endpoints, ids, leases, statuses, attempts, ats)
-		if err != nil {
-			return err
-		}
-		var lockedTenants []string
-		var locked [][16]byte
-		var t string
-		var id [16]byte
-		if _, err := pgx.ForEachRow(rows, []any{&t, &id}, func() error {
-			lockedTenants, locked = append(lockedTenants, t), append(locked, id)
-			return nil
-		}); err != nil {
-			return err
-		}
-		switch {
-		case len(locked) > 0:
-			_, err = tx.Exec(ctx, refreshAndLogSQL, replan, lockedTenants, locked, log.tenants, log.ids, log.endpoints,
-				log.numbers, log.ats, log.codes, log.latency, log.classes, log.errors, log.snippets)
-		case len(log.tenants) > 0:
-			_, err = tx.Exec(ctx, insertAttemptsSQL, replan, log.tenants, log.ids, log.endpoints, log.numbers, log.ats,
-				log.codes, log.latency, log.classes, log.errors, log.snippets)
-		}
-		return err
-	})
+	var err error
+	if len(log.tenants) == 0 {
+		_, err = s.pool.Exec(ctx, recordSQL, replan, endpoints, ids, leases, statuses, attempts, ats)
+	} else {
+		_, err = s.pool.Exec(ctx, recordAndLogSQL, replan, endpoints, ids, leases, statuses, attempts, ats,
+			log.tenants, log.ids, log.endpoints, log.numbers, log.ats, log.codes, log.latency, log.classes, log.errors, log.snippets)
+	}
 	if err != nil {
 		return fmt.Errorf("record delivery outcomes: %w", err)
 	}
@@ -314,8 +244,7 @@ func (c *attemptColumns) add(tenantID string, id, endpointID uuid.UUID, a *Attem
 // is never expired, so a replayed event always gets its chance.
 const expireSQL = `UPDATE deliveries d SET status = 'dead', settled_at = now(), leased_until = NULL
 WHERE d.endpoint_id = $1 AND d.status IN ('pending', 'failed') AND d.queued_at < $2 AND d.next_attempt_at <= now()
-  AND (d.attempts > 0 OR d.queued_at < $3)
-RETURNING d.tenant_id::text, d.event_id`
+  AND (d.attempts > 0 OR d.queued_at < $3)`
 
 // Expire makes dead the due deliveries of endpointID queued before
 // queuedBefore that the endpoint was tried with since (an attempt of
@@ -324,105 +253,108 @@ RETURNING d.tenant_id::text, d.event_id`
 // known), and returns how many. The caller decides when an endpoint's
 // backlog may expire (package delivery: only behind an open breaker).
 func (s *Store) Expire(ctx context.Context, endpointID uuid.UUID, queuedBefore, lastFailure time.Time) (int64, error) {
-	var n int64
-	err := database.RetryDeadlock(func() error {
-		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			rows, err := tx.Query(ctx, expireSQL, replan, endpointID, queuedBefore, lastFailure)
-			if err != nil {
-				return err
-			}
-			var tenants []string
-			var ids [][16]byte
-			var t string
-			var id [16]byte
-			if _, err := pgx.ForEachRow(rows, []any{&t, &id}, func() error {
-				tenants, ids = append(tenants, t), append(ids, id)
-				return nil
-			}); err != nil {
-				return err
-			}
-			n = int64(len(ids))
-			return refresh(ctx, tx, tenants, ids)
-		})
-	})
+	tag, err := s.pool.Exec(ctx, expireSQL, replan, endpointID, queuedBefore, lastFailure)
 	if err != nil {
 		return 0, fmt.Errorf("expire deliveries: %w", err)
 	}
-	return n, nil
+	return tag.RowsAffected(), nil
 }
 
 // orphansSQL deletes the deliveries still to make whose endpoint no longer
-// exists. The endpoints' delete trigger removes an endpoint's deliveries,
-// but an events insert whose snapshot still saw the endpoint can add some
-// in the instant after: without this they would never be claimed and
-// their events would stay pending.
+// takes events (deleted, or gone), or whose event is gone. Marking an
+// endpoint deleted drops its deliveries (migration 12's trigger), but an
+// events insert whose snapshot still saw the endpoint can add some in the
+// instant after, and a replay can queue a new delivery of an event a
+// purge is deleting: without this the first would never be claimed (their
+// events reading as pending for ever) and the second claimed for ever. It
+// reads the due index: only work still to do.
 const orphansSQL = `DELETE FROM deliveries d
-WHERE d.status || '' IN ('pending', 'failed') AND NOT EXISTS (SELECT 1 FROM endpoints ep WHERE ep.id = d.endpoint_id)
-RETURNING d.tenant_id::text, d.event_id`
+WHERE d.status IN ('pending', 'failed')
+  AND (NOT EXISTS (SELECT 1 FROM endpoints ep WHERE ep.id = d.endpoint_id AND ep.deleted_at IS NULL)
+    OR NOT EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = d.tenant_id AND e.id = d.event_id))`
 
-// SweepOrphans deletes the deliveries of deleted endpoints that an insert
-// raced in, refreshes their events (dead when nothing is left: listed,
-// replayable) and returns how many it deleted.
+// SweepOrphans deletes the deliveries still to make of deleted endpoints
+// that an insert raced in (an event left with none reads as dead: listed,
+// replayable) and returns how many.
 func (s *Store) SweepOrphans(ctx context.Context) (int64, error) {
-	var n int64
-	err := database.RetryDeadlock(func() error {
-		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			rows, err := tx.Query(ctx, orphansSQL, replan)
-			if err != nil {
-				return err
-			}
-			var tenants []string
-			var ids [][16]byte
-			var t string
-			var id [16]byte
-			if _, err := pgx.ForEachRow(rows, []any{&t, &id}, func() error {
-				tenants, ids = append(tenants, t), append(ids, id)
-				return nil
-			}); err != nil {
-				return err
-			}
-			n = int64(len(ids))
-			return refresh(ctx, tx, tenants, ids)
-		})
-	})
+	tag, err := s.pool.Exec(ctx, orphansSQL, replan)
 	if err != nil {
 		return 0, fmt.Errorf("sweep orphaned deliveries: %w", err)
 	}
-	return n, nil
+	return tag.RowsAffected(), nil
 }
 
 // PurgeBatch bounds one Purge statement.
 const PurgeBatch = 5000
 
-// purgeSQL deletes up to PurgeBatch of one tenant's events in one status
-// whose time ($4: delivered_at for delivered, dead_at for dead) is before
-// the cutoff $3. Ids are UUIDv7, made at acceptance, so id < $2 (the cutoff
-// as a UUIDv7) bounds the primary-key range to scan; an event is accepted
-// before it is delivered or dies, so it loses nothing. The delete trigger
-// takes their attempts along.
-//
-// The outer WHERE repeats the status and time test: a row the subquery
-// picked may be replayed before the DELETE reaches it, and only the outer
-// conditions are checked again against the row's newest version.
-const purgeSQL = `DELETE FROM events WHERE (tenant_id, id) IN (
-	SELECT tenant_id, id FROM events
-	WHERE tenant_id = $1 AND id < $2 AND status = $4
-	  AND (CASE WHEN $4 = 'delivered' THEN delivered_at ELSE dead_at END) < $3
-	LIMIT $5)
-  AND status = $4 AND (CASE WHEN $4 = 'delivered' THEN delivered_at ELSE dead_at END) < $3`
+// purgeCandidatesSQL picks up to $5 of one tenant's ($1) events whose
+// status (read from their deliveries) is $4, which settled that way
+// before the cutoff $3 (delivered_at for delivered, dead_at for dead), and
+// which have no delivery still to make (dead to one endpoint while another,
+// disabled, still holds it: that one waits, so the event stays).
+// Ids are UUIDv7, made at acceptance, so id < $2 (the cutoff as a UUIDv7)
+// bounds the primary-key range to scan; an event is accepted before it is
+// delivered or dies, so it loses nothing. With $6 it only rechecks those
+// ids.
+const purgeCandidatesSQL = `SELECT e.id FROM ` + withQueue + `
+WHERE e.tenant_id = $1 AND e.id < $2 AND ($6::uuid[] IS NULL OR e.id = ANY ($6))
+  AND ` + eventStatusSQL + ` = $4 AND w.next_attempt_at IS NULL
+  AND (CASE WHEN $4 = 'delivered' THEN
+		CASE WHEN w.status IS NULL THEN e.delivered_at ELSE w.delivered_at END
+	ELSE CASE WHEN w.status IS NULL THEN coalesce(e.dead_at, e.received_at) ELSE w.dead_at END END) < $3
+LIMIT $5`
+
+// purgeLockSQL locks the deliveries of events $2 of tenant $1: a replay
+// that changes one now waits for the purge, and one that came first is
+// seen by the recheck (deliveries before events, the lock order).
+const purgeLockSQL = `SELECT 1 FROM endpoints ep JOIN deliveries d ON d.endpoint_id = ep.id AND d.event_id = ANY ($2)
+WHERE ep.tenant_id = $1 ORDER BY d.endpoint_id, d.event_id FOR UPDATE OF d`
 
 // Purge deletes up to PurgeBatch of tenantID's events settled in status
-// (delivered or dead) before cutoff, with their attempts, and returns how
-// many; call it again while it returns PurgeBatch.
+// (delivered or dead) before cutoff, with their deliveries and attempts,
+// and returns how many; call it again while it returns PurgeBatch. The
+// candidates are checked again once their deliveries are locked: one
+// replayed in between is kept.
 func (s *Store) Purge(ctx context.Context, tenantID string, status Status, cutoff time.Time) (int64, error) {
 	if !status.Settled() {
 		return 0, fmt.Errorf("purge events: status %q has not settled", status)
 	}
-	tag, err := s.pool.Exec(ctx, purgeSQL, replan, tenantID, uuidV7Floor(cutoff), cutoff, string(status), PurgeBatch)
+	tid, err := parseTenant(tenantID, "tenant")
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = database.RetryDeadlock(func() error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			pick := func(only [][16]byte) ([][16]byte, error) {
+				rows, err := tx.Query(ctx, purgeCandidatesSQL, replan, tid, uuidV7Floor(cutoff), cutoff, string(status), PurgeBatch, only)
+				if err != nil {
+					return nil, err
+				}
+				return pgx.CollectRows(rows, func(r pgx.CollectableRow) ([16]byte, error) {
+					var id [16]byte
+					return id, r.Scan(&id)
+				})
+			}
+			ids, err := pick(nil)
+			if err != nil || len(ids) == 0 {
+				return err
+			}
+			if _, err := tx.Exec(ctx, purgeLockSQL, replan, tid, ids); err != nil {
+				return err
+			}
+			if ids, err = pick(ids); err != nil || len(ids) == 0 {
+				return err
+			}
+			tag, err := tx.Exec(ctx, `DELETE FROM events WHERE tenant_id = $1 AND id = ANY ($2)`, replan, tid, ids)
+			n = tag.RowsAffected()
+			return err
+		})
+	})
 	if err != nil {
 		return 0, fmt.Errorf("purge events: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
 }
 
 // uuidV7Floor is the smallest UUIDv7 of the millisecond t.

@@ -45,16 +45,40 @@ type queuedEventRow struct {
 	NextAttemptAt *time.Time `gorm:"column:next_attempt_at"`
 }
 
-// listColumns are the columns of a list: everything but the body, as
-// selected from events e, with the earliest next attempt of its
-// deliveries still to make (found through the tenant's endpoints and the
-// deliveries key; the status test is an expression the due index's
-// predicate cannot be proved from, or a plan made on stale statistics
-// reads an endpoint's whole queue for each event listed).
+// eventStatusSQL is an event's status: its worst delivery's (dead,
+// failed, pending, delivered: w, eventStateSQL's), or for an event with
+// none, what its row says, where a status still to be delivered means
+// dead (no endpoint took it, or the endpoints that had it were deleted:
+// listed, replayable).
+const eventStatusSQL = `coalesce(w.status, CASE WHEN e.status IN ('pending', 'failed') THEN 'dead' ELSE e.status END)`
+
+// listColumns are the columns of a list: everything but the body, the
+// delivery state read from the event's deliveries (eventStateSQL).
 const listColumns = `e.id, e.tenant_id, e.page_id, e.app_id, e.dedup_key, e.type, e.test,
-	e.status, e.attempts, e.received_at, e.delivered_at, e.dead_at, e.sender,
-	(SELECT min(d.next_attempt_at) FROM endpoints ep JOIN deliveries d ON d.endpoint_id = ep.id AND d.event_id = e.id
-	 WHERE ep.tenant_id = e.tenant_id AND d.status || '' IN ('pending', 'failed')) AS next_attempt_at`
+	` + eventStatusSQL + ` AS status, coalesce(w.attempts, e.attempts) AS attempts, e.received_at,
+	CASE WHEN w.status IS NULL THEN e.delivered_at WHEN w.status = 'delivered' THEN w.delivered_at END AS delivered_at,
+	CASE WHEN w.status IS NULL AND e.status IN ('pending', 'failed') THEN e.received_at
+		WHEN w.status IS NULL THEN e.dead_at WHEN w.status = 'dead' THEN w.dead_at END AS dead_at,
+	e.sender, w.next_attempt_at`
+
+// eventStateSQL aggregates the deliveries of each event e into w: the
+// worst status (dead, failed, pending, delivered), the retry counts
+// summed, when the last delivery settled each way, and the next attempt
+// due. No row when the event has no delivery. The deliveries are found
+// through the tenant's endpoints (deleted ones too: their settled
+// deliveries are the event's history) and the key; no status test, so no
+// stale plan can walk an endpoint's due index once per event instead.
+const eventStateSQL = `LEFT JOIN LATERAL (
+	SELECT (ARRAY['delivered', 'pending', 'failed', 'dead'])[max(CASE d.status
+			WHEN 'delivered' THEN 1 WHEN 'pending' THEN 2 WHEN 'failed' THEN 3 ELSE 4 END)] AS status,
+		sum(d.attempts)::int AS attempts,
+		max(d.settled_at) FILTER (WHERE d.status = 'delivered') AS delivered_at,
+		max(d.settled_at) FILTER (WHERE d.status = 'dead') AS dead_at,
+		min(d.next_attempt_at) FILTER (WHERE d.status IN ('pending', 'failed')) AS next_attempt_at
+	FROM endpoints ep JOIN deliveries d ON d.endpoint_id = ep.id AND d.event_id = e.id
+	WHERE ep.tenant_id = e.tenant_id
+	HAVING count(*) > 0
+) w ON true`
 
 // endpointListColumns are listColumns for a search by endpoint (from
 // deliveries fd joined to events e): the delivery state shown is that of
@@ -66,8 +90,8 @@ const endpointListColumns = `e.id, e.tenant_id, e.page_id, e.app_id, e.dedup_key
 	CASE WHEN fd.status = 'dead' THEN fd.settled_at END AS dead_at, e.sender,
 	CASE WHEN fd.status IN ('pending', 'failed') THEN fd.next_attempt_at END AS next_attempt_at`
 
-// withQueue is the FROM of a read of events.
-const withQueue = `events e`
+// withQueue is the FROM of a read of events with their delivery state.
+const withQueue = `events e ` + eventStateSQL
 
 func (q *queuedEventRow) domain() Event {
 	r := &q.Event
@@ -196,6 +220,18 @@ func (s *Store) List(ctx context.Context, tenantID string, f Filter, opts databa
 			return database.Results[Event]{}, err
 		}
 	}
+	if f.EndpointID != uuid.Nil {
+		// Another tenant's endpoint is refused, not searched: its
+		// deliveries would all be read and none kept.
+		var exists bool
+		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM endpoints WHERE tenant_id = $1 AND id = $2)`,
+			tid, f.EndpointID).Scan(&exists); err != nil {
+			return database.Results[Event]{}, fmt.Errorf("list events: %w", err)
+		}
+		if !exists {
+			return database.Results[Event]{}, invalid("endpoint_id", "is not an endpoint of this tenant")
+		}
+	}
 	var ids []uuid.UUID
 	if f.Mid != "" {
 		pages := f.MidPages
@@ -254,7 +290,7 @@ func listQuery(db *gorm.DB, tid uuid.UUID, f Filter, ids []uuid.UUID, after uuid
 		q = db.Table(withQueue).Select(listColumns).Where("e.tenant_id = ?", tid)
 	}
 	if f.EndpointID == uuid.Nil && f.Status != "" {
-		q = q.Where("e.status = ?", string(f.Status))
+		q = q.Where(eventStatusSQL+" = ?", string(f.Status))
 	}
 	if f.Type != "" {
 		q = q.Where("e.type = ?", f.Type)
@@ -378,7 +414,7 @@ const requeueSet = `status = 'pending', next_attempt_at = now(), leased_until = 
 // replayAllSQL requeues every delivery of event $1 of tenant $2; the
 // UPDATE locks them (deliveries before events).
 const replayAllSQL = `UPDATE deliveries d SET ` + requeueSet + `
-FROM endpoints ep WHERE ep.tenant_id = $2 AND d.endpoint_id = ep.id AND d.event_id = $1`
+FROM endpoints ep WHERE ep.tenant_id = $2 AND ep.deleted_at IS NULL AND d.endpoint_id = ep.id AND d.event_id = $1`
 
 // replayNewSQL queues event $1 of tenant $2 for endpoint $3 (every
 // endpoint of the tenant that takes it, when $3 is NULL): a new delivery
@@ -388,7 +424,7 @@ const replayNewSQL = `INSERT INTO deliveries (tenant_id, event_id, endpoint_id, 
 SELECT e.tenant_id, e.id, ep.id, (SELECT coalesce(max(a.attempt), 0) FROM delivery_attempts a
 	WHERE a.tenant_id = e.tenant_id AND a.event_id = e.id AND a.endpoint_id = ep.id)
 FROM events e JOIN endpoints ep ON ep.tenant_id = e.tenant_id
-WHERE e.id = $1 AND e.tenant_id = $2 AND (ep.id = $3 OR ($3 IS NULL AND ` + takesSQL + `))
+WHERE e.id = $1 AND e.tenant_id = $2 AND ep.deleted_at IS NULL AND (ep.id = $3 OR ($3 IS NULL AND ` + takesSQL + `))
 ON CONFLICT (endpoint_id, event_id) DO UPDATE SET ` + requeueSet
 
 // Replay puts one event of a tenant back in the delivery queue: to
@@ -415,7 +451,7 @@ func (s *Store) Replay(ctx context.Context, tenantID string, id uuid.UUID, endpo
 				return notFound("event")
 			}
 			if endpoint != uuid.Nil {
-				if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM endpoints WHERE tenant_id = $1 AND id = $2)`, tid, endpoint).Scan(&exists); err != nil {
+				if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM endpoints WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL)`, tid, endpoint).Scan(&exists); err != nil {
 					return err
 				}
 				if !exists {
@@ -427,13 +463,11 @@ func (s *Store) Replay(ctx context.Context, tenantID string, id uuid.UUID, endpo
 					return err
 				}
 				if tag.RowsAffected() > 0 {
-					return refresh(ctx, tx, []string{tid.String()}, [][16]byte{id})
+					return nil
 				}
 			}
-			if _, err := tx.Exec(ctx, replayNewSQL, replan, id, tid, epArg); err != nil {
-				return err
-			}
-			return refresh(ctx, tx, []string{tid.String()}, [][16]byte{id})
+			_, err := tx.Exec(ctx, replayNewSQL, replan, id, tid, epArg)
+			return err
 		})
 	})
 	if err != nil {
@@ -462,7 +496,7 @@ const replayManySQL = `WITH picked AS (
 	SELECT d.endpoint_id, d.event_id FROM endpoints ep
 	JOIN deliveries d ON d.endpoint_id = ep.id
 	JOIN events e ON e.tenant_id = ep.tenant_id AND e.id = d.event_id
-	WHERE ep.tenant_id = $1 AND ($2::uuid IS NULL OR ep.id = $2) AND d.status = $3
+	WHERE ep.tenant_id = $1 AND ep.deleted_at IS NULL AND ($2::uuid IS NULL OR ep.id = $2) AND d.status = $3
 	  AND ($4::timestamptz IS NULL OR e.received_at >= $4) AND ($5::timestamptz IS NULL OR e.received_at < $5)
 	ORDER BY d.endpoint_id, d.event_id
 	FOR UPDATE OF d
@@ -494,7 +528,7 @@ func (s *Store) ReplayMany(ctx context.Context, tenantID string, f ReplayFilter)
 		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			if f.EndpointID != uuid.Nil {
 				var exists bool
-				if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM endpoints WHERE tenant_id = $1 AND id = $2)`, tid, f.EndpointID).Scan(&exists); err != nil {
+				if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM endpoints WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL)`, tid, f.EndpointID).Scan(&exists); err != nil {
 					return err
 				}
 				if !exists {
@@ -513,11 +547,7 @@ func (s *Store) ReplayMany(ctx context.Context, tenantID string, f ReplayFilter)
 				return err
 			}
 			n = int64(len(ids))
-			tenants := make([]string, len(ids))
-			for i := range tenants {
-				tenants[i] = tid.String()
-			}
-			return refresh(ctx, tx, tenants, ids)
+			return nil
 		})
 	})
 	if err != nil {

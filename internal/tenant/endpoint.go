@@ -17,8 +17,9 @@ import (
 
 // Limits of an endpoint's inputs (the API's schema states the same).
 const (
-	MaxDescriptionLength = 200
-	MaxEndpointPages     = 1000
+	MaxDescriptionLength  = 200
+	MaxEndpointPages      = 1000
+	MaxEndpointsPerTenant = 20
 )
 
 // EndpointInput creates an endpoint. Nil Events means
@@ -61,6 +62,13 @@ func (s *Service) CreateEndpoint(ctx context.Context, tenantID string, in Endpoi
 	}
 	if _, err := s.store.GetTenant(ctx, tenantID); err != nil {
 		return Endpoint{}, "", err
+	}
+	// Every claim round probes every endpoint: a tenant with hundreds of
+	// them would tax every other tenant's deliveries.
+	if n, err := s.store.CountEndpoints(ctx, tenantID); err != nil {
+		return Endpoint{}, "", err
+	} else if n >= MaxEndpointsPerTenant {
+		return Endpoint{}, "", conflict("url", "the tenant has %d endpoints, the most it may have", MaxEndpointsPerTenant)
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -317,6 +325,9 @@ func (s *Service) UpdateEndpoint(ctx context.Context, tenantID, id string, p End
 			*sec = SealedSecrets{}
 			e.PreviousPublicKey, e.PreviousSigningSecretExpiresAt = "", nil
 			secret = s.newEndpointSecret(e, sec)
+			if e.Format == FormatMeta {
+				secret = "" // signed with the app's secret; shown when it turns standard
+			}
 		}
 		e.UpdatedAt = now
 		return nil
@@ -424,7 +435,7 @@ func (s *Service) TestTarget(ctx context.Context, tenantID, id string) (TestTarg
 		return TestTarget{}, notFound("endpoint")
 	}
 	var row endpointRow
-	if err := s.store.db.WithContext(ctx).Where("tenant_id = ? AND id = ?", tid, uid).Take(&row).Error; err != nil {
+	if err := s.store.db.WithContext(ctx).Where("tenant_id = ? AND id = ? AND deleted_at IS NULL", tid, uid).Take(&row).Error; err != nil {
 		return TestTarget{}, storeErr("get endpoint", err, "endpoint")
 	}
 	ep := row.domain()

@@ -38,10 +38,23 @@ func (s *Store) GetEndpoint(ctx context.Context, tenantID string, id uuid.UUID) 
 		return Endpoint{}, notFound("endpoint")
 	}
 	var row endpointRow
-	if err := s.db.WithContext(ctx).Where("tenant_id = ? AND id = ?", tid, id).Take(&row).Error; err != nil {
+	if err := s.db.WithContext(ctx).Where("tenant_id = ? AND id = ? AND deleted_at IS NULL", tid, id).Take(&row).Error; err != nil {
 		return Endpoint{}, storeErr("get endpoint", err, "endpoint")
 	}
 	return row.domain(), nil
+}
+
+// CountEndpoints counts tenantID's endpoints.
+func (s *Store) CountEndpoints(ctx context.Context, tenantID string) (int, error) {
+	tid, err := uuid.Parse(tenantID)
+	if err != nil {
+		return 0, notFound("tenant")
+	}
+	var n int64
+	if err := s.db.WithContext(ctx).Model(&endpointRow{}).Where("tenant_id = ? AND deleted_at IS NULL", tid).Count(&n).Error; err != nil {
+		return 0, storeErr("count endpoints", err)
+	}
+	return int(n), nil
 }
 
 // ListEndpoints lists tenantID's endpoints in id order (creation order; a
@@ -51,7 +64,7 @@ func (s *Store) ListEndpoints(ctx context.Context, tenantID string, opts databas
 	if err != nil {
 		return database.Results[Endpoint]{}, notFound("tenant")
 	}
-	return pageByID(s.db.WithContext(ctx).Model(&endpointRow{}).Where("tenant_id = ?", tid), "id", opts, "list endpoints",
+	return pageByID(s.db.WithContext(ctx).Model(&endpointRow{}).Where("tenant_id = ? AND deleted_at IS NULL", tid), "id", opts, "list endpoints",
 		(*endpointRow).domain, func(r *endpointRow) uuid.UUID { return r.ID })
 }
 
@@ -66,7 +79,7 @@ func (s *Store) UpdateEndpoint(ctx context.Context, tenantID string, id uuid.UUI
 	var out Endpoint
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var row endpointRow
-		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("tenant_id = ? AND id = ?", tid, id).Take(&row).Error; err != nil {
+		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("tenant_id = ? AND id = ? AND deleted_at IS NULL", tid, id).Take(&row).Error; err != nil {
 			return storeErr("get endpoint", err, "endpoint")
 		}
 		e := row.domain()
@@ -79,7 +92,7 @@ func (s *Store) UpdateEndpoint(ctx context.Context, tenantID string, id uuid.UUI
 			return err
 		}
 		// Select("*") writes every column, NULLs and zero values included.
-		if err := tx.Model(&endpointRow{}).Where("id = ?", id).Select("*").Omit("id", "tenant_id", "created_at").Updates(&row).Error; err != nil {
+		if err := tx.Model(&endpointRow{}).Where("id = ?", id).Select("*").Omit("id", "tenant_id", "created_at", "deleted_at").Updates(&row).Error; err != nil {
 			return storeErr("update endpoint", err)
 		}
 		out = row.domain()
@@ -88,8 +101,10 @@ func (s *Store) UpdateEndpoint(ctx context.Context, tenantID string, id uuid.UUI
 	return out, err
 }
 
-// DeleteEndpoint deletes endpoint id of tenantID. The schema drops its
-// deliveries first (migration 00012's trigger), whoever deletes it.
+// DeleteEndpoint deletes endpoint id of tenantID: it is marked deleted
+// (deleted_at), takes no more events and is gone from every read; the
+// deliveries it settled stay as its events' history, and the schema drops
+// those still to make (migration 12's trigger), whoever marks it.
 func (s *Store) DeleteEndpoint(ctx context.Context, tenantID string, id uuid.UUID) error {
 	tid, err := uuid.Parse(tenantID)
 	if err != nil {
@@ -97,7 +112,8 @@ func (s *Store) DeleteEndpoint(ctx context.Context, tenantID string, id uuid.UUI
 	}
 	var deleted int64
 	err = database.RetryDeadlock(func() error {
-		res := s.db.WithContext(ctx).Where("tenant_id = ? AND id = ?", tid, id).Delete(&endpointRow{})
+		res := s.db.WithContext(ctx).Model(&endpointRow{}).Where("tenant_id = ? AND id = ? AND deleted_at IS NULL", tid, id).
+			Updates(map[string]any{"deleted_at": gorm.Expr("now()"), "updated_at": gorm.Expr("now()")})
 		deleted = res.RowsAffected
 		return res.Error
 	})

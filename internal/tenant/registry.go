@@ -336,7 +336,7 @@ func (r *Registry) Load(ctx context.Context) error {
 	rows, _ = tx.Query(ctx, `SELECT id, tenant_id::text, url, format, signature, deliver_test_events, events, pages,
 		coalesce(rate, 0), coalesce(burst, 0), coalesce(concurrency, 0), disabled_at IS NOT NULL,
 		enabled_at, signing_secret, previous_signing_secret, previous_signing_secret_expires_at
-		FROM endpoints ORDER BY id`)
+		FROM endpoints WHERE deleted_at IS NULL ORDER BY id`)
 	var (
 		epID                  [16]byte
 		tenantID, url         string

@@ -72,6 +72,7 @@ type endpointRow struct {
 	PreviousPublicKey              *string    `gorm:"column:previous_public_key"`
 	CreatedAt                      time.Time  `gorm:"column:created_at;autoCreateTime:false"`
 	UpdatedAt                      time.Time  `gorm:"column:updated_at;autoUpdateTime:false"`
+	DeletedAt                      *time.Time `gorm:"column:deleted_at"`
 }
 
 func (endpointRow) TableName() string { return "endpoints" }

@@ -77,7 +77,7 @@ func storeErr2(op string, err error) error {
 
 // defaultEndpoints reads the default endpoints of tenants ids, by tenant.
 func defaultEndpoints(tx *gorm.DB, ids []uuid.UUID, lock bool) (map[uuid.UUID]*endpointRow, error) {
-	q := tx.Where("tenant_id IN ? AND is_default", ids)
+	q := tx.Where("tenant_id IN ? AND is_default AND deleted_at IS NULL", ids)
 	if lock {
 		q = q.Clauses(clause.Locking{Strength: "UPDATE"})
 	}
@@ -213,7 +213,7 @@ func (s *Store) UpdateTenant(ctx context.Context, id string, apply func(*Tenant,
 				return err
 			}
 			if existed {
-				err = tx.Model(&endpointRow{}).Where("id = ?", er.ID).Select("*").Omit("id", "tenant_id", "created_at").Updates(&er).Error
+				err = tx.Model(&endpointRow{}).Where("id = ?", er.ID).Select("*").Omit("id", "tenant_id", "created_at", "deleted_at").Updates(&er).Error
 			} else {
 				err = tx.Create(&er).Error
 			}

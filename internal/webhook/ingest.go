@@ -369,12 +369,24 @@ func (in *Ingestor) walk(env *Envelope, app *tenant.AppKeys, pathApp bool, recv 
 				TimestampMS: ts, ReceivedAt: recv, Postback: ev.Postback, Event: ev.Raw,
 			}
 			buf = d.AppendJSON(buf[:0])
+			// The body, the entry's time and a changes[] item, copied in one
+			// allocation: e.Time and ev.Item point into the request, which
+			// may be gone before a slow group commit flushes.
+			stored := make([]byte, 0, len(buf)+len(e.Time)+len(ev.Item))
+			stored = append(append(append(stored, buf...), e.Time...), ev.Item...)
+			body, entryTime, item := stored[:len(buf):len(buf)], stored[len(buf):len(buf)+len(e.Time):len(buf)+len(e.Time)], stored[len(buf)+len(e.Time):]
+			if e.Time == nil {
+				entryTime = nil
+			}
+			if ev.Item == nil {
+				item = nil
+			}
 			key := dedupKey(page, ev, ts)
 			rows = append(rows, row{
 				New: event.New{
 					ID: id, TenantID: tenantID, PageID: page, AppID: app.AppID, DedupKey: key,
-					Type: ev.Type, Test: test, ReceivedAt: recv, Body: append([]byte(nil), buf...),
-					Sender: person(ev), EntryTime: e.Time, Item: ev.Item,
+					Type: ev.Type, Test: test, ReceivedAt: recv, Body: body,
+					Sender: person(ev), EntryTime: entryTime, Item: item,
 				},
 				redisKey: in.cfg.KeyPrefix + "t:" + tenantID + ":dedup:" + page + ":" + key,
 			})
