@@ -213,18 +213,31 @@ BEGIN
     RETURN NULL;
 END $$;
 -- +goose StatementEnd
-UPDATE events e SET status = w.status, attempts = w.attempts,
-    delivered_at = CASE WHEN w.status = 'delivered' THEN w.settled END,
-    dead_at = CASE WHEN w.status = 'dead' THEN w.settled END
+-- The first version keeps an event's status on its row, pending or
+-- failed exactly while it has a queue row: that of its default endpoint's
+-- delivery still to make. An event without one takes its default
+-- endpoint's settled status, or the worst of its others', where work
+-- left there (which the first version cannot do) counts as dead.
+UPDATE events e SET status = x.status, attempts = x.attempts,
+    delivered_at = CASE WHEN x.status = 'delivered' THEN x.settled END,
+    dead_at = CASE WHEN x.status = 'dead' THEN coalesce(x.settled, now()) END
 FROM (
-    SELECT d.event_id, (ARRAY['delivered', 'pending', 'failed', 'dead'])[max(CASE d.status
-            WHEN 'delivered' THEN 1 WHEN 'pending' THEN 2 WHEN 'failed' THEN 3 ELSE 4 END)] AS status,
-        sum(d.attempts)::int AS attempts, max(d.settled_at) AS settled
-    FROM deliveries d GROUP BY d.event_id
-) w WHERE e.id = w.event_id;
+    SELECT d.event_id,
+        CASE WHEN count(*) FILTER (WHERE ep.is_default AND ep.deleted_at IS NULL) > 0
+            THEN max(d.status) FILTER (WHERE ep.is_default AND ep.deleted_at IS NULL)
+            ELSE replace(replace((ARRAY['delivered', 'pending', 'failed', 'dead'])[max(CASE d.status
+                WHEN 'delivered' THEN 1 WHEN 'pending' THEN 2 WHEN 'failed' THEN 3 ELSE 4 END)], 'pending', 'dead'), 'failed', 'dead')
+        END AS status,
+        coalesce(max(d.attempts) FILTER (WHERE ep.is_default AND ep.deleted_at IS NULL), max(d.attempts)) AS attempts,
+        coalesce(max(d.settled_at) FILTER (WHERE ep.is_default AND ep.deleted_at IS NULL), max(d.settled_at)) AS settled
+    FROM deliveries d JOIN endpoints ep ON ep.id = d.endpoint_id
+    GROUP BY d.event_id
+) x WHERE e.id = x.event_id;
 ALTER TABLE delivery_attempts DROP COLUMN endpoint_id;
-DELETE FROM deliveries d USING endpoints ep
-WHERE ep.id = d.endpoint_id AND (NOT ep.is_default OR ep.deleted_at IS NOT NULL OR d.status IN ('delivered', 'dead'));
+DELETE FROM deliveries d WHERE d.status NOT IN ('pending', 'failed')
+    OR NOT EXISTS (SELECT 1 FROM endpoints ep WHERE ep.id = d.endpoint_id AND ep.is_default AND ep.deleted_at IS NULL);
+UPDATE events SET status = 'dead', dead_at = coalesce(dead_at, now())
+WHERE status IN ('pending', 'failed') AND id NOT IN (SELECT event_id FROM deliveries);
 DROP INDEX deliveries_due_idx;
 ALTER TABLE deliveries DROP CONSTRAINT deliveries_pkey, ADD PRIMARY KEY (event_id);
 CREATE INDEX deliveries_due_idx ON deliveries (tenant_id, next_attempt_at);

@@ -381,3 +381,34 @@ func TestSweepOrphans(t *testing.T) {
 		t.Errorf("second sweep: got %d, %v; want 0", n, err)
 	}
 }
+
+// TestPurgeKeepsOpenDeliveries: an event dead at one endpoint while
+// another still has its delivery to make (behind a disabled endpoint, say)
+// is not purged with the dead: that delivery is neither delivered nor dead
+// yet. Once it settles, the event goes.
+func TestPurgeKeepsOpenDeliveries(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	dead := f.events[f.a][2]
+	other := uuid.Must(uuid.NewV7())
+	if _, err := f.db.Pool.Exec(ctx, `INSERT INTO endpoints (id, tenant_id, url, events, signing_secret)
+		VALUES ($2, $1, 'https://example.com/o', '{*}', '\x00')`, f.a, other); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.db.Pool.Exec(ctx, `INSERT INTO deliveries (tenant_id, event_id, endpoint_id) VALUES ($1, $3, $2)`, f.a, other, dead); err != nil {
+		t.Fatal(err)
+	}
+	if e, _, err := f.store.Get(ctx, f.a, dead); err != nil || e.Status != StatusDead {
+		t.Fatalf("the event: got %s, %v; want dead (its worst delivery)", e.Status, err)
+	}
+	if n, err := f.store.Purge(ctx, f.a, StatusDead, time.Now()); err != nil || n != 0 {
+		t.Errorf("purge with a delivery still to make: got %d, %v; want 0", n, err)
+	}
+	if _, err := f.db.Pool.Exec(ctx, `UPDATE deliveries SET status = 'delivered', settled_at = now() - interval '1 hour'
+		WHERE endpoint_id = $1`, other); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := f.store.Purge(ctx, f.a, StatusDead, time.Now()); err != nil || n != 1 {
+		t.Errorf("purge once it settled: got %d, %v; want 1", n, err)
+	}
+}
