@@ -15,13 +15,11 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postgate/postgate/internal/database"
 	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/tenant"
 	"github.com/postgate/postgate/internal/testenv"
-	"github.com/postgate/postgate/internal/webhook"
 )
 
 const (
@@ -35,18 +33,7 @@ func fixture(t *testing.T, name string) []byte { t.Helper(); return testenv.Fixt
 // /webhook/1001, and returns how many events were accepted.
 func (e *env) ingest(body []byte) int {
 	e.t.Helper()
-	ing, err := webhook.NewIngestor(webhook.Config{KeyPrefix: e.prefix}, e.reg, e.events, e.rdb, prometheus.NewRegistry(), nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { ing.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	res := ing.Ingest(context.Background(), webhook.Request{
-		AppID: "1001", Body: body, Signature256: testenv.SignMeta(fixtureSecret, body), ReceivedAt: time.Now(),
-	})
-	return res.Accepted
+	return e.ingestResult(body).Accepted
 }
 
 // TestDeliveryBodyAndHeaders ingests Meta fixtures and checks what the

@@ -3,18 +3,11 @@ package delivery_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/hmac"
-	"crypto/sha1"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -241,64 +234,6 @@ func metaItems(t *testing.T, body []byte) []metaItem {
 	return out
 }
 
-// whpk is the Ed25519 public key of a whpk_ string, read as a tenant's
-// receiver would.
-func whpk(t *testing.T, s string) ed25519.PublicKey {
-	t.Helper()
-	b64, ok := strings.CutPrefix(s, "whpk_")
-	if !ok {
-		t.Fatalf("public key %q lacks whpk_", s)
-	}
-	raw, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil || len(raw) != ed25519.PublicKeySize {
-		t.Fatalf("public key %q: %d bytes, %v", s, len(raw), err)
-	}
-	return raw
-}
-
-// verifyV1a is an Ed25519 receiver's check (Standard Webhooks v1a): one
-// signature, "v1a,<base64>", by pub over "id.timestamp.body" from the
-// headers, with a timestamp of now.
-func verifyV1a(pub ed25519.PublicKey, h http.Header, body []byte) error {
-	ts, err := strconv.ParseInt(h.Get("webhook-timestamp"), 10, 64)
-	if err != nil || time.Since(time.Unix(ts, 0)).Abs() > time.Minute {
-		return fmt.Errorf("webhook-timestamp %q is not Unix seconds of now", h.Get("webhook-timestamp"))
-	}
-	sigs := strings.Fields(h.Get("webhook-signature"))
-	if len(sigs) != 1 {
-		return fmt.Errorf("webhook-signature %q: want one signature", h.Get("webhook-signature"))
-	}
-	version, b64, _ := strings.Cut(sigs[0], ",")
-	if version != "v1a" {
-		return fmt.Errorf("webhook-signature %q: want v1a", sigs[0])
-	}
-	sig, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil {
-		return fmt.Errorf("webhook-signature %q: %v", sigs[0], err)
-	}
-	msg := h.Get("webhook-id") + "." + h.Get("webhook-timestamp") + "." + string(body)
-	if !ed25519.Verify(pub, []byte(msg), sig) {
-		return errors.New("the Ed25519 signature does not verify with the endpoint's public key")
-	}
-	return nil
-}
-
-// verifyMeta is a Meta-format receiver's check: X-Hub-Signature-256 and
-// X-Hub-Signature are the HMACs of the raw body with the app secret.
-func verifyMeta(secret string, h http.Header, body []byte) error {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write(body)
-	if want := "sha256=" + hex.EncodeToString(m.Sum(nil)); !hmac.Equal([]byte(h.Get("X-Hub-Signature-256")), []byte(want)) {
-		return fmt.Errorf("X-Hub-Signature-256: got %q, want %q", h.Get("X-Hub-Signature-256"), want)
-	}
-	m = hmac.New(sha1.New, []byte(secret))
-	m.Write(body)
-	if want := "sha1=" + hex.EncodeToString(m.Sum(nil)); !hmac.Equal([]byte(h.Get("X-Hub-Signature")), []byte(want)) {
-		return fmt.Errorf("X-Hub-Signature: got %q, want %q", h.Get("X-Hub-Signature"), want)
-	}
-	return nil
-}
-
 // TestFanOutFormats: one tenant, three endpoints taking every event, one
 // per format and signature. Three signed POSTs from Meta (a batch over
 // three Pages, five events of one Page, and a dashboard test event in the
@@ -324,7 +259,7 @@ func TestFanOutFormats(t *testing.T) {
 	if hmacEP.PublicKey != "" || edEP.PublicKey == "" || metaEP.Format != tenant.FormatMeta {
 		t.Fatalf("endpoints: hmac %+v, ed25519 %+v, meta %+v", hmacEP, edEP, metaEP)
 	}
-	pub := whpk(t, edEP.PublicKey)
+	pub := testenv.Ed25519PublicKey(t, edEP.PublicKey)
 
 	// Meta's items, from the fixtures' own bytes.
 	var want []metaItem
@@ -367,7 +302,7 @@ func TestFanOutFormats(t *testing.T) {
 			}
 			return wh.Verify(body, h)
 		}},
-		{"ed25519", edRC, func(h http.Header, body []byte) error { return verifyV1a(pub, h, body) }},
+		{"ed25519", edRC, func(h http.Header, body []byte) error { return testenv.VerifyV1aHeaders(pub, h, body) }},
 	} {
 		reqs := rc.rc.requests()
 		if len(reqs) != n {
@@ -415,7 +350,7 @@ func TestFanOutFormats(t *testing.T) {
 			t.Errorf("meta endpoint: X-Postgate-Event-Id %q is no standard delivery's webhook-id", id)
 			continue
 		}
-		if err := verifyMeta(fixtureSecret, r.header, r.body); err != nil {
+		if err := testenv.VerifyMetaHeaders([]byte(fixtureSecret), r.header, r.body); err != nil {
 			t.Errorf("meta endpoint, %s: %v", id, err)
 		}
 		if got := r.header.Get("X-Postgate-Attempt"); got != "1" {

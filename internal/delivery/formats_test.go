@@ -3,11 +3,7 @@ package delivery
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/hmac"
-	"crypto/sha1"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -23,43 +19,6 @@ import (
 
 // --- v1a (Ed25519) ---
 
-// receiverPublicKey reads a whpk_ key as a tenant's receiver would.
-func receiverPublicKey(t *testing.T, whpk string) ed25519.PublicKey {
-	t.Helper()
-	b64, ok := strings.CutPrefix(whpk, "whpk_")
-	if !ok {
-		t.Fatalf("public key %q lacks whpk_", whpk)
-	}
-	raw, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil || len(raw) != ed25519.PublicKeySize {
-		t.Fatalf("public key %q: %d bytes, %v", whpk, len(raw), err)
-	}
-	return raw
-}
-
-// verifyV1a is a receiver's check of a webhook-signature header: some
-// "v1a,<base64>" entry is an Ed25519 signature, by one of the trusted
-// keys, of "id.timestamp.body" built from the headers it received.
-func verifyV1a(trusted []ed25519.PublicKey, msgID, timestampHeader string, body []byte, header string) bool {
-	signed := []byte(msgID + "." + timestampHeader + "." + string(body))
-	for _, entry := range strings.Split(header, " ") {
-		version, b64, ok := strings.Cut(entry, ",")
-		if !ok || version != "v1a" {
-			continue
-		}
-		sig, err := base64.StdEncoding.DecodeString(b64)
-		if err != nil {
-			continue
-		}
-		for _, pub := range trusted {
-			if ed25519.Verify(pub, signed, sig) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // newEd25519 is a fresh key pair the way an endpoint gets one: its private
 // key as the gateway parses it, its public key as the tenant reads it.
 func newEd25519(t *testing.T) (ed25519.PrivateKey, ed25519.PublicKey) {
@@ -69,7 +28,7 @@ func newEd25519(t *testing.T) (ed25519.PrivateKey, ed25519.PublicKey) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return key, receiverPublicKey(t, public)
+	return key, testenv.Ed25519PublicKey(t, public)
 }
 
 // TestSignEd25519: one v1a signature per key, in order, each verifying with
@@ -88,10 +47,10 @@ func TestSignEd25519(t *testing.T) {
 		if !strings.HasPrefix(h, "v1a,") || strings.Contains(h, " ") {
 			t.Fatalf("got %q, want one v1a signature", h)
 		}
-		if !verifyV1a([]ed25519.PublicKey{newPub}, id, tsHeader, body, h) {
+		if !testenv.VerifyV1a([]ed25519.PublicKey{newPub}, id, tsHeader, body, h) {
 			t.Errorf("%q does not verify with the endpoint's public key", h)
 		}
-		if verifyV1a([]ed25519.PublicKey{oldPub}, id, tsHeader, body, h) {
+		if testenv.VerifyV1a([]ed25519.PublicKey{oldPub}, id, tsHeader, body, h) {
 			t.Error("verifies with another endpoint's public key")
 		}
 		// Ed25519 is deterministic: the header is exactly the signature of
@@ -109,10 +68,10 @@ func TestSignEd25519(t *testing.T) {
 			t.Fatalf("got %q, want two space-separated signatures", h)
 		}
 		for i, pub := range []ed25519.PublicKey{newPub, oldPub} {
-			if !verifyV1a([]ed25519.PublicKey{pub}, id, tsHeader, body, entries[i]) {
+			if !testenv.VerifyV1a([]ed25519.PublicKey{pub}, id, tsHeader, body, entries[i]) {
 				t.Errorf("signature %d (%q) does not verify with key %d", i, entries[i], i)
 			}
-			if !verifyV1a([]ed25519.PublicKey{pub}, id, tsHeader, body, h) {
+			if !testenv.VerifyV1a([]ed25519.PublicKey{pub}, id, tsHeader, body, h) {
 				t.Errorf("a receiver trusting only key %d refuses %q", i, h)
 			}
 		}
@@ -130,7 +89,7 @@ func TestSignEd25519(t *testing.T) {
 			"timestamp": {id, strconv.FormatInt(ts+1, 10), body},
 			"framing":   {id + "." + tsHeader, "", body},
 		} {
-			if verifyV1a(trusted, c.id, c.ts, c.body, h) {
+			if testenv.VerifyV1a(trusted, c.id, c.ts, c.body, h) {
 				t.Errorf("changed %s: still verifies", name)
 			}
 		}
@@ -144,28 +103,6 @@ func TestSignEd25519(t *testing.T) {
 }
 
 // --- meta: signatures ---
-
-// verifyMeta checks an X-Hub-Signature-256 (or, with sha1, X-Hub-Signature)
-// header as Meta's documentation tells a receiver to: HMAC of the raw body
-// bytes with the app secret, compared in constant time with the hex after
-// the "sha256=" (or "sha1=") prefix.
-func verifyMeta(appSecret, body []byte, header string, sha1Header bool) bool {
-	prefix, h := "sha256=", sha256.New
-	if sha1Header {
-		prefix, h = "sha1=", sha1.New
-	}
-	hexSig, ok := strings.CutPrefix(header, prefix)
-	if !ok {
-		return false
-	}
-	got, err := hex.DecodeString(hexSig)
-	if err != nil {
-		return false
-	}
-	m := hmac.New(h, appSecret)
-	m.Write(body)
-	return hmac.Equal(got, m.Sum(nil))
-}
 
 // TestMetaSignatures: the headers equal the ones the fixtures' README lists
 // for Meta's bodies (computed outside this code), and a receiver following
@@ -188,15 +125,15 @@ func TestMetaSignatures(t *testing.T) {
 			if s1 != c.sha1 {
 				t.Errorf("sha1: got %s, want %s", s1, c.sha1)
 			}
-			if !verifyMeta(secret, body, s256, false) || !verifyMeta(secret, body, s1, true) {
+			if !testenv.VerifyHubSignature(secret, body, s256, false) || !testenv.VerifyHubSignature(secret, body, s1, true) {
 				t.Errorf("Meta's check refuses %s / %s", s256, s1)
 			}
 			changed := append(bytes.Clone(body), ' ')
-			if verifyMeta(secret, changed, s256, false) || verifyMeta(secret, changed, s1, true) {
+			if testenv.VerifyHubSignature(secret, changed, s256, false) || testenv.VerifyHubSignature(secret, changed, s1, true) {
 				t.Error("Meta's check accepts a changed body")
 			}
 			other := []byte(testenv.FixtureSecret + "x")
-			if verifyMeta(other, body, s256, false) || verifyMeta(other, body, s1, true) {
+			if testenv.VerifyHubSignature(other, body, s256, false) || testenv.VerifyHubSignature(other, body, s1, true) {
 				t.Error("Meta's check accepts another secret")
 			}
 		})
@@ -210,7 +147,7 @@ func TestMetaSignaturesOfMetaBody(t *testing.T) {
 	body := AppendMetaBody(nil, "page", "104832957710001", []byte("1767225601546"), 0, "messaging",
 		[]byte(`{"sender":{"id":"1"},"postback":{"title":"Caf\u00e9 \/ <b>"}}`))
 	s256, s1 := MetaSignatures(secret, body)
-	if !verifyMeta(secret, body, s256, false) || !verifyMeta(secret, body, s1, true) {
+	if !testenv.VerifyHubSignature(secret, body, s256, false) || !testenv.VerifyHubSignature(secret, body, s1, true) {
 		t.Errorf("Meta's check refuses %s / %s", s256, s1)
 	}
 	if len(s256) != len("sha256=")+64 || len(s1) != len("sha1=")+40 || s256 != strings.ToLower(s256) || s1 != strings.ToLower(s1) {

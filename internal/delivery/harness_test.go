@@ -43,19 +43,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	db := testenv.Postgres(t)
-	rdb, prefix := testenv.Redis(t)
-	keys := testenv.Keyring(t)
-	e := &env{t: t, db: db, rdb: rdb, prefix: prefix, keys: keys, store: tenant.NewStore(db), events: event.NewStore(db)}
-	e.reg = tenant.NewRegistry(tenant.RegistryConfig{RetryEvery: 100 * time.Millisecond}, db.Pool, keys, nil, nil)
-	if err := e.reg.Load(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { e.reg.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return e
+	return envOn(t, testenv.Postgres(t), testenv.Keyring(t))
 }
 
 // tenantOpts are a test tenant's settings.
