@@ -1,31 +1,61 @@
 package main
 
 import (
+	"log/slog"
 	"net"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postgate/postgate/internal/api"
 	"github.com/postgate/postgate/internal/config"
 	"github.com/postgate/postgate/internal/database"
 	"github.com/postgate/postgate/internal/delivery"
 	"github.com/postgate/postgate/internal/event"
+	"github.com/postgate/postgate/internal/meta"
 	"github.com/postgate/postgate/internal/secrets"
 	"github.com/postgate/postgate/internal/tenant"
 )
 
-// buildAdmin wires the admin API's services: the tenant store and service
-// on db, sealing with keys, minting and verifying with tokens; the event
-// service on events; the endpoint tester with dcfg's HTTP settings.
-func buildAdmin(cfg config.Config, dcfg delivery.Config, db *database.DB, events *event.Store, keys *secrets.Keyring, tokens *tenant.Tokens) (*api.Admin, error) {
+// services are the domain services every role shares: the tenant service
+// (sealing with keys, minting with tokens) and the Meta set-up and health
+// service (calling the Graph API unless GRAPH_API_URL is off), which
+// proves app ownership for the tenant service.
+type services struct {
+	tenants *tenant.Service
+	meta    *meta.Service
+}
+
+func buildServices(cfg config.Config, db *database.DB, events *event.Store, keys *secrets.Keyring, tokens *tenant.Tokens,
+	log *slog.Logger, reg prometheus.Registerer) (services, error) {
+	store := tenant.NewStore(db)
 	svc, err := tenant.NewService(tenant.Config{
 		PublicURL:             cfg.PublicURL,
 		AllowPrivateCallbacks: cfg.CallbackAllowPrivate,
-	}, tenant.NewStore(db), keys, tokens, net.DefaultResolver, nil)
+	}, store, keys, tokens, net.DefaultResolver, nil)
+	if err != nil {
+		return services{}, err
+	}
+	var client *meta.Client
+	if cfg.GraphAPIURL != "" {
+		if client, err = meta.NewClient(meta.ClientConfig{BaseURL: cfg.GraphAPIURL, Version: cfg.GraphAPIVersion}); err != nil {
+			return services{}, err
+		}
+	}
+	m := meta.NewService(meta.Config{
+		PublicURL: cfg.PublicURL, Interval: cfg.HealthInterval, SilenceAfter: cfg.SilenceAfter,
+	}, client, svc, store, events, db, log, reg)
+	if client != nil {
+		svc.SetProver(m)
+	}
+	return services{tenants: svc, meta: m}, nil
+}
+
+// buildAdmin wires the admin API: the services, the event service on
+// events, the endpoint tester with dcfg's HTTP settings.
+func buildAdmin(cfg config.Config, dcfg delivery.Config, s services, events *event.Store, tokens *tenant.Tokens) (*api.Admin, error) {
+	tester, err := delivery.NewTester(dcfg, s.tenants)
 	if err != nil {
 		return nil, err
 	}
-	tester, err := delivery.NewTester(dcfg, svc)
-	if err != nil {
-		return nil, err
-	}
-	return &api.Admin{Tenants: svc, Events: event.NewService(events, svc), Tokens: tokens, Tester: tester, PublicURL: cfg.PublicURL}, nil
+	return &api.Admin{Tenants: s.tenants, Meta: s.meta, Events: event.NewService(events, s.tenants), Tokens: tokens, Tester: tester, PublicURL: cfg.PublicURL}, nil
 }

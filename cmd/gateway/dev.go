@@ -53,6 +53,11 @@ func applyDev(l *config.Loader, isSet func(env string) bool) error {
 	if !isSet("SHUTDOWN_DELAY") {
 		l.Set("SHUTDOWN_DELAY", "0s")
 	}
+	if !isSet("GRAPH_API_URL") {
+		// A laptop's gateway is not reachable by Meta, and its apps are
+		// often made-up ids: no Graph API call unless asked for.
+		l.Set("GRAPH_API_URL", "off")
+	}
 	if !isSet("PUBLIC_URL") {
 		// The webhook URLs and the quick start then name the port the
 		// gateway listens on, not the default :8080.

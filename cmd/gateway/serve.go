@@ -21,6 +21,7 @@ import (
 	"github.com/postgate/postgate/internal/database"
 	"github.com/postgate/postgate/internal/delivery"
 	"github.com/postgate/postgate/internal/event"
+	"github.com/postgate/postgate/internal/meta"
 	"github.com/postgate/postgate/internal/redisdb"
 	"github.com/postgate/postgate/internal/secrets"
 	"github.com/postgate/postgate/internal/tenant"
@@ -163,16 +164,25 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	// The events, their delivery queue and attempts, and the quarantine.
 	events := event.NewStore(db)
+	svcs, err := buildServices(cfg, db, events, keys, tokens, log, reg)
+	if err != nil {
+		return err
+	}
+	// Every replica may check Meta's subscriptions; an advisory lock lets
+	// one at a time do it.
+	background.Go(func() { svcs.meta.Run(bgCtx) })
 
 	var ingestor *webhook.Ingestor
 	if *role != "worker" {
-		ingestor, err = webhook.NewIngestor(webhook.Config{DedupTTL: cfg.DedupTTL}, registry, events, rdb, reg, log)
+		sigFailures := meta.NewSignatureFailures(db, log, nil)
+		background.Go(func() { sigFailures.Run(bgCtx, 5*time.Second) })
+		ingestor, err = webhook.NewIngestor(webhook.Config{DedupTTL: cfg.DedupTTL, SignatureFailed: sigFailures.Add}, registry, events, rdb, reg, log)
 		if err != nil {
 			return err
 		}
 		background.Go(func() { ingestor.Run(bgCtx) })
 		deps.Ingest = ingestor
-		if deps.Admin, err = buildAdmin(cfg, deliveryCfg, db, events, keys, tokens); err != nil {
+		if deps.Admin, err = buildAdmin(cfg, deliveryCfg, svcs, events, tokens); err != nil {
 			return err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/postgate/postgate/internal/delivery"
 	"github.com/postgate/postgate/internal/event"
+	"github.com/postgate/postgate/internal/meta"
 	"github.com/postgate/postgate/internal/tenant"
 )
 
@@ -19,6 +21,9 @@ import (
 type Admin struct {
 	// Tenants is the tenant service: tenants, apps, Pages, tokens.
 	Tenants *tenant.Service
+	// Meta does the Meta set-up steps and serves their health; nil
+	// answers its routes as GRAPH_API_URL=off does.
+	Meta *meta.Service
 	// Events is the event service: lists, details, replays, quarantine.
 	Events *event.Service
 	// Tokens verifies the bearer tokens of admin-API requests.
@@ -36,6 +41,7 @@ const AdminPrefix = "/admin/v1"
 // adminAPI holds what the admin handlers share.
 type adminAPI struct {
 	svc    *tenant.Service
+	meta   *meta.Service
 	events *event.Service
 	tester *delivery.Tester
 	log    *slog.Logger
@@ -53,7 +59,7 @@ func (s *Server) registerAdmin(a *Admin) {
 	api := humafiber.NewWithGroup(s.app, s.app.Group(AdminPrefix), adminConfig(s.cfg.Version, a.PublicURL))
 	auth := &authenticator{api: api, tokens: a.Tokens, log: s.log}
 	api.UseMiddleware(auth.middleware)
-	h := &adminAPI{svc: a.Tenants, events: a.Events, tester: a.Tester, log: s.log}
+	h := &adminAPI{svc: a.Tenants, meta: a.Meta, events: a.Events, tester: a.Tester, log: s.log}
 	h.routes(api)
 	s.registerOpenAPI(api)
 	s.registerDocs()
@@ -83,7 +89,12 @@ func (s *Server) registerAdmin(a *Admin) {
 //	DELETE /tenants/{tenant_id}/apps/{app_id}            both    delete with its Pages
 //	POST   /tenants/{tenant_id}/pages                    both    register a Page for an app
 //	GET    /tenants/{tenant_id}/pages                    both    list Pages
+//	PATCH  /tenants/{tenant_id}/pages/{page_id}          both    set or remove the Page access token
 //	DELETE /tenants/{tenant_id}/pages/{page_id}          both    unregister (?app_id= when on several apps)
+//	POST   /tenants/{tenant_id}/apps/{app_id}/subscribe  both    subscribe the app to Meta's webhooks (Graph API)
+//	GET    /tenants/{tenant_id}/apps/{app_id}/health     both    the app's subscription health
+//	POST   /tenants/{tenant_id}/pages/{page_id}/subscribe both   subscribe the app to the Page (Graph API)
+//	GET    /tenants/{tenant_id}/pages/{page_id}/health   both    the Page's subscription health and silence
 //	GET    /tenants/{tenant_id}/events                   both    list events (filters, cursor)
 //	GET    /tenants/{tenant_id}/events/{event_id}        both    one event with its attempts
 //	POST   /tenants/{tenant_id}/events/{event_id}/replay both    deliver again, same webhook-id
@@ -117,7 +128,13 @@ func (h *adminAPI) routes(api huma.API) {
 
 	huma.Register(api, describe(op("registerPage", http.MethodPost, "/tenants/{tenant_id}/pages", accessTenant, "Register a Page", http.StatusCreated), registerPageDoc), h.registerPage)
 	huma.Register(api, op("listPages", http.MethodGet, "/tenants/{tenant_id}/pages", accessTenant, "List Pages", 0), h.listPages)
+	huma.Register(api, op("updatePage", http.MethodPatch, "/tenants/{tenant_id}/pages/{page_id}", accessTenant, "Set or remove a Page's access token", 0), h.updatePage)
 	huma.Register(api, op("deletePage", http.MethodDelete, "/tenants/{tenant_id}/pages/{page_id}", accessTenant, "Unregister a Page", http.StatusNoContent), h.deletePage)
+
+	huma.Register(api, describe(metaOp(op("subscribeApp", http.MethodPost, "/tenants/{tenant_id}/apps/{app_id}/subscribe", accessTenant, "Subscribe an app to Meta's webhooks", 0)), subscribeAppDoc), h.subscribeApp)
+	huma.Register(api, describe(metaOp(op("getAppHealth", http.MethodGet, "/tenants/{tenant_id}/apps/{app_id}/health", accessTenant, "Get an app's subscription health", 0)), appHealthDoc), h.appHealth)
+	huma.Register(api, describe(metaOp(op("subscribePage", http.MethodPost, "/tenants/{tenant_id}/pages/{page_id}/subscribe", accessTenant, "Subscribe an app to a Page", 0)), subscribePageDoc), h.subscribePage)
+	huma.Register(api, describe(metaOp(op("getPageHealth", http.MethodGet, "/tenants/{tenant_id}/pages/{page_id}/health", accessTenant, "Get a Page's health", 0)), pageHealthDoc), h.pageHealth)
 
 	huma.Register(api, op("listEvents", http.MethodGet, "/tenants/{tenant_id}/events", accessTenant, "List events", 0), h.listEvents)
 	huma.Register(api, op("getEvent", http.MethodGet, "/tenants/{tenant_id}/events/{event_id}", accessTenant, "Get an event with its attempts", 0), h.getEvent)
@@ -125,6 +142,17 @@ func (h *adminAPI) routes(api huma.API) {
 	huma.Register(api, op("replayEvents", http.MethodPost, "/tenants/{tenant_id}/replay", accessTenant, "Deliver events again in bulk", http.StatusAccepted), h.replayEvents)
 	huma.Register(api, op("listQuarantine", http.MethodGet, "/tenants/{tenant_id}/quarantine", accessTenant, "List quarantined bodies", 0), h.listQuarantine)
 	huma.Register(api, op("getQuarantined", http.MethodGet, "/tenants/{tenant_id}/quarantine/{quarantine_id}", accessTenant, "Get a quarantined body", 0), h.getQuarantined)
+}
+
+// metaOp adds the answers of the operations that call Meta: 409 when
+// GRAPH_API_URL is off, 502 when Meta refuses or cannot be reached.
+func metaOp(o huma.Operation) huma.Operation {
+	for _, c := range []int{http.StatusConflict, http.StatusBadGateway} {
+		if _, ok := o.Responses[strconv.Itoa(c)]; !ok {
+			o.Errors = append(o.Errors, c)
+		}
+	}
+	return o
 }
 
 func op(id, method, path string, acc access, summary string, status int) huma.Operation {

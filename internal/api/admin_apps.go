@@ -17,6 +17,7 @@ type AppParams struct {
 type App struct {
 	AppID                   string     `json:"app_id"`
 	TenantID                string     `json:"tenant_id"`
+	Name                    string     `json:"name" doc:"The app's name at Meta, read when its ownership was proved (empty when GRAPH_API_URL is off)."`
 	VerifyToken             string     `json:"verify_token" doc:"Paste into Meta's dashboard (Webhooks, Verify token)."`
 	WebhookURL              string     `json:"webhook_url" doc:"Paste into Meta's dashboard (Webhooks, Callback URL)."`
 	LegacySHA1              bool       `json:"legacy_sha1" doc:"Also accept X-Hub-Signature (SHA-1) when X-Hub-Signature-256 is missing."`
@@ -29,6 +30,7 @@ func (h *adminAPI) appOf(a tenant.App) App {
 	return App{
 		AppID:                   a.AppID,
 		TenantID:                a.TenantID,
+		Name:                    a.Name,
 		VerifyToken:             a.VerifyToken,
 		WebhookURL:              h.svc.WebhookURL(a.AppID),
 		LegacySHA1:              a.LegacySHA1,
@@ -115,11 +117,13 @@ type Page struct {
 	AppID     string    `json:"app_id"`
 	TenantID  string    `json:"tenant_id"`
 	Object    string    `json:"object" enum:"page,instagram"`
-	CreatedAt time.Time `json:"created_at"`
+	// HasAccessToken: the token itself is write-only.
+	HasAccessToken bool      `json:"has_access_token" doc:"Whether a Page access token is stored (it is never returned)."`
+	CreatedAt      time.Time `json:"created_at"`
 }
 
 func pageOf(p tenant.Page) Page {
-	return Page{PageID: p.PageID, AppID: p.AppID, TenantID: p.TenantID, Object: string(p.Object), CreatedAt: p.CreatedAt}
+	return Page{PageID: p.PageID, AppID: p.AppID, TenantID: p.TenantID, Object: string(p.Object), HasAccessToken: p.HasAccessToken, CreatedAt: p.CreatedAt}
 }
 
 type pageOut struct {
@@ -132,11 +136,14 @@ type registerPageIn struct {
 		PageID string `json:"page_id" pattern:"^[0-9]{1,20}$" doc:"The Page's (or Instagram account's) id."`
 		AppID  string `json:"app_id" pattern:"^[0-9]{1,20}$" doc:"One of this tenant's apps."`
 		Object string `json:"object,omitempty" enum:"page,instagram" doc:"Default page."`
+		// PageAccessToken is write-only: sealed at rest, never returned or logged.
+		PageAccessToken string `json:"page_access_token,omitempty" maxLength:"2048" writeOnly:"true" doc:"Optional: a Page access token of the app (pages_messaging, pages_manage_metadata), to subscribe the Page and check its subscription. Stored encrypted, never returned."`
 	}
 }
 
 func (h *adminAPI) registerPage(ctx context.Context, in *registerPageIn) (*pageOut, error) {
-	p, err := h.svc.RegisterPage(ctx, in.TenantID, tenant.PageInput{PageID: in.Body.PageID, AppID: in.Body.AppID, Object: tenant.Object(in.Body.Object)})
+	p, err := h.svc.RegisterPage(ctx, in.TenantID, tenant.PageInput{PageID: in.Body.PageID, AppID: in.Body.AppID, Object: tenant.Object(in.Body.Object),
+		AccessToken: in.Body.PageAccessToken})
 	if err != nil {
 		return nil, problem(ctx, h.log, err, "body")
 	}
@@ -154,6 +161,28 @@ func (h *adminAPI) listPages(ctx context.Context, in *listPagesIn) (*listOut[Pag
 		return nil, problem(ctx, h.log, err, "query")
 	}
 	return listOf(r, pageOf), nil
+}
+
+type updatePageIn struct {
+	PageParams
+	Body struct {
+		PageAccessToken *string `json:"page_access_token" maxLength:"2048" writeOnly:"true" doc:"A new Page access token (replaces the stored one), or \"\" to remove it."`
+	}
+}
+
+func (h *adminAPI) updatePage(ctx context.Context, in *updatePageIn) (*pageOut, error) {
+	if in.Body.PageAccessToken == nil {
+		p, err := h.svc.GetPage(ctx, in.TenantID, in.PageID, in.AppID)
+		if err != nil {
+			return nil, problem(ctx, h.log, err, "query")
+		}
+		return &pageOut{Body: pageOf(p)}, nil
+	}
+	p, err := h.svc.SetPageToken(ctx, in.TenantID, in.PageID, in.AppID, *in.Body.PageAccessToken)
+	if err != nil {
+		return nil, problem(ctx, h.log, err, "body")
+	}
+	return &pageOut{Body: pageOf(p)}, nil
 }
 
 type deletePageIn struct {

@@ -12,6 +12,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/postgate/postgate/internal/event"
+	"github.com/postgate/postgate/internal/meta"
 	"github.com/postgate/postgate/internal/tenant"
 )
 
@@ -26,6 +27,9 @@ var problemStatus = []struct {
 	{tenant.ErrInvalid, http.StatusUnprocessableEntity},
 	{event.ErrNotFound, http.StatusNotFound},
 	{event.ErrInvalid, http.StatusUnprocessableEntity},
+	{tenant.ErrUpstream, http.StatusBadGateway},
+	{meta.ErrOff, http.StatusConflict},
+	{meta.ErrMeta, http.StatusBadGateway},
 }
 
 // fieldOf names the input field a domain error is about, if any, and says

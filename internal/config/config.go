@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -56,7 +57,22 @@ type Config struct {
 	ShutdownDelay time.Duration
 	// ShutdownTimeout bounds the whole drain after the delay.
 	ShutdownTimeout time.Duration
+	// GraphAPIURL is Meta's Graph API; empty when GRAPH_API_URL is off
+	// (no call to Meta).
+	GraphAPIURL     string
+	GraphAPIVersion string
+	// HealthInterval is how often the Meta subscriptions are checked;
+	// SilenceAfter the shortest silence that makes a Page silent.
+	HealthInterval time.Duration
+	SilenceAfter   time.Duration
 }
+
+// GraphAPIOff is the GRAPH_API_URL value that turns every call to Meta off.
+const GraphAPIOff = "off"
+
+// DefaultGraphAPIVersion is the Graph API version the gateway speaks by
+// default (GRAPH_API_VERSION).
+const DefaultGraphAPIVersion = "v24.0"
 
 // setting is one environment variable and the flag that mirrors it.
 type setting struct {
@@ -143,6 +159,30 @@ var settings = []setting{
 		parse: func(c *Config, v string) error {
 			return parseDuration(&c.RetentionDead, v, time.Minute, 10*365*24*time.Hour)
 		}},
+	{env: "GRAPH_API_URL", def: "https://graph.facebook.com", usage: "Meta's Graph API, for app ownership checks, webhook set-up and health checks; off disables every call to Meta (the default under --dev)",
+		parse: func(c *Config, v string) error {
+			if v == GraphAPIOff {
+				c.GraphAPIURL = ""
+				return nil
+			}
+			if err := parseURL(&c.GraphAPIURL, v, "http", "https"); err != nil {
+				return fmt.Errorf("%w, or off", err)
+			}
+			c.GraphAPIURL = strings.TrimRight(c.GraphAPIURL, "/")
+			return nil
+		}},
+	{env: "GRAPH_API_VERSION", def: DefaultGraphAPIVersion, usage: "the Graph API version path segment",
+		parse: func(c *Config, v string) error {
+			if !reGraphVersion.MatchString(v) {
+				return fmt.Errorf("must look like v24.0, got %q", v)
+			}
+			c.GraphAPIVersion = v
+			return nil
+		}},
+	{env: "HEALTH_INTERVAL", def: "5m", usage: "how often the Meta subscription health of every app and Page is checked",
+		parse: func(c *Config, v string) error { return parseDuration(&c.HealthInterval, v, time.Second, 24*time.Hour) }},
+	{env: "SILENCE_AFTER", def: "1h", usage: "the shortest silence that can make a Page silent",
+		parse: func(c *Config, v string) error { return parseDuration(&c.SilenceAfter, v, time.Minute, 7*24*time.Hour) }},
 	{env: "LOG_LEVEL", def: "info", usage: "debug, info, warn or error",
 		parse: func(c *Config, v string) error {
 			if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
@@ -165,6 +205,8 @@ var settings = []setting{
 			return parseDuration(&c.ShutdownTimeout, v, time.Second, 10*time.Minute)
 		}},
 }
+
+var reGraphVersion = regexp.MustCompile(`^v[0-9]{1,3}\.[0-9]{1,3}$`)
 
 // FlagName is the command-line flag that mirrors an environment variable:
 // DATABASE_URL becomes --database-url.

@@ -75,6 +75,7 @@ func metaRequest(url string, body, appSecret []byte, eventID string, attempt int
 // standardFields are the fields of a stored standard body that the Meta
 // format needs.
 type standardFields struct {
+	Type   string          `json:"type"`
 	Object string          `json:"object"`
 	PageID string          `json:"page_id"`
 	Source string          `json:"source"`
@@ -84,10 +85,15 @@ type standardFields struct {
 // MetaBodyOf is the Meta-format body of a claimed delivery: its Page's
 // entry with its one item, exactly as Meta sent it (a changes[] item
 // whole, any other the standard body's "event", which is Meta's bytes).
+// The gateway's own postgate.health event has no Meta form: its body is
+// the gateway's JSON, signed like the rest.
 func MetaBodyOf(j *event.Claimed) ([]byte, error) {
 	var f standardFields
 	if err := json.Unmarshal(j.Body, &f); err != nil {
 		return nil, err
+	}
+	if f.Type == event.TypeHealth {
+		return j.Body, nil
 	}
 	item := []byte(f.Event)
 	switch {

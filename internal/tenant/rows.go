@@ -147,6 +147,7 @@ type appRow struct {
 	PreviousSecretExpiresAt *time.Time `gorm:"column:previous_secret_expires_at"`
 	VerifyToken             string     `gorm:"column:verify_token"`
 	LegacySHA1              bool       `gorm:"column:legacy_sha1"`
+	Name                    string     `gorm:"column:name"`
 	CreatedAt               time.Time  `gorm:"column:created_at;autoCreateTime:false"`
 	UpdatedAt               time.Time  `gorm:"column:updated_at;autoUpdateTime:false"`
 }
@@ -159,6 +160,7 @@ func (r *appRow) domain() App {
 		TenantID:                r.TenantID.String(),
 		VerifyToken:             r.VerifyToken,
 		LegacySHA1:              r.LegacySHA1,
+		Name:                    r.Name,
 		PreviousSecretExpiresAt: r.PreviousSecretExpiresAt,
 		CreatedAt:               r.CreatedAt,
 		UpdatedAt:               r.UpdatedAt,
@@ -170,13 +172,16 @@ type pageRow struct {
 	AppID     string    `gorm:"column:app_id;primaryKey"`
 	TenantID  uuid.UUID `gorm:"column:tenant_id"`
 	Object    string    `gorm:"column:object"`
-	CreatedAt time.Time `gorm:"column:created_at;autoCreateTime:false"`
+	// AccessToken is the sealed Page access token, nil when none.
+	AccessToken []byte    `gorm:"column:access_token"`
+	CreatedAt   time.Time `gorm:"column:created_at;autoCreateTime:false"`
 }
 
 func (pageRow) TableName() string { return "pages" }
 
 func (r *pageRow) domain() Page {
-	return Page{PageID: r.PageID, AppID: r.AppID, TenantID: r.TenantID.String(), Object: Object(r.Object), CreatedAt: r.CreatedAt}
+	return Page{PageID: r.PageID, AppID: r.AppID, TenantID: r.TenantID.String(), Object: Object(r.Object),
+		HasAccessToken: len(r.AccessToken) > 0, CreatedAt: r.CreatedAt}
 }
 
 // textArray is a Postgres text[] through database/sql: pgx's stdlib hands

@@ -69,6 +69,28 @@ type Service struct {
 	tokens   *Tokens
 	resolver Resolver
 	now      func() time.Time
+	prover   Prover
+}
+
+// Prover proves that whoever registers an app holds it, by asking Meta
+// (package meta implements it). ProveApp returns the app's name at Meta;
+// an error wrapping ErrInvalid (a *FieldError on app_id or app_secret,
+// carrying Meta's message) when Meta refuses the id or the secret, or one
+// wrapping ErrUpstream when Meta could not be asked.
+type Prover interface {
+	ProveApp(ctx context.Context, appID, appSecret string) (name string, err error)
+}
+
+// SetProver makes app registration and secret rotation prove ownership
+// with p. Without one (GRAPH_API_URL=off) ownership is not checked.
+func (s *Service) SetProver(p Prover) { s.prover = p }
+
+// prove asks the prover, if any, about appID and secret.
+func (s *Service) prove(ctx context.Context, appID, secret string) (string, error) {
+	if s.prover == nil {
+		return "", nil
+	}
+	return s.prover.ProveApp(ctx, appID, secret)
 }
 
 // NewService validates cfg and returns the service. tokens may be nil (no
@@ -436,8 +458,12 @@ func (s *Service) RegisterApp(ctx context.Context, tenantID string, in AppInput)
 	if _, err := s.store.GetTenant(ctx, tenantID); err != nil {
 		return App{}, err
 	}
+	name, err := s.prove(ctx, in.AppID, in.AppSecret)
+	if err != nil {
+		return App{}, err
+	}
 	now := s.now().UTC()
-	a := App{AppID: in.AppID, TenantID: tenantID, VerifyToken: in.VerifyToken, LegacySHA1: in.LegacySHA1, CreatedAt: now, UpdatedAt: now}
+	a := App{AppID: in.AppID, TenantID: tenantID, VerifyToken: in.VerifyToken, LegacySHA1: in.LegacySHA1, Name: name, CreatedAt: now, UpdatedAt: now}
 	return s.store.CreateApp(ctx, a, s.keys.Seal([]byte(in.AppSecret), AppSecretBinding(in.AppID)))
 }
 
@@ -481,14 +507,30 @@ func (s *Service) UpdateApp(ctx context.Context, tenantID, appID string, p AppPa
 	if checkMetaID("app_id", appID) != nil {
 		return App{}, notFound("app")
 	}
+	var name string
 	if p.AppSecret != nil {
 		if err := checkSecret(*p.AppSecret); err != nil {
+			return App{}, err
+		}
+		// A new secret Meta does not know would leave every webhook of
+		// the app refused once the grace ends: prove it first. Only the
+		// app's own tenant gets here with an answer (another tenant's
+		// app is 404 below), but proving first would tell a stranger
+		// whether a secret is right: check that the app is the caller's.
+		if _, err := s.store.GetApp(ctx, tenantID, appID); err != nil {
+			return App{}, err
+		}
+		var err error
+		if name, err = s.prove(ctx, appID, *p.AppSecret); err != nil {
 			return App{}, err
 		}
 	}
 	now := s.now().UTC()
 	return s.store.UpdateApp(ctx, tenantID, appID, func(a *App, sec *SealedSecrets) error {
 		set(&a.LegacySHA1, p.LegacySHA1)
+		if name != "" {
+			a.Name = name
+		}
 		if p.AppSecret != nil {
 			old, err := s.keys.Open(sec.Current, AppSecretBinding(a.AppID))
 			if err != nil {
@@ -519,6 +561,24 @@ type PageInput struct {
 	PageID string
 	AppID  string
 	Object Object
+	// AccessToken is a Page access token of the app, optional: with one,
+	// the gateway subscribes the Page and checks its subscription. It is
+	// sealed at rest and never returned.
+	AccessToken string
+}
+
+// MaxPageTokenLength bounds a Page access token (Meta's are a few hundred
+// characters).
+const MaxPageTokenLength = 2048
+
+func checkPageToken(token string) error {
+	if err := checkText("page_access_token", token); err != nil {
+		return err
+	}
+	if len(token) > MaxPageTokenLength || strings.TrimSpace(token) != token || strings.ContainsAny(token, " \t\r\n") {
+		return invalid("page_access_token", "must be at most %d characters without spaces", MaxPageTokenLength)
+	}
+	return nil
 }
 
 // RegisterPage registers a Page. The app must be tenantID's (else a
@@ -540,10 +600,170 @@ func (s *Service) RegisterPage(ctx context.Context, tenantID string, in PageInpu
 	if in.Object != ObjectPage && in.Object != ObjectInstagram {
 		return Page{}, invalid("object", "must be page or instagram")
 	}
+	if err := checkPageToken(in.AccessToken); err != nil {
+		return Page{}, err
+	}
 	if _, err := s.store.GetTenant(ctx, tenantID); err != nil {
 		return Page{}, err
 	}
-	return s.store.CreatePage(ctx, Page{PageID: in.PageID, AppID: in.AppID, TenantID: tenantID, Object: in.Object, CreatedAt: s.now().UTC()})
+	var sealed []byte
+	if in.AccessToken != "" {
+		sealed = s.keys.Seal([]byte(in.AccessToken), PageTokenBinding(in.PageID, in.AppID))
+	}
+	return s.store.CreatePage(ctx, Page{PageID: in.PageID, AppID: in.AppID, TenantID: tenantID, Object: in.Object, CreatedAt: s.now().UTC()}, sealed)
+}
+
+// SetPageToken replaces (or, with an empty token, removes) the access
+// token of a Page of tenantID on appID (which may be empty when the Page
+// is on one app of the tenant only).
+func (s *Service) SetPageToken(ctx context.Context, tenantID, pageID, appID, token string) (Page, error) {
+	if checkMetaID("page_id", pageID) != nil {
+		return Page{}, notFound("page")
+	}
+	if appID != "" {
+		if err := checkMetaID("app_id", appID); err != nil {
+			return Page{}, err
+		}
+	}
+	if err := checkPageToken(token); err != nil {
+		return Page{}, err
+	}
+	return s.store.UpdatePageToken(ctx, tenantID, pageID, appID, func(p Page) []byte {
+		if token == "" {
+			return nil
+		}
+		return s.keys.Seal([]byte(token), PageTokenBinding(p.PageID, p.AppID))
+	})
+}
+
+// GetPage reads a Page of tenantID on appID, or on its only app of the
+// tenant when appID is empty.
+func (s *Service) GetPage(ctx context.Context, tenantID, pageID, appID string) (Page, error) {
+	p, _, err := s.pageOf(ctx, tenantID, pageID, appID)
+	return p, err
+}
+
+func (s *Service) pageOf(ctx context.Context, tenantID, pageID, appID string) (Page, []byte, error) {
+	if checkMetaID("page_id", pageID) != nil {
+		return Page{}, nil, notFound("page")
+	}
+	if appID != "" {
+		if err := checkMetaID("app_id", appID); err != nil {
+			return Page{}, nil, err
+		}
+	}
+	return s.store.GetPage(ctx, tenantID, pageID, appID)
+}
+
+// Credentials are what calling Meta's Graph API about an app, or a Page
+// of it, takes. They are plaintext: hold them for one call and never log
+// them.
+type Credentials struct {
+	App       App
+	AppSecret string
+	// Page and PageToken are set for a Page's credentials; PageToken is
+	// empty when the Page has none.
+	Page      Page
+	PageToken string
+	// Err, from HealthTargets only, says why a secret or token could
+	// not be opened (the keyring lacks its key); the rest is then empty.
+	Err error
+}
+
+// HealthTargets reads every app with its secret and every Page with its
+// token (if any) and its app's secret: what the health checker asks Meta
+// about. A secret that cannot be opened is that target's Err, not a
+// failure of the whole.
+func (s *Service) HealthTargets(ctx context.Context) (apps, pages []Credentials, err error) {
+	sa, err := s.store.AllApps(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	sp, err := s.store.AllPages(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	byID := make(map[string]int, len(sa))
+	apps = make([]Credentials, len(sa))
+	for i, a := range sa {
+		apps[i].App = a.App
+		byID[a.AppID] = i
+		secret, err := s.keys.Open(a.Secret, AppSecretBinding(a.AppID))
+		if err != nil {
+			apps[i].Err = fmt.Errorf("secret of app %s: %w", a.AppID, err)
+			continue
+		}
+		apps[i].AppSecret = string(secret)
+	}
+	pages = make([]Credentials, 0, len(sp))
+	for _, p := range sp {
+		i, ok := byID[p.AppID]
+		if !ok {
+			continue // registered after the apps were read
+		}
+		c := Credentials{App: apps[i].App, AppSecret: apps[i].AppSecret, Page: p.Page, Err: apps[i].Err}
+		if len(p.Token) > 0 && c.Err == nil {
+			token, err := s.keys.Open(p.Token, PageTokenBinding(p.PageID, p.AppID))
+			if err != nil {
+				c.Err = fmt.Errorf("access token of page %s: %w", p.PageID, err)
+			}
+			c.PageToken = string(token)
+		}
+		if c.Err != nil {
+			c.AppSecret, c.PageToken = "", ""
+		}
+		pages = append(pages, c)
+	}
+	return apps, pages, nil
+}
+
+// AppCredentials reads an app of tenantID with its current secret.
+func (s *Service) AppCredentials(ctx context.Context, tenantID, appID string) (Credentials, error) {
+	if checkMetaID("app_id", appID) != nil {
+		return Credentials{}, notFound("app")
+	}
+	a, sealed, err := s.store.GetAppSecret(ctx, tenantID, appID)
+	if err != nil {
+		return Credentials{}, err
+	}
+	secret, err := s.keys.Open(sealed, AppSecretBinding(appID))
+	if err != nil {
+		return Credentials{}, fmt.Errorf("open secret of app %s: %w", appID, err)
+	}
+	return Credentials{App: a, AppSecret: string(secret)}, nil
+}
+
+// PageCredentials reads a Page of tenantID (see GetPage) with its token
+// and its app's current secret.
+func (s *Service) PageCredentials(ctx context.Context, tenantID, pageID, appID string) (Credentials, error) {
+	p, sealed, err := s.pageOf(ctx, tenantID, pageID, appID)
+	if err != nil {
+		return Credentials{}, err
+	}
+	c, err := s.AppCredentials(ctx, tenantID, p.AppID)
+	if err != nil {
+		return Credentials{}, err
+	}
+	c.Page = p
+	if len(sealed) > 0 {
+		token, err := s.keys.Open(sealed, PageTokenBinding(p.PageID, p.AppID))
+		if err != nil {
+			return Credentials{}, fmt.Errorf("open access token of page %s: %w", p.PageID, err)
+		}
+		c.PageToken = string(token)
+	}
+	return c, nil
+}
+
+// SubscribedTypes are the event types tenantID's endpoints name (not "*",
+// not the gateway's own), sorted: what its Meta subscriptions need on top
+// of messaging_postbacks.
+func (s *Service) SubscribedTypes(ctx context.Context, tenantID string) ([]string, error) {
+	m, err := s.store.EndpointTypes(ctx, []string{tenantID})
+	if err != nil {
+		return nil, err
+	}
+	return m[tenantID], nil
 }
 
 // ListPages lists tenantID's Pages in (page_id, app_id) order.

@@ -261,6 +261,7 @@ func appRowOf(tenantID uuid.UUID, a App, sec SealedSecrets) appRow {
 		PreviousSecretExpiresAt: sec.PreviousExpiresAt,
 		VerifyToken:             a.VerifyToken,
 		LegacySHA1:              a.LegacySHA1,
+		Name:                    a.Name,
 		CreatedAt:               a.CreatedAt,
 		UpdatedAt:               a.UpdatedAt,
 	}
@@ -385,12 +386,12 @@ var (
 // pages' primary key (page_id, app_id) is checked before the foreign key
 // on (tenant_id, app_id), so inserting a Page another tenant has on its
 // app would otherwise answer "taken" and confirm that tenant's Page.
-func (s *Store) CreatePage(ctx context.Context, p Page) (Page, error) {
+func (s *Store) CreatePage(ctx context.Context, p Page, token []byte) (Page, error) {
 	tid, err := uuid.Parse(p.TenantID)
 	if err != nil {
 		return Page{}, notFound("tenant")
 	}
-	row := pageRow{PageID: p.PageID, AppID: p.AppID, TenantID: tid, Object: string(p.Object), CreatedAt: p.CreatedAt}
+	row := pageRow{PageID: p.PageID, AppID: p.AppID, TenantID: tid, Object: string(p.Object), AccessToken: token, CreatedAt: p.CreatedAt}
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var apps []string
 		if err := tx.Model(&appRow{}).Clauses(clause.Locking{Strength: "KEY SHARE"}).
@@ -458,21 +459,11 @@ func (s *Store) DeletePage(ctx context.Context, tenantID, pageID, appID string) 
 		return notFound("page")
 	}
 	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var rows []pageRow
-		q := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("tenant_id = ? AND page_id = ?", tid, pageID)
-		if appID != "" {
-			q = q.Where("app_id = ?", appID)
+		row, err := onePage(tx, tid, pageID, appID, true)
+		if err != nil {
+			return err
 		}
-		if err := q.Find(&rows).Error; err != nil {
-			return storeErr("find page", err)
-		}
-		switch {
-		case len(rows) == 0:
-			return notFound("page")
-		case len(rows) > 1:
-			return invalid("app_id", "Page %s is registered on %d apps of this tenant; name one with ?app_id=", pageID, len(rows))
-		}
-		if err := tx.Where("page_id = ? AND app_id = ?", rows[0].PageID, rows[0].AppID).Delete(&pageRow{}).Error; err != nil {
+		if err := tx.Where("page_id = ? AND app_id = ?", row.PageID, row.AppID).Delete(&pageRow{}).Error; err != nil {
 			return storeErr("delete page", err)
 		}
 		return nil
@@ -528,4 +519,143 @@ func constraint(err error) string {
 		return pe.ConstraintName
 	}
 	return ""
+}
+
+// GetAppSecret reads an app of a tenant with its sealed current secret.
+func (s *Store) GetAppSecret(ctx context.Context, tenantID, appID string) (App, []byte, error) {
+	tid, err := uuid.Parse(tenantID)
+	if err != nil {
+		return App{}, nil, notFound("app")
+	}
+	var row appRow
+	if err := s.db.WithContext(ctx).Where("tenant_id = ? AND app_id = ?", tid, appID).Take(&row).Error; err != nil {
+		return App{}, nil, storeErr("get app", err, "app")
+	}
+	return row.domain(), row.Secret, nil
+}
+
+// GetPage reads a Page of a tenant on appID, or, when appID is empty, on
+// the only app of the tenant it is registered on (else a *FieldError on
+// app_id), with its sealed access token (nil when none).
+func (s *Store) GetPage(ctx context.Context, tenantID, pageID, appID string) (Page, []byte, error) {
+	tid, err := uuid.Parse(tenantID)
+	if err != nil {
+		return Page{}, nil, notFound("page")
+	}
+	row, err := onePage(s.db.WithContext(ctx), tid, pageID, appID, false)
+	if err != nil {
+		return Page{}, nil, err
+	}
+	return row.domain(), row.AccessToken, nil
+}
+
+// onePage finds the one (Page, app) row DeletePage, GetPage and
+// UpdatePageToken act on, locked for update when lock is set.
+func onePage(tx *gorm.DB, tid uuid.UUID, pageID, appID string, lock bool) (pageRow, error) {
+	var rows []pageRow
+	q := tx.Where("tenant_id = ? AND page_id = ?", tid, pageID)
+	if lock {
+		q = q.Clauses(clause.Locking{Strength: "UPDATE"})
+	}
+	if appID != "" {
+		q = q.Where("app_id = ?", appID)
+	}
+	if err := q.Limit(20).Find(&rows).Error; err != nil {
+		return pageRow{}, storeErr("find page", err)
+	}
+	switch {
+	case len(rows) == 0:
+		return pageRow{}, notFound("page")
+	case len(rows) > 1:
+		return pageRow{}, invalid("app_id", "Page %s is registered on %d apps of this tenant; name one with ?app_id=", pageID, len(rows))
+	}
+	return rows[0], nil
+}
+
+// UpdatePageToken sets the sealed access token of a Page (see GetPage for
+// appID) to what seal returns for it.
+func (s *Store) UpdatePageToken(ctx context.Context, tenantID, pageID, appID string, seal func(Page) []byte) (Page, error) {
+	tid, err := uuid.Parse(tenantID)
+	if err != nil {
+		return Page{}, notFound("page")
+	}
+	var out Page
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		row, err := onePage(tx, tid, pageID, appID, true)
+		if err != nil {
+			return err
+		}
+		row.AccessToken = seal(row.domain())
+		if err := tx.Model(&pageRow{}).Where("page_id = ? AND app_id = ?", row.PageID, row.AppID).
+			Update("access_token", row.AccessToken).Error; err != nil {
+			return storeErr("update page", err)
+		}
+		out = row.domain()
+		return nil
+	})
+	return out, err
+}
+
+// EndpointTypes maps each of tenantIDs (nil: every tenant) to the event
+// types its live endpoints name, sorted, without "*" and the gateway's
+// own postgate.* types.
+func (s *Store) EndpointTypes(ctx context.Context, tenantIDs []string) (map[string][]string, error) {
+	q := s.db.WithContext(ctx).Raw(`SELECT tenant_id::text, array_agg(DISTINCT t ORDER BY t)
+FROM endpoints, unnest(events) AS t
+WHERE deleted_at IS NULL AND t <> '*' AND t NOT LIKE 'postgate.%' AND (? OR tenant_id::text = ANY (?))
+GROUP BY tenant_id`, tenantIDs == nil, textArray(tenantIDs))
+	rows, err := q.Rows()
+	if err != nil {
+		return nil, storeErr("read endpoint types", err)
+	}
+	defer rows.Close()
+	out := make(map[string][]string)
+	for rows.Next() {
+		var id string
+		var types textArray
+		if err := rows.Scan(&id, &types); err != nil {
+			return nil, storeErr("read endpoint types", err)
+		}
+		out[id] = types
+	}
+	return out, storeErr2("read endpoint types", rows.Err())
+}
+
+// SealedApp is an app with its sealed current secret, and SealedPage a
+// Page with its sealed access token: what the health checker reads.
+type (
+	SealedApp struct {
+		App
+		Secret []byte
+	}
+	SealedPage struct {
+		Page
+		Token []byte
+	}
+)
+
+// AllApps reads every app of every tenant, and AllPages every Page.
+func (s *Store) AllApps(ctx context.Context) ([]SealedApp, error) {
+	var rows []appRow
+	if err := s.db.WithContext(ctx).Order("app_id").Find(&rows).Error; err != nil {
+		return nil, storeErr("read apps", err)
+	}
+	out := make([]SealedApp, len(rows))
+	for i := range rows {
+		out[i] = SealedApp{App: rows[i].domain(), Secret: rows[i].Secret}
+	}
+	return out, nil
+}
+
+// AllPages: see AllApps.
+func (s *Store) AllPages(ctx context.Context) ([]SealedPage, error) {
+	var rows []pageRow
+	if err := s.db.WithContext(ctx).Order("page_id").Order("app_id").Find(&rows).Error; err != nil {
+		return nil, storeErr("read pages", err)
+	}
+	out := make([]SealedPage, len(rows))
+	for i := range rows {
+		out[i] = SealedPage{Page: rows[i].domain(), Token: rows[i].AccessToken}
+	}
+	return out, nil
 }

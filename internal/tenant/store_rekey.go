@@ -18,7 +18,8 @@ type RekeyCount struct {
 }
 
 // Rekey re-seals every secret at rest (apps.secret, apps.previous_secret,
-// endpoints.signing_secret, endpoints.previous_signing_secret) under keys'
+// endpoints.signing_secret, endpoints.previous_signing_secret,
+// pages.access_token) under keys'
 // current key, in one transaction with the rows locked: either every
 // secret opens and is re-sealed, or nothing changes. Once it has run,
 // SECRET_KEY_PREVIOUS can be dropped. Errors name the row, never a secret.
@@ -26,6 +27,7 @@ func (s *Store) Rekey(ctx context.Context, keys *secrets.Keyring) ([]RekeyCount,
 	counts := []RekeyCount{
 		{Column: "endpoints.signing_secret"}, {Column: "endpoints.previous_signing_secret"},
 		{Column: "apps.secret"}, {Column: "apps.previous_secret"},
+		{Column: "pages.access_token"},
 	}
 	reseal := func(c *RekeyCount, ct []byte, binding string) ([]byte, bool, error) {
 		if len(ct) == 0 {
@@ -86,6 +88,24 @@ func (s *Store) Rekey(ctx context.Context, keys *secrets.Keyring) ([]RekeyCount,
 			if err := tx.Model(&appRow{}).Where("app_id = ?", r.AppID).
 				Updates(map[string]any{"secret": cur, "previous_secret": prev}).Error; err != nil {
 				return storeErr("update app "+r.AppID, err)
+			}
+		}
+		var pages []pageRow
+		if err := tx.Select("page_id", "app_id", "access_token").Where("access_token IS NOT NULL").
+			Clauses(clause.Locking{Strength: "UPDATE"}).Order("page_id").Order("app_id").Find(&pages).Error; err != nil {
+			return storeErr("read pages", err)
+		}
+		for _, r := range pages {
+			tok, ch, err := reseal(&counts[4], r.AccessToken, PageTokenBinding(r.PageID, r.AppID))
+			if err != nil {
+				return err
+			}
+			if !ch {
+				continue
+			}
+			if err := tx.Model(&pageRow{}).Where("page_id = ? AND app_id = ?", r.PageID, r.AppID).
+				Update("access_token", tok).Error; err != nil {
+				return storeErr("update page "+r.PageID, err)
 			}
 		}
 		return nil

@@ -59,6 +59,12 @@ func TestRekey(t *testing.T) {
 	if _, err := svcA.RegisterApp(ctx, tn.ID, AppInput{AppID: "2", AppSecret: "other"}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := svcA.RegisterPage(ctx, tn.ID, PageInput{PageID: "77", AppID: "2", AccessToken: "EAAPageToken"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svcA.RegisterPage(ctx, tn.ID, PageInput{PageID: "78", AppID: "2"}); err != nil {
+		t.Fatal(err)
+	}
 
 	ringB, keyB := newKeyring(t, keyA)
 	counts, err := store.Rekey(ctx, ringB)
@@ -70,6 +76,7 @@ func TestRekey(t *testing.T) {
 		{Column: "endpoints.previous_signing_secret"},
 		{Column: "apps.secret", Rekeyed: 2},
 		{Column: "apps.previous_secret", Rekeyed: 1},
+		{Column: "pages.access_token", Rekeyed: 1},
 	}
 	if !slices.Equal(counts, want) {
 		t.Errorf("first rekey: got %+v, want %+v", counts, want)
@@ -79,7 +86,7 @@ func TestRekey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if counts[0].Current != 1 || counts[2].Current != 2 || counts[3].Current != 1 || counts[2].Rekeyed != 0 {
+	if counts[0].Current != 1 || counts[2].Current != 2 || counts[3].Current != 1 || counts[2].Rekeyed != 0 || counts[4].Current != 1 {
 		t.Errorf("second rekey: got %+v, want everything current", counts)
 	}
 
@@ -102,6 +109,7 @@ func TestRekey(t *testing.T) {
 	open(`SELECT secret FROM apps WHERE app_id = '1'`, AppSecretBinding("1"), "second")
 	open(`SELECT previous_secret FROM apps WHERE app_id = '1'`, AppPreviousSecretBinding("1"), "first")
 	open(`SELECT secret FROM apps WHERE app_id = '2'`, AppSecretBinding("2"), "other")
+	open(`SELECT access_token FROM pages WHERE page_id = '77'`, PageTokenBinding("77", "2"), "EAAPageToken")
 
 	// A keyring that cannot open a secret changes nothing and says which row.
 	ringC, _ := newKeyring(t, nil)

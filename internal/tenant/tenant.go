@@ -18,6 +18,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("already exists")
 	ErrInvalid  = errors.New("invalid")
+	// ErrUpstream is Meta's Graph API failing to answer a question the
+	// operation needs answered (an app's ownership).
+	ErrUpstream = errors.New("Meta's Graph API could not be reached")
 )
 
 // Object is the Meta webhook object a Page's events arrive under.
@@ -145,6 +148,9 @@ type App struct {
 	TenantID    string
 	VerifyToken string
 	LegacySHA1  bool
+	// Name is the app's name at Meta, read when its ownership was proved;
+	// empty when it was not (GRAPH_API_URL=off).
+	Name string
 	// PreviousSecretExpiresAt is when the secret replaced by the last
 	// rotation stops being accepted; nil when there is none.
 	PreviousSecretExpiresAt *time.Time
@@ -159,7 +165,10 @@ type Page struct {
 	AppID     string
 	TenantID  string
 	Object    Object
-	CreatedAt time.Time
+	// HasAccessToken tells whether a Page access token is stored (sealed,
+	// never part of this type).
+	HasAccessToken bool
+	CreatedAt      time.Time
 }
 
 // DefaultRotationGrace is how long a rotated-out secret stays valid.
@@ -173,6 +182,9 @@ func AppSecretBinding(appID string) string { return "apps.secret:" + appID }
 
 // AppPreviousSecretBinding binds an app's previous secret to its row.
 func AppPreviousSecretBinding(appID string) string { return "apps.previous_secret:" + appID }
+
+// PageTokenBinding binds a Page access token to its (Page, app) row.
+func PageTokenBinding(pageID, appID string) string { return "pages.access_token:" + pageID + ":" + appID }
 
 // SigningSecretBinding binds an endpoint's signing secret (or Ed25519
 // key) to its row. The text is the first version's, when tenants held the

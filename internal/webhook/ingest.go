@@ -46,7 +46,11 @@ type Config struct {
 	// RedisBackoff is how long Redis is skipped after it fails, so an
 	// outage costs one timeout, not one per request. Default 1s.
 	RedisBackoff time.Duration
-	Now          func() time.Time
+	// SignatureFailed, if set, is told the app of every POST refused for
+	// its signature (the app health's signature_failures_1h). It must
+	// not block.
+	SignatureFailed func(appID string)
+	Now             func() time.Time
 }
 
 func (c *Config) defaults() {
@@ -106,6 +110,14 @@ func NewIngestor(cfg Config, reg Routing, events *event.Store, rdb redis.Univers
 	}
 	in.redisBackoff.Wait = cfg.RedisBackoff
 	return in, nil
+}
+
+// signatureFailed counts a POST refused for appID's signature.
+func (in *Ingestor) signatureFailed(appID string) {
+	in.m.sigFailures.WithLabelValues(appID).Inc()
+	if in.cfg.SignatureFailed != nil {
+		in.cfg.SignatureFailed(appID)
+	}
 }
 
 // VerifySubscription answers Meta's GET: mode must be subscribe and the
@@ -190,7 +202,7 @@ func (in *Ingestor) ingest(ctx context.Context, req Request) Result {
 		}
 	}
 	for _, app := range candidates {
-		in.m.sigFailures.WithLabelValues(app.AppID).Inc()
+		in.signatureFailed(app.AppID)
 	}
 	in.log.Warn("webhook signature matches no candidate app", "candidates", len(candidates), "app_id", candidates[0].AppID)
 	return Result{Outcome: OutcomeBadSignature, Message: noMatchMessage(req, candidates...)}
@@ -213,7 +225,7 @@ func (in *Ingestor) ingestForApp(ctx context.Context, req Request, matches func(
 		return Result{Outcome: OutcomeBadSignature, Message: "unknown app"}
 	}
 	if !matches(app) {
-		in.m.sigFailures.WithLabelValues(app.AppID).Inc()
+		in.signatureFailed(app.AppID)
 		in.log.Warn("webhook signature does not match the app's secrets", "app_id", app.AppID)
 		return Result{Outcome: OutcomeBadSignature, AppID: app.AppID, Message: noMatchMessage(req, app)}
 	}
@@ -450,7 +462,7 @@ func (in *Ingestor) countSigFailure(appID string) {
 	// Label with the registry's copy of the id: appID comes from a request
 	// and need not outlive it.
 	if app, ok := in.reg.App(appID); ok {
-		in.m.sigFailures.WithLabelValues(app.AppID).Inc()
+		in.signatureFailed(app.AppID)
 	}
 }
 
