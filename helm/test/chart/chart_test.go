@@ -2,6 +2,9 @@ package chart
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,7 +25,28 @@ var wantAlerts = []string{
 	"PostgateWebhookNon200", "PostgateSignatureFailures", "PostgateWebhookAckSlow",
 	"PostgateDeliveryBacklogOld", "PostgateDeadEvents", "PostgateEndpointBreakerOpen",
 	"PostgateEndpointsDisabled", "PostgateAppSilent", "PostgateTargetDown",
+	"PostgateMetaSubscriptionInactive", "PostgatePageSilent", "PostgateMetaChecksFailing",
 }
+
+// metaAlerts are the Meta set-up and health alerts with their severity: each
+// tells the operator what to do by pointing at docs/meta-setup.md.
+var metaAlerts = map[string]string{
+	"PostgateMetaSubscriptionInactive": "critical",
+	"PostgatePageSilent":               "warning",
+	"PostgateMetaChecksFailing":        "warning",
+}
+
+// metaRow is the dashboard row of the Meta health signals, and the metrics
+// its panels must read.
+const metaRow = "Meta subscriptions"
+
+var metaRowMetrics = []string{
+	"postgate_meta_subscription_active", "postgate_meta_pages_silent",
+	"postgate_meta_pages_unhealthy", "postgate_meta_check_errors_total",
+}
+
+// docLink is a page of the repository's docs named in an alert's text.
+var docLink = regexp.MustCompile(`docs/[\w.-]+\.md`)
 
 func TestDefaultValues(t *testing.T) {
 	r := render(t)
@@ -90,6 +114,27 @@ func TestAllOptionsOn(t *testing.T) {
 	for _, g := range r.rules[0].Spec.Groups {
 		for _, rule := range g.Rules {
 			alerts = append(alerts, rule.Alert)
+			if rule.Alert == "" || rule.Alert == "PostgateRedisErrors" { // a record, or the extra rule
+				continue
+			}
+			if rule.Labels["severity"] == "" || rule.Annotations["summary"] == "" {
+				t.Errorf("alert %s: want a severity label and a summary", rule.Alert)
+			}
+			if sev, ok := metaAlerts[rule.Alert]; ok {
+				if rule.Labels["severity"] != sev {
+					t.Errorf("alert %s: severity %q, want %q", rule.Alert, rule.Labels["severity"], sev)
+				}
+				if !strings.Contains(rule.Annotations["description"], "docs/meta-setup.md") {
+					t.Errorf("alert %s: the description does not point to docs/meta-setup.md", rule.Alert)
+				}
+			}
+			for _, text := range rule.Annotations {
+				for _, doc := range docLink.FindAllString(text, -1) {
+					if _, err := os.Stat(filepath.Join(*srcDir, doc)); err != nil {
+						t.Errorf("alert %s points to %s, which is not in the repository: %v", rule.Alert, doc, err)
+					}
+				}
+			}
 		}
 	}
 	for _, a := range wantAlerts {
@@ -114,6 +159,7 @@ func TestAllOptionsOn(t *testing.T) {
 					t.Errorf("dashboard %s/%s is not a Grafana dashboard: %v", cm.Name, k, err)
 				}
 				checkPanelLayout(t, cm.Name+"/"+k, d.Panels)
+				checkRowReads(t, cm.Name+"/"+k, v, metaRow, metaRowMetrics)
 			}
 		}
 	}
@@ -158,6 +204,7 @@ func TestRefusedValues(t *testing.T) {
 		{"short JWT secret", "secret.adminJWTSecret=short", "adminJWTSecret"},
 		{"grace period shorter than the drain", "deployments.ingress.terminationGracePeriodSeconds=20", "terminationGracePeriodSeconds"},
 		{"publicURL without scheme", "publicURL=hooks.example.com", "publicURL"},
+		{"Meta checks alert that one failed run fires", "metrics.prometheusRule.rules.metaChecksFailingMinutes=10", "metaChecksFailingMinutes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -441,6 +488,67 @@ func checkPanelLayout(t *testing.T, dashboard string, panels []gridPanel) {
 			if g.X < h.X+h.W && h.X < g.X+g.W && g.Y < h.Y+h.H && h.Y < g.Y+g.H {
 				t.Errorf("dashboard %s: panels %q and %q overlap", dashboard, q.Title, p.Title)
 			}
+		}
+	}
+}
+
+// checkRowReads: the dashboard has a row titled row, and its panels (those
+// after it up to the next row, or inside it when collapsed) read each of
+// metrics.
+func checkRowReads(t *testing.T, dashboard, text, row string, metrics []string) {
+	t.Helper()
+	type panel struct {
+		Type    string `json:"type"`
+		Title   string `json:"title"`
+		Targets []struct {
+			Expr string `json:"expr"`
+		} `json:"targets"`
+		Panels []json.RawMessage `json:"panels"`
+	}
+	var d struct {
+		Panels []json.RawMessage `json:"panels"`
+	}
+	if err := json.Unmarshal([]byte(text), &d); err != nil {
+		t.Errorf("dashboard %s: %v", dashboard, err)
+		return
+	}
+	decode := func(raw json.RawMessage) panel {
+		var p panel
+		if err := json.Unmarshal(raw, &p); err != nil {
+			t.Errorf("dashboard %s: %v", dashboard, err)
+		}
+		return p
+	}
+	var found bool
+	var exprs []string
+	for i := 0; i < len(d.Panels); i++ {
+		p := decode(d.Panels[i])
+		if p.Type != "row" || p.Title != row {
+			continue
+		}
+		found = true
+		inside := p.Panels // a collapsed row holds its panels
+		for j := i + 1; j < len(d.Panels); j++ {
+			if q := decode(d.Panels[j]); q.Type != "row" {
+				inside = append(inside, d.Panels[j])
+				continue
+			}
+			break
+		}
+		for _, raw := range inside {
+			for _, tg := range decode(raw).Targets {
+				exprs = append(exprs, tg.Expr)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("dashboard %s has no row %q", dashboard, row)
+		return
+	}
+	for _, m := range metrics {
+		reads := regexp.MustCompile(`\b` + m + `\b`)
+		if !slices.ContainsFunc(exprs, reads.MatchString) {
+			t.Errorf("dashboard %s: no panel of row %q reads %s", dashboard, row, m)
 		}
 	}
 }
