@@ -27,9 +27,9 @@ const checkerLockKey = 0x706f737467617465
 // counted (it is delivered all the same).
 const scanLag = time.Minute
 
-// maxScanHours bounds one run's activity scan (a replica that starts on
-// a long backlog catches up over several runs).
-const maxScanHours = 48
+// maxScanHours bounds one run's activity scan: the first run reads the
+// past 8 days; after a long outage the scan catches up over several runs.
+const maxScanHours = 8*24 + 2
 
 // Run checks every HEALTH_INTERVAL while this replica holds the checker's
 // advisory lock, and tries to take it every interval while another

@@ -13,13 +13,12 @@ import (
 // the error counter counts on the replica that made the check.
 type metrics struct {
 	checkErrors *prometheus.CounterVec
+	active      *prometheus.GaugeVec
+	silent      prometheus.Gauge
+	unhealthy   prometheus.Gauge
 
-	mu        sync.Mutex
-	active    map[string]bool // app_id -> healthy, for apps checked at least once
-	silent    int
-	unhealthy int
-
-	activeDesc, silentDesc, unhealthyDesc *prometheus.Desc
+	mu   sync.Mutex
+	apps map[string]bool // the app_id series exported now
 }
 
 func newMetrics(_ *Service, reg prometheus.Registerer) *metrics {
@@ -28,42 +27,26 @@ func newMetrics(_ *Service, reg prometheus.Registerer) *metrics {
 			Name: "postgate_meta_check_errors_total",
 			Help: "Health checks that could not be made (Meta unreachable, rate limiting, 5xx, a secret that cannot be opened), by check (app, page).",
 		}, []string{"check"}),
-		active: map[string]bool{},
-		activeDesc: prometheus.NewDesc("postgate_meta_subscription_active",
-			"1 when the app's Meta webhook subscription is active, points at the gateway and has every field it needs; 0 otherwise.", []string{"app_id"}, nil),
-		silentDesc: prometheus.NewDesc("postgate_meta_pages_silent",
-			"Pages that had events in the past 7 days and none for longer than SILENCE_AFTER and 20 times their median gap.", nil, nil),
-		unhealthyDesc: prometheus.NewDesc("postgate_meta_pages_unhealthy",
-			"Pages with a health problem (token refused, app not subscribed, fields missing, silent).", nil, nil),
+		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "postgate_meta_subscription_active",
+			Help: "1 when the app's Meta webhook subscription is active, points at the gateway and has every field it needs; 0 otherwise (apps checked at least once).",
+		}, []string{"app_id"}),
+		silent: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "postgate_meta_pages_silent",
+			Help: "Pages that had events in the past 7 days and none for longer than SILENCE_AFTER and 20 times their median gap.",
+		}),
+		unhealthy: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "postgate_meta_pages_unhealthy",
+			Help: "Pages with a health problem (token refused, app not subscribed, fields missing, silent).",
+		}),
+		apps: map[string]bool{},
 	}
 	m.checkErrors.WithLabelValues("app")
 	m.checkErrors.WithLabelValues("page")
 	if reg != nil {
-		reg.MustRegister(m.checkErrors, m)
+		reg.MustRegister(m.checkErrors, m.active, m.silent, m.unhealthy)
 	}
 	return m
-}
-
-// Describe implements prometheus.Collector.
-func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	ch <- m.activeDesc
-	ch <- m.silentDesc
-	ch <- m.unhealthyDesc
-}
-
-// Collect implements prometheus.Collector, from the last refresh.
-func (m *metrics) Collect(ch chan<- prometheus.Metric) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for app, ok := range m.active {
-		v := 0.0
-		if ok {
-			v = 1
-		}
-		ch <- prometheus.MustNewConstMetric(m.activeDesc, prometheus.GaugeValue, v, app)
-	}
-	ch <- prometheus.MustNewConstMetric(m.silentDesc, prometheus.GaugeValue, float64(m.silent))
-	ch <- prometheus.MustNewConstMetric(m.unhealthyDesc, prometheus.GaugeValue, float64(m.unhealthy))
 }
 
 // signalsRefresh is how often every replica rereads the stored checks.
@@ -109,8 +92,22 @@ func (m *metrics) refresh(ctx context.Context, s *Service) error {
 		return err
 	}
 	m.mu.Lock()
-	m.active, m.silent, m.unhealthy = active, silent, unhealthy
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	for app, ok := range active {
+		v := 0.0
+		if ok {
+			v = 1
+		}
+		m.active.WithLabelValues(app).Set(v)
+	}
+	for app := range m.apps {
+		if _, ok := active[app]; !ok {
+			m.active.DeleteLabelValues(app) // deleted since
+		}
+	}
+	m.apps = active
+	m.silent.Set(float64(silent))
+	m.unhealthy.Set(float64(unhealthy))
 	return nil
 }
 

@@ -48,12 +48,7 @@ var fleetGauges = map[string][]string{
 // once the source declares it, the test fails until the entry is deleted,
 // and says whether kind and labels agree, so a stand-in never outlives the
 // code it stood for.
-var pendingMetrics = map[string]metric{
-	"postgate_meta_subscription_active": {kind: "Gauge", labels: []string{"app_id"}},
-	"postgate_meta_pages_silent":        {kind: "Gauge"},
-	"postgate_meta_pages_unhealthy":     {kind: "Gauge"},
-	"postgate_meta_check_errors_total":  {kind: "Counter", labels: []string{"check"}},
-}
+var pendingMetrics = map[string]metric{}
 
 // targetLabels are the labels a Prometheus Operator ServiceMonitor attaches
 // to every scraped series (its relabelings add more).
