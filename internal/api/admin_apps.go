@@ -113,10 +113,10 @@ func (h *adminAPI) deleteApp(ctx context.Context, in *getAppIn) (*struct{}, erro
 
 // Page is a registered Page (or Instagram account) in the admin API.
 type Page struct {
-	PageID    string    `json:"page_id"`
-	AppID     string    `json:"app_id"`
-	TenantID  string    `json:"tenant_id"`
-	Object    string    `json:"object" enum:"page,instagram"`
+	PageID   string `json:"page_id"`
+	AppID    string `json:"app_id"`
+	TenantID string `json:"tenant_id"`
+	Object   string `json:"object" enum:"page,instagram"`
 	// HasAccessToken: the token itself is write-only.
 	HasAccessToken bool      `json:"has_access_token" doc:"Whether a Page access token is stored (it is never returned)."`
 	CreatedAt      time.Time `json:"created_at"`

@@ -29,10 +29,10 @@ import (
 )
 
 const (
-	hApp      = "4100"
-	hSecret  = "meta-test-app-secret-0123456789"
-	hPage     = "5100"
-	hToken  = "EAAPageTokenForTheHealthTests0123456789"
+	hApp        = "4100"
+	hSecret     = "meta-test-app-secret-0123456789"
+	hPage       = "5100"
+	hToken      = "EAAPageTokenForTheHealthTests0123456789"
 	hOtherPage  = "5101"
 	hOtherToken = "EAAOtherPageToken987654321"
 )

@@ -168,10 +168,10 @@ func (r *appRow) domain() App {
 }
 
 type pageRow struct {
-	PageID    string    `gorm:"column:page_id;primaryKey"`
-	AppID     string    `gorm:"column:app_id;primaryKey"`
-	TenantID  uuid.UUID `gorm:"column:tenant_id"`
-	Object    string    `gorm:"column:object"`
+	PageID   string    `gorm:"column:page_id;primaryKey"`
+	AppID    string    `gorm:"column:app_id;primaryKey"`
+	TenantID uuid.UUID `gorm:"column:tenant_id"`
+	Object   string    `gorm:"column:object"`
 	// AccessToken is the sealed Page access token, nil when none.
 	AccessToken []byte    `gorm:"column:access_token"`
 	CreatedAt   time.Time `gorm:"column:created_at;autoCreateTime:false"`

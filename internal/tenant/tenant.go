@@ -161,10 +161,10 @@ type App struct {
 // Page is a Facebook Page or Instagram professional account registered for
 // one app of a tenant.
 type Page struct {
-	PageID    string
-	AppID     string
-	TenantID  string
-	Object    Object
+	PageID   string
+	AppID    string
+	TenantID string
+	Object   Object
 	// HasAccessToken tells whether a Page access token is stored (sealed,
 	// never part of this type).
 	HasAccessToken bool
@@ -184,7 +184,9 @@ func AppSecretBinding(appID string) string { return "apps.secret:" + appID }
 func AppPreviousSecretBinding(appID string) string { return "apps.previous_secret:" + appID }
 
 // PageTokenBinding binds a Page access token to its (Page, app) row.
-func PageTokenBinding(pageID, appID string) string { return "pages.access_token:" + pageID + ":" + appID }
+func PageTokenBinding(pageID, appID string) string {
+	return "pages.access_token:" + pageID + ":" + appID
+}
 
 // SigningSecretBinding binds an endpoint's signing secret (or Ed25519
 // key) to its row. The text is the first version's, when tenants held the
