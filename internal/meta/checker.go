@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -129,7 +130,7 @@ func (s *Service) CheckOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	acts, err := s.readActivity(ctx, nil, now.Add(-8*24*time.Hour))
+	acts, err := s.quietActivity(ctx, now)
 	if err != nil {
 		return err
 	}
@@ -384,35 +385,79 @@ func (s *Service) readStates(ctx context.Context) (map[string]appHealthRow, map[
 	return apps, pages, nil
 }
 
-// writeStates stores the checks, in one transaction: a row of an app or
-// Page deleted meanwhile is skipped (the insert selects it from its
-// table), and every row not checked now (deleted apps' and Pages') is
-// gone by the foreign keys' cascade already.
+// writeStates stores the checks, two statements in one transaction
+// whatever the number of apps and Pages: a row of an app or Page deleted
+// meanwhile is skipped (the insert joins its table), and the rows of
+// apps and Pages deleted before are gone by the foreign keys' cascade.
+// Field lists travel comma-joined (Meta's field names have no comma).
 func (s *Service) writeStates(ctx context.Context, apps []appHealthRow, pages []pageHealthRow) error {
-	b := &pgx.Batch{}
-	for _, r := range apps {
-		b.Queue(`INSERT INTO app_health (app_id, tenant_id, active, callback_url, callback_url_matches, fields, missing_fields, checked_at, error, problem, since)
-			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM apps WHERE app_id = $1 AND tenant_id = $2
-			ON CONFLICT (app_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, active = EXCLUDED.active, callback_url = EXCLUDED.callback_url,
-				callback_url_matches = EXCLUDED.callback_url_matches, fields = EXCLUDED.fields, missing_fields = EXCLUDED.missing_fields,
-				checked_at = EXCLUDED.checked_at, error = EXCLUDED.error, problem = EXCLUDED.problem, since = EXCLUDED.since`,
-			r.AppID, r.TenantID, r.Active, r.CallbackURL, r.CallbackURLMatches, r.Fields, r.Missing, r.CheckedAt, r.Error, r.Problem, r.Since)
+	var a struct {
+		ids, tenants, callbacks, fields, missing, errs, problems []*string
+		active, matches                                          []bool
+		checked, since                                           []*time.Time
 	}
-	for _, r := range pages {
-		b.Queue(`INSERT INTO page_health (page_id, app_id, tenant_id, subscribed_fields, missing_fields, checked_at, error, silent, problem, since)
-			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM pages WHERE page_id = $1 AND app_id = $2 AND tenant_id = $3
-			ON CONFLICT (page_id, app_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, subscribed_fields = EXCLUDED.subscribed_fields,
-				missing_fields = EXCLUDED.missing_fields, checked_at = EXCLUDED.checked_at, error = EXCLUDED.error,
-				silent = EXCLUDED.silent, problem = EXCLUDED.problem, since = EXCLUDED.since`,
-			r.PageID, r.AppID, r.TenantID, r.Fields, r.Missing, r.CheckedAt, r.Error, r.Silent, r.Problem, r.Since)
+	for i := range apps {
+		r := &apps[i]
+		a.ids = append(a.ids, &r.AppID)
+		a.tenants = append(a.tenants, &r.TenantID)
+		a.callbacks = append(a.callbacks, &r.CallbackURL)
+		a.fields = append(a.fields, joined(r.Fields))
+		a.missing = append(a.missing, joined(r.Missing))
+		a.errs, a.problems = append(a.errs, r.Error), append(a.problems, r.Problem)
+		a.active, a.matches = append(a.active, r.Active), append(a.matches, r.CallbackURLMatches)
+		a.checked, a.since = append(a.checked, r.CheckedAt), append(a.since, &r.Since)
 	}
-	if b.Len() == 0 {
+	var p struct {
+		ids, apps, tenants, fields, missing, errs, problems []*string
+		silent                                              []bool
+		checked, since                                      []*time.Time
+	}
+	for i := range pages {
+		r := &pages[i]
+		p.ids, p.apps, p.tenants = append(p.ids, &r.PageID), append(p.apps, &r.AppID), append(p.tenants, &r.TenantID)
+		p.fields, p.missing = append(p.fields, joined(r.Fields)), append(p.missing, joined(r.Missing))
+		p.errs, p.problems, p.silent = append(p.errs, r.Error), append(p.problems, r.Problem), append(p.silent, r.Silent)
+		p.checked, p.since = append(p.checked, r.CheckedAt), append(p.since, &r.Since)
+	}
+	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
+		if len(apps) > 0 {
+			if _, err := tx.Exec(ctx, `INSERT INTO app_health (app_id, tenant_id, active, callback_url, callback_url_matches, fields, missing_fields, checked_at, error, problem, since)
+				SELECT u.app_id, u.tenant_id, u.active, u.callback_url, u.matches, string_to_array(u.fields, ','), string_to_array(u.missing, ','), u.checked_at, u.error, u.problem, u.since
+				FROM unnest($1::text[], $2::uuid[], $3::bool[], $4::text[], $5::bool[], $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::timestamptz[])
+					AS u(app_id, tenant_id, active, callback_url, matches, fields, missing, checked_at, error, problem, since)
+				JOIN apps ON apps.app_id = u.app_id AND apps.tenant_id = u.tenant_id
+				ON CONFLICT (app_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, active = EXCLUDED.active, callback_url = EXCLUDED.callback_url,
+					callback_url_matches = EXCLUDED.callback_url_matches, fields = EXCLUDED.fields, missing_fields = EXCLUDED.missing_fields,
+					checked_at = EXCLUDED.checked_at, error = EXCLUDED.error, problem = EXCLUDED.problem, since = EXCLUDED.since`,
+				a.ids, a.tenants, a.active, a.callbacks, a.matches, a.fields, a.missing, a.checked, a.errs, a.problems, a.since); err != nil {
+				return err
+			}
+		}
+		if len(pages) > 0 {
+			if _, err := tx.Exec(ctx, `INSERT INTO page_health (page_id, app_id, tenant_id, subscribed_fields, missing_fields, checked_at, error, silent, problem, since)
+				SELECT u.page_id, u.app_id, u.tenant_id, string_to_array(u.fields, ','), string_to_array(u.missing, ','), u.checked_at, u.error, u.silent, u.problem, u.since
+				FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], $8::bool[], $9::text[], $10::timestamptz[])
+					AS u(page_id, app_id, tenant_id, fields, missing, checked_at, error, silent, problem, since)
+				JOIN pages ON pages.page_id = u.page_id AND pages.app_id = u.app_id AND pages.tenant_id = u.tenant_id
+				ON CONFLICT (page_id, app_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, subscribed_fields = EXCLUDED.subscribed_fields,
+					missing_fields = EXCLUDED.missing_fields, checked_at = EXCLUDED.checked_at, error = EXCLUDED.error,
+					silent = EXCLUDED.silent, problem = EXCLUDED.problem, since = EXCLUDED.since`,
+				p.ids, p.apps, p.tenants, p.fields, p.missing, p.checked, p.errs, p.silent, p.problems, p.since); err != nil {
+				return err
+			}
+		}
 		return nil
-	}
-	if err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() }); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("store health checks: %w", err)
 	}
 	return nil
+}
+
+// joined is a field list comma-joined, for writeStates.
+func joined(fields []string) *string {
+	s := strings.Join(fields, ",")
+	return &s
 }
 
 // emit stores one postgate.health event per change of state; the

@@ -244,6 +244,28 @@ func (s *Service) readActivity(ctx context.Context, pages [][2]string, from time
 	return out, nil
 }
 
+// quietActivity reads the activity of the Pages that could be silent at
+// now: those whose last event in the past 7 days is older than
+// SILENCE_AFTER. A Page that received since cannot be silent, and most
+// do: the gap histograms of only the quiet few are read.
+func (s *Service) quietActivity(ctx context.Context, now time.Time) (map[[2]string][]dayActivity, error) {
+	rows, err := s.db.Pool.Query(ctx, `SELECT tenant_id::text, page_id FROM page_activity WHERE day >= $1::date
+		GROUP BY tenant_id, page_id HAVING max(last_at) < $2 AND max(last_at) >= $3`,
+		now.Add(-8*24*time.Hour).Format(time.DateOnly), now.Add(-s.cfg.SilenceAfter), now.Add(-7*24*time.Hour))
+	if err != nil {
+		return nil, fmt.Errorf("read quiet pages: %w", err)
+	}
+	var quiet [][2]string
+	var t, p string
+	if _, err := pgx.ForEachRow(rows, []any{&t, &p}, func() error { quiet = append(quiet, [2]string{t, p}); return nil }); err != nil {
+		return nil, fmt.Errorf("read quiet pages: %w", err)
+	}
+	if len(quiet) == 0 {
+		return map[[2]string][]dayActivity{}, nil
+	}
+	return s.readActivity(ctx, quiet, now.Add(-8*24*time.Hour))
+}
+
 // nilIfEmpty is v, or nil (SQL NULL: no filter) when all is set.
 func nilIfEmpty(v []string, all bool) []string {
 	if all {

@@ -26,6 +26,10 @@ var (
 	ErrMeta = errors.New("Meta's Graph API")
 )
 
+// registryGrace covers the time an app change takes to reach every
+// replica's ingress (SPEC: within 1 second), with a margin.
+const registryGrace = 6 * time.Second
+
 // RequiredField is the subscription field every app and Page needs: the
 // product exists for postbacks.
 const RequiredField = "messaging_postbacks"
@@ -153,9 +157,20 @@ func (s *Service) SubscribeApp(ctx context.Context, tenantID, appID, object stri
 	if fields, err = s.fieldsFor(ctx, tenantID, fields); err != nil {
 		return Subscription{}, err
 	}
-	err = s.client.Subscribe(ctx, appID, c.AppSecret, SubscribeParams{
-		Object: object, CallbackURL: s.CallbackURL(appID), VerifyToken: c.App.VerifyToken, Fields: fields,
-	})
+	params := SubscribeParams{Object: object, CallbackURL: s.CallbackURL(appID), VerifyToken: c.App.VerifyToken, Fields: fields}
+	err = s.client.Subscribe(ctx, appID, c.AppSecret, params)
+	var me *Error
+	if errors.As(err, &me) && (me.Code == 2200 || me.Code == 2201) && s.cfg.Now().Sub(c.App.UpdatedAt) < registryGrace {
+		// Registered a moment ago: the replica Meta's verification GET
+		// reached may not know the app yet (changes reach every replica
+		// within a second). Once more, after that second.
+		select {
+		case <-ctx.Done():
+			return Subscription{}, ctx.Err()
+		case <-time.After(registryGrace / 4):
+		}
+		err = s.client.Subscribe(ctx, appID, c.AppSecret, params)
+	}
 	if err != nil {
 		return Subscription{}, metaErr("subscribe the app", err)
 	}
