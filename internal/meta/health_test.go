@@ -79,7 +79,7 @@ type env struct {
 	gateway  *httptest.Server
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{db: testenv.Postgres(t), graph: metatest.New(t), logs: &syncBuffer{}, clock: &clock{}, reg: prometheus.NewRegistry()}
@@ -121,7 +121,7 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-func (e *env) newService(t *testing.T, reg prometheus.Registerer) *meta.Service {
+func (e *env) newService(t testing.TB, reg prometheus.Registerer) *meta.Service {
 	t.Helper()
 	client, err := meta.NewClient(meta.ClientConfig{BaseURL: e.graph.URL, Version: "v24.0", Backoff: func(int) time.Duration { return time.Millisecond }})
 	if err != nil {
