@@ -23,7 +23,7 @@ var (
 	ErrOff = errors.New("GRAPH_API_URL is off: the gateway makes no call to Meta's Graph API")
 	// ErrMeta: Meta refused the call or could not be reached (502); the
 	// error's text carries Meta's message.
-	ErrMeta = errors.New("Meta's Graph API")
+	ErrMeta = errors.New("the Graph API (Meta)")
 )
 
 // registryGrace covers the time an app change takes to reach every

@@ -20,7 +20,7 @@ var (
 	ErrInvalid  = errors.New("invalid")
 	// ErrUpstream is Meta's Graph API failing to answer a question the
 	// operation needs answered (an app's ownership).
-	ErrUpstream = errors.New("Meta's Graph API could not be reached")
+	ErrUpstream = errors.New("the Graph API (Meta) could not be reached")
 )
 
 // Object is the Meta webhook object a Page's events arrive under.
