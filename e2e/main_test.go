@@ -199,6 +199,9 @@ func (s *stack) env(httpAddr, metricsAddr string) []string {
 		"SHUTDOWN_TIMEOUT=5s",
 		"LOG_FORMAT=json",
 		"LOG_LEVEL=info",
+		// No call to Meta unless a test gives its fake Graph API (the
+		// apps here are made up; Meta is not reachable from tests).
+		"GRAPH_API_URL=off",
 	}
 	return append(env, s.extraEnv...)
 }

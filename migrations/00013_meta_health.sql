@@ -10,8 +10,10 @@ ALTER TABLE pages ADD COLUMN access_token bytea;
 
 -- The last health check of each app's webhook subscription. problem is
 -- NULL while healthy; since is when the current state (healthy, or the
--- first problem) began. A check that could not be made sets error and
--- keeps the state.
+-- first problem) began; announced, whether a postgate.health event said
+-- so (the first state of a new app or Page is not a change and is not
+-- announced; nor is the end of a problem that never was). A check that
+-- could not be made sets error and keeps the state.
 CREATE TABLE app_health (
     app_id                text PRIMARY KEY,
     tenant_id             uuid NOT NULL,
@@ -24,6 +26,7 @@ CREATE TABLE app_health (
     error                 text,
     problem               text,
     since                 timestamptz NOT NULL,
+    announced             boolean NOT NULL DEFAULT false,
     CONSTRAINT app_health_app_fkey FOREIGN KEY (tenant_id, app_id)
         REFERENCES apps (tenant_id, app_id) ON DELETE CASCADE
 );
@@ -41,6 +44,7 @@ CREATE TABLE page_health (
     silent             boolean NOT NULL DEFAULT false,
     problem            text,
     since              timestamptz NOT NULL,
+    announced          boolean NOT NULL DEFAULT false,
     PRIMARY KEY (page_id, app_id),
     CONSTRAINT page_health_page_fkey FOREIGN KEY (page_id, app_id)
         REFERENCES pages (page_id, app_id) ON DELETE CASCADE

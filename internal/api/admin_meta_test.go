@@ -204,6 +204,7 @@ func TestMetaRoutesBadInput(t *testing.T) {
 		{"POST", app + "/subscribe", tok, map[string]any{"object": "user"}, 422, "object"},
 		{"POST", app + "/subscribe", tok, map[string]any{"fields": []string{"bogus"}}, 422, "fields"},
 		{"POST", app + "/subscribe", tok, map[string]any{"fields": []string{}}, 422, "fields"},
+		{"POST", app + "/subscribe", tok, map[string]any{"fields": []string{"other"}}, 422, "fields"},
 		{"POST", app + "/subscribe", tok, `{"object":`, 400, ""},
 		{"POST", app + "/subscribe", tok, map[string]any{"fields": []string{"messages\u0000"}}, 422, "fields"},
 		{"POST", page + "/subscribe", tok, nil, 422, "page_access_token"},

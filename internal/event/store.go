@@ -129,10 +129,22 @@ RETURNING id`
 // duplicates by the durable dedup key. A value Postgres refuses fails the
 // whole batch: IsDataError tells that apart from an outage.
 func (s *Store) Insert(ctx context.Context, b *Batch, inserted func(id [16]byte)) error {
+	return insert(ctx, s.pool, b, inserted)
+}
+
+// InsertTx is Insert in the caller's transaction: the gateway's own
+// events (postgate.health) are stored with the state change they tell.
+func (s *Store) InsertTx(ctx context.Context, tx pgx.Tx, b *Batch, inserted func(id [16]byte)) error {
+	return insert(ctx, tx, b, inserted)
+}
+
+func insert(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, b *Batch, inserted func(id [16]byte)) error {
 	if b.Len() == 0 {
 		return nil
 	}
-	rows, err := s.pool.Query(ctx, insertSQL, b.ids, b.tenants, b.pages, b.apps, b.keys, b.types, b.tests, b.received, b.bodies,
+	rows, err := q.Query(ctx, insertSQL, b.ids, b.tenants, b.pages, b.apps, b.keys, b.types, b.tests, b.received, b.bodies,
 		b.senders, b.times, b.items)
 	if err != nil {
 		return fmt.Errorf("insert events: %w", err)

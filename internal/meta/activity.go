@@ -17,31 +17,35 @@ import (
 // hour is counted once even if two replicas briefly both think they
 // check. Every event is read once, in an index range of its tenant's
 // events: never a scan per Page.
-func (s *Service) summarize(ctx context.Context, now time.Time) error {
+//
+// It returns how far activity is known (the watermark) and whether the
+// scan has caught up with the clock. A watermark older than the 8 days
+// silence looks at moves up to 8 days ago (what it skips is too old to
+// matter), and summaries older than 9 days are deleted.
+func (s *Service) summarize(ctx context.Context, now time.Time) (time.Time, bool, error) {
+	oldest := now.Add(-8 * 24 * time.Hour).Truncate(time.Hour)
+	if _, err := s.db.Pool.Exec(ctx, `INSERT INTO meta_scan (id, scanned_to) VALUES (1, $1)
+		ON CONFLICT (id) DO UPDATE SET scanned_to = EXCLUDED.scanned_to WHERE meta_scan.scanned_to < EXCLUDED.scanned_to`, oldest); err != nil {
+		return time.Time{}, false, fmt.Errorf("start activity scan: %w", err)
+	}
+	if _, err := s.db.Pool.Exec(ctx, `DELETE FROM page_activity WHERE day < $1::date`,
+		now.Add(-9*24*time.Hour).Format(time.DateOnly)); err != nil {
+		return time.Time{}, false, fmt.Errorf("drop old activity: %w", err)
+	}
 	var from time.Time
-	err := s.db.Pool.QueryRow(ctx, `SELECT scanned_to FROM meta_scan WHERE id = 1`).Scan(&from)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		from = now.Add(-8 * 24 * time.Hour).Truncate(time.Hour)
-		if _, err := s.db.Pool.Exec(ctx, `INSERT INTO meta_scan (id, scanned_to) VALUES (1, $1) ON CONFLICT DO NOTHING`, from); err != nil {
-			return fmt.Errorf("start activity scan: %w", err)
-		}
-		if err := s.db.Pool.QueryRow(ctx, `SELECT scanned_to FROM meta_scan WHERE id = 1`).Scan(&from); err != nil {
-			return fmt.Errorf("read activity scan: %w", err)
-		}
-	case err != nil:
-		return fmt.Errorf("read activity scan: %w", err)
+	if err := s.db.Pool.QueryRow(ctx, `SELECT scanned_to FROM meta_scan WHERE id = 1`).Scan(&from); err != nil {
+		return time.Time{}, false, fmt.Errorf("read activity scan: %w", err)
 	}
 	from = from.UTC()
 	end := now.Add(-scanLag).UTC()
 	for n := 0; from.Before(end) && n < maxScanHours; n++ {
 		next := minTime(from.Truncate(time.Hour).Add(time.Hour), end)
 		if err := s.foldSpan(ctx, from, next); err != nil {
-			return err
+			return time.Time{}, false, err
 		}
 		from = next
 	}
-	return nil
+	return from, !from.Before(end), nil
 }
 
 // foldSpan adds the activity of [from, to) (within one UTC hour, so

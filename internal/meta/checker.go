@@ -87,9 +87,21 @@ func (s *Service) lead(ctx context.Context, held *pgxpool.Conn) *pgxpool.Conn {
 		return nil
 	}
 	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(checkerLockKey)).Scan(&ok); err != nil || !ok {
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(checkerLockKey)).Scan(&ok); err != nil {
+		// The server may have granted the lock before the answer was
+		// lost: never hand this session back to the pool.
+		conn.Hijack().Close(context.Background()) //nolint:errcheck
+		return nil
+	}
+	if !ok {
 		conn.Release()
 		return nil
+	}
+	// A holder whose machine vanishes without closing its connection
+	// holds the lock until the server notices: make that a minute, not
+	// the kernel's two hours of TCP keepalive.
+	if _, err := conn.Exec(ctx, `SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3`); err != nil {
+		s.log.Warn("meta health checker: set keepalives on the lock session", "err", err)
 	}
 	s.leading.Store(true)
 	s.log.Info("meta health checker: this replica checks")
@@ -115,7 +127,11 @@ func (s *Service) CheckOnce(ctx context.Context) error {
 	}
 	s.checks.Add(1)
 	now := s.cfg.Now().UTC()
-	if err := s.summarize(ctx, now); err != nil {
+	// Activity is known up to scannedTo: silence is measured from there,
+	// and only once the scan has caught up (after a long pause it folds
+	// days over several runs; until then silence keeps its last value).
+	scannedTo, caughtUp, err := s.summarize(ctx, now)
+	if err != nil {
 		return err
 	}
 	apps, pages, err := s.tenants.HealthTargets(ctx)
@@ -130,9 +146,11 @@ func (s *Service) CheckOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	acts, err := s.quietActivity(ctx, now)
-	if err != nil {
-		return err
+	var acts map[[2]string][]dayActivity
+	if caughtUp {
+		if acts, err = s.quietActivity(ctx, scannedTo); err != nil {
+			return err
+		}
 	}
 
 	objects := map[string][]string{} // app -> objects its Pages use
@@ -143,72 +161,99 @@ func (s *Service) CheckOnce(ctx context.Context) error {
 	}
 	appRows := make([]appHealthRow, len(apps))
 	pageRows := make([]pageHealthRow, len(pages))
-	sem := make(chan struct{}, s.cfg.Concurrency)
+	// A fixed pool of callers, not a goroutine per app and Page.
+	work := make(chan int)
 	var wg sync.WaitGroup
-	for i := range apps {
+	for range s.cfg.Concurrency {
 		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			c := &apps[i]
-			appRows[i] = s.checkApp(ctx, c, objects[c.App.AppID], wantedFields(types[c.App.TenantID]), now)
+			for i := range work {
+				if i < len(apps) {
+					c := &apps[i]
+					appRows[i] = s.checkApp(ctx, c, objects[c.App.AppID], wantedFields(types[c.App.TenantID]), now)
+					continue
+				}
+				c := &pages[i-len(apps)]
+				pageRows[i-len(apps)] = s.checkPage(ctx, c, wantedFields(types[c.Page.TenantID]), now)
+			}
 		})
 	}
-	for i := range pages {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			c := &pages[i]
-			pageRows[i] = s.checkPage(ctx, c, wantedFields(types[c.Page.TenantID]), now)
-		})
+	for i := range len(apps) + len(pages) {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- i
 	}
+	close(work)
 	wg.Wait()
 	if ctx.Err() != nil {
 		return ctx.Err()
-	}
-	for i := range pageRows {
-		r := &pageRows[i]
-		r.Silent, _ = silence(acts[[2]string{r.TenantID, r.PageID}], now, s.cfg.SilenceAfter)
-		if r.Silent && r.Problem == nil && r.Error == nil {
-			r.Problem = nullable(ProblemSilent)
-		}
 	}
 
 	var changes []healthEvent
 	for i := range appRows {
 		r := &appRows[i]
 		prev, seen := prevApps[r.AppID]
-		if r.Problem == nil && r.Error != nil && seen { // no answer: keep the state
-			r.Problem = prev.Problem
+		seen = seen && prev.TenantID == r.TenantID
+		if r.Problem == nil && r.Error != nil && seen {
+			// No answer from Meta: the state and what it showed stay.
+			r.Problem, r.Active, r.CallbackURL, r.CallbackURLMatches = prev.Problem, prev.Active, prev.CallbackURL, prev.CallbackURLMatches
+			r.Fields, r.Missing = prev.Fields, prev.Missing
 		}
-		r.Since = now
-		if seen && prev.TenantID == r.TenantID && (prev.Problem == nil) == (r.Problem == nil) {
-			r.Since = prev.Since
-			continue
-		}
-		if seen && prev.TenantID == r.TenantID || r.Problem != nil {
-			changes = append(changes, healthEvent{tenantID: r.TenantID, appID: r.AppID, problem: problemOf(r.Problem), detail: appDetail(r), since: now})
+		var announce bool
+		r.Since, r.Announced, announce = transition(seen, prev.Problem, prev.Since, prev.Announced, r.Problem, now)
+		if announce {
+			changes = append(changes, healthEvent{tenantID: r.TenantID, appID: r.AppID, problem: problemOf(r.Problem),
+				detail: appDetail(r), since: now, left: prev.Since})
 		}
 	}
 	for i := range pageRows {
 		r := &pageRows[i]
-		k := [2]string{r.PageID, r.AppID}
-		prev, seen := prevPages[k]
+		prev, seen := prevPages[[2]string{r.PageID, r.AppID}]
+		seen = seen && prev.TenantID == r.TenantID
 		if r.Problem == nil && r.Error != nil && seen {
-			r.Problem = prev.Problem
+			// No answer from Meta: the subscription's state stays; the
+			// silence is the gateway's own and is computed again below.
+			if problemOf(prev.Problem) != ProblemSilent {
+				r.Problem = prev.Problem
+			}
+			r.Fields, r.Missing = prev.Fields, prev.Missing
 		}
-		r.Since = now
-		if seen && prev.TenantID == r.TenantID && (prev.Problem == nil) == (r.Problem == nil) {
-			r.Since = prev.Since
-			continue
+		if caughtUp {
+			r.Silent, _ = silence(acts[[2]string{r.TenantID, r.PageID}], scannedTo, s.cfg.SilenceAfter)
+		} else {
+			r.Silent = seen && prev.Silent
 		}
-		if seen && prev.TenantID == r.TenantID || r.Problem != nil {
-			changes = append(changes, healthEvent{tenantID: r.TenantID, appID: r.AppID, pageID: r.PageID, problem: problemOf(r.Problem), detail: pageDetail(r), since: now})
+		if r.Silent && r.Problem == nil {
+			r.Problem = nullable(ProblemSilent)
+		}
+		var announce bool
+		r.Since, r.Announced, announce = transition(seen, prev.Problem, prev.Since, prev.Announced, r.Problem, now)
+		if announce {
+			changes = append(changes, healthEvent{tenantID: r.TenantID, appID: r.AppID, pageID: r.PageID, problem: problemOf(r.Problem),
+				detail: pageDetail(r), since: now, left: prev.Since})
 		}
 	}
-	if err := s.writeStates(ctx, appRows, pageRows); err != nil {
-		return err
+	return s.save(ctx, appRows, pageRows, changes, now)
+}
+
+// transition is what a check's state makes of the stored one: when the
+// state began, whether it is announced, and whether to announce it now
+// (a postgate.health event). Only a change between healthy and unhealthy
+// is announced: not the first state of a new app or Page (no change: the
+// health route and the metrics show it), nor the end of a problem that
+// was never announced. A problem that changes into another stays the
+// same unhealthy state.
+func transition(seen bool, prevProblem *string, prevSince time.Time, prevAnnounced bool, problem *string, now time.Time) (since time.Time, announced, announce bool) {
+	switch {
+	case !seen:
+		return now, false, false
+	case (prevProblem == nil) == (problem == nil):
+		return prevSince, prevAnnounced, false
+	case problem != nil: // healthy -> unhealthy
+		return now, true, true
+	default: // unhealthy -> healthy
+		return now, prevAnnounced, prevAnnounced
 	}
-	return s.emit(ctx, changes, now)
 }
 
 // checkApp asks Meta for c's subscriptions and judges the one of each
@@ -297,9 +342,11 @@ func (s *Service) checkPage(ctx context.Context, c *tenant.Credentials, want []s
 	apps, err := s.client.PageSubscriptions(ctx, c.Page.PageID, c.PageToken, c.AppSecret)
 	var me *Error
 	switch {
-	case errors.As(err, &me) && !me.RateLimited() && me.Status < 500:
-		// 190: expired, revoked, password changed; 200/10: permission
-		// lost; 100: the token is another app's (the proof fails).
+	case errors.As(err, &me) && (me.TokenInvalid() || me.Code == 10 || me.Code == 200 || me.Code == 210 || me.Code == 100):
+		// 190/102: expired, revoked, password changed; 10/200/210:
+		// permission or Page task lost; 100: the token is another
+		// app's (its appsecret_proof fails). Anything else is a check
+		// that could not be made.
 		r.Error, r.Problem = nullable(me.Error()), nullable(ProblemPageTokenInvalid)
 		return r
 	case err != nil:
@@ -385,15 +432,16 @@ func (s *Service) readStates(ctx context.Context) (map[string]appHealthRow, map[
 	return apps, pages, nil
 }
 
-// writeStates stores the checks, two statements in one transaction
-// whatever the number of apps and Pages: a row of an app or Page deleted
-// meanwhile is skipped (the insert joins its table), and the rows of
-// apps and Pages deleted before are gone by the foreign keys' cascade.
-// Field lists travel comma-joined (Meta's field names have no comma).
-func (s *Service) writeStates(ctx context.Context, apps []appHealthRow, pages []pageHealthRow) error {
+// save writes the checks and their postgate.health events in one
+// transaction, a statement per table whatever the number of apps and
+// Pages: a row of an app or Page deleted meanwhile is skipped (the
+// insert joins its table) and so is its event; the rows of apps and
+// Pages deleted before are gone by the foreign keys' cascade. Field
+// lists travel comma-joined (Meta's field names have no comma).
+func (s *Service) save(ctx context.Context, apps []appHealthRow, pages []pageHealthRow, changes []healthEvent, now time.Time) error {
 	var a struct {
 		ids, tenants, callbacks, fields, missing, errs, problems []*string
-		active, matches                                          []bool
+		active, matches, announced                               []bool
 		checked, since                                           []*time.Time
 	}
 	for i := range apps {
@@ -406,10 +454,11 @@ func (s *Service) writeStates(ctx context.Context, apps []appHealthRow, pages []
 		a.errs, a.problems = append(a.errs, r.Error), append(a.problems, r.Problem)
 		a.active, a.matches = append(a.active, r.Active), append(a.matches, r.CallbackURLMatches)
 		a.checked, a.since = append(a.checked, r.CheckedAt), append(a.since, &r.Since)
+		a.announced = append(a.announced, r.Announced)
 	}
 	var p struct {
 		ids, apps, tenants, fields, missing, errs, problems []*string
-		silent                                              []bool
+		silent, announced                                   []bool
 		checked, since                                      []*time.Time
 	}
 	for i := range pages {
@@ -418,35 +467,42 @@ func (s *Service) writeStates(ctx context.Context, apps []appHealthRow, pages []
 		p.fields, p.missing = append(p.fields, joined(r.Fields)), append(p.missing, joined(r.Missing))
 		p.errs, p.problems, p.silent = append(p.errs, r.Error), append(p.problems, r.Problem), append(p.silent, r.Silent)
 		p.checked, p.since = append(p.checked, r.CheckedAt), append(p.since, &r.Since)
+		p.announced = append(p.announced, r.Announced)
 	}
+	written := map[string]bool{} // "app:<id>", "page:<id>:<app>"
 	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
 		if len(apps) > 0 {
-			if _, err := tx.Exec(ctx, `INSERT INTO app_health (app_id, tenant_id, active, callback_url, callback_url_matches, fields, missing_fields, checked_at, error, problem, since)
-				SELECT u.app_id, u.tenant_id, u.active, u.callback_url, u.matches, string_to_array(u.fields, ','), string_to_array(u.missing, ','), u.checked_at, u.error, u.problem, u.since
-				FROM unnest($1::text[], $2::uuid[], $3::bool[], $4::text[], $5::bool[], $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::timestamptz[])
-					AS u(app_id, tenant_id, active, callback_url, matches, fields, missing, checked_at, error, problem, since)
+			rows, err := tx.Query(ctx, `INSERT INTO app_health (app_id, tenant_id, active, callback_url, callback_url_matches, fields, missing_fields, checked_at, error, problem, since, announced)
+				SELECT u.app_id, u.tenant_id, u.active, u.callback_url, u.matches, string_to_array(u.fields, ','), string_to_array(u.missing, ','), u.checked_at, u.error, u.problem, u.since, u.announced
+				FROM unnest($1::text[], $2::uuid[], $3::bool[], $4::text[], $5::bool[], $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::timestamptz[], $12::bool[])
+					AS u(app_id, tenant_id, active, callback_url, matches, fields, missing, checked_at, error, problem, since, announced)
 				JOIN apps ON apps.app_id = u.app_id AND apps.tenant_id = u.tenant_id
 				ON CONFLICT (app_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, active = EXCLUDED.active, callback_url = EXCLUDED.callback_url,
 					callback_url_matches = EXCLUDED.callback_url_matches, fields = EXCLUDED.fields, missing_fields = EXCLUDED.missing_fields,
-					checked_at = EXCLUDED.checked_at, error = EXCLUDED.error, problem = EXCLUDED.problem, since = EXCLUDED.since`,
-				a.ids, a.tenants, a.active, a.callbacks, a.matches, a.fields, a.missing, a.checked, a.errs, a.problems, a.since); err != nil {
+					checked_at = EXCLUDED.checked_at, error = EXCLUDED.error, problem = EXCLUDED.problem, since = EXCLUDED.since,
+					announced = EXCLUDED.announced
+				RETURNING app_id`,
+				a.ids, a.tenants, a.active, a.callbacks, a.matches, a.fields, a.missing, a.checked, a.errs, a.problems, a.since, a.announced)
+			if err := collect(rows, err, func(id string) { written["app:"+id] = true }); err != nil {
 				return err
 			}
 		}
 		if len(pages) > 0 {
-			if _, err := tx.Exec(ctx, `INSERT INTO page_health (page_id, app_id, tenant_id, subscribed_fields, missing_fields, checked_at, error, silent, problem, since)
-				SELECT u.page_id, u.app_id, u.tenant_id, string_to_array(u.fields, ','), string_to_array(u.missing, ','), u.checked_at, u.error, u.silent, u.problem, u.since
-				FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], $8::bool[], $9::text[], $10::timestamptz[])
-					AS u(page_id, app_id, tenant_id, fields, missing, checked_at, error, silent, problem, since)
+			rows, err := tx.Query(ctx, `INSERT INTO page_health (page_id, app_id, tenant_id, subscribed_fields, missing_fields, checked_at, error, silent, problem, since, announced)
+				SELECT u.page_id, u.app_id, u.tenant_id, string_to_array(u.fields, ','), string_to_array(u.missing, ','), u.checked_at, u.error, u.silent, u.problem, u.since, u.announced
+				FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], $8::bool[], $9::text[], $10::timestamptz[], $11::bool[])
+					AS u(page_id, app_id, tenant_id, fields, missing, checked_at, error, silent, problem, since, announced)
 				JOIN pages ON pages.page_id = u.page_id AND pages.app_id = u.app_id AND pages.tenant_id = u.tenant_id
 				ON CONFLICT (page_id, app_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, subscribed_fields = EXCLUDED.subscribed_fields,
 					missing_fields = EXCLUDED.missing_fields, checked_at = EXCLUDED.checked_at, error = EXCLUDED.error,
-					silent = EXCLUDED.silent, problem = EXCLUDED.problem, since = EXCLUDED.since`,
-				p.ids, p.apps, p.tenants, p.fields, p.missing, p.checked, p.errs, p.silent, p.problems, p.since); err != nil {
+					silent = EXCLUDED.silent, problem = EXCLUDED.problem, since = EXCLUDED.since, announced = EXCLUDED.announced
+				RETURNING page_id || ':' || app_id`,
+				p.ids, p.apps, p.tenants, p.fields, p.missing, p.checked, p.errs, p.silent, p.problems, p.since, p.announced)
+			if err := collect(rows, err, func(id string) { written["page:"+id] = true }); err != nil {
 				return err
 			}
 		}
-		return nil
+		return s.emit(ctx, tx, changes, written, now)
 	})
 	if err != nil {
 		return fmt.Errorf("store health checks: %w", err)
@@ -460,27 +516,43 @@ func joined(fields []string) *string {
 	return &s
 }
 
-// emit stores one postgate.health event per change of state; the
-// endpoints whose events name it get it like any event.
-func (s *Service) emit(ctx context.Context, changes []healthEvent, now time.Time) error {
-	if len(changes) == 0 {
-		return nil
+// collect calls f with each row's one text column.
+func collect(rows pgx.Rows, err error, f func(string)) error {
+	if err != nil {
+		return err
 	}
+	var v string
+	_, err = pgx.ForEachRow(rows, []any{&v}, func() error { f(v); return nil })
+	return err
+}
+
+// emit stores, in tx, one postgate.health event per change of state of
+// a row that was written (its app or Page still exists); the endpoints
+// whose events name it get it like any event. The dedup key names the
+// state left (its since), so two replicas that both saw the change (a
+// takeover in the middle of a run) store one event.
+func (s *Service) emit(ctx context.Context, tx pgx.Tx, changes []healthEvent, written map[string]bool, now time.Time) error {
 	var b event.Batch
 	for _, h := range changes {
-		id := uuid.Must(uuid.NewV7())
 		subject := "app:" + h.appID
 		if h.pageID != "" {
 			subject = "page:" + h.pageID + ":" + h.appID
 		}
+		if !written[subject] {
+			continue
+		}
+		id := uuid.Must(uuid.NewV7())
 		b.Add(&event.New{
 			ID: id, TenantID: h.tenantID, PageID: h.pageID, AppID: h.appID,
-			DedupKey: "h:" + subject + ":" + h.since.UTC().Format(time.RFC3339Nano),
+			DedupKey: "h:" + subject + ":" + h.left.UTC().Format(time.RFC3339Nano),
 			Type:     event.TypeHealth, ReceivedAt: now, Body: healthBody(id, h, now),
 		})
 		s.log.Info("meta health changed", "tenant_id", h.tenantID, "app_id", h.appID, "page_id", h.pageID, "problem", h.problem)
 	}
-	if err := s.events.Insert(ctx, &b, func([16]byte) {}); err != nil {
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := s.events.InsertTx(ctx, tx, &b, func([16]byte) {}); err != nil {
 		return fmt.Errorf("store postgate.health events: %w", err)
 	}
 	if err := s.events.Wake(ctx); err != nil {

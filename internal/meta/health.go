@@ -85,6 +85,7 @@ type appHealthRow struct {
 	Error              *string
 	Problem            *string
 	Since              time.Time
+	Announced          bool
 }
 
 type pageHealthRow struct {
@@ -95,18 +96,19 @@ type pageHealthRow struct {
 	Silent                  bool
 	Problem                 *string
 	Since                   time.Time
+	Announced               bool
 }
 
-const appHealthCols = `app_id, tenant_id::text, active, callback_url, callback_url_matches, fields, missing_fields, checked_at, error, problem, since`
+const appHealthCols = `app_id, tenant_id::text, active, callback_url, callback_url_matches, fields, missing_fields, checked_at, error, problem, since, announced`
 
 func (r *appHealthRow) dest() []any {
-	return []any{&r.AppID, &r.TenantID, &r.Active, &r.CallbackURL, &r.CallbackURLMatches, &r.Fields, &r.Missing, &r.CheckedAt, &r.Error, &r.Problem, &r.Since}
+	return []any{&r.AppID, &r.TenantID, &r.Active, &r.CallbackURL, &r.CallbackURLMatches, &r.Fields, &r.Missing, &r.CheckedAt, &r.Error, &r.Problem, &r.Since, &r.Announced}
 }
 
-const pageHealthCols = `page_id, app_id, tenant_id::text, subscribed_fields, missing_fields, checked_at, error, silent, problem, since`
+const pageHealthCols = `page_id, app_id, tenant_id::text, subscribed_fields, missing_fields, checked_at, error, silent, problem, since, announced`
 
 func (r *pageHealthRow) dest() []any {
-	return []any{&r.PageID, &r.AppID, &r.TenantID, &r.Fields, &r.Missing, &r.CheckedAt, &r.Error, &r.Silent, &r.Problem, &r.Since}
+	return []any{&r.PageID, &r.AppID, &r.TenantID, &r.Fields, &r.Missing, &r.CheckedAt, &r.Error, &r.Silent, &r.Problem, &r.Since, &r.Announced}
 }
 
 func deref(s *string) string {
@@ -144,10 +146,12 @@ func (s *Service) AppHealth(ctx context.Context, tenantID, appID string) (AppHea
 		return AppHealth{}, fmt.Errorf("read app health: %w", err)
 	}
 	now := s.cfg.Now()
+	// Failures counted before this registration of the app (another
+	// tenant may have held it) are not this tenant's.
 	err = s.db.Pool.QueryRow(ctx, `SELECT
 		(SELECT last_event_at FROM app_activity WHERE tenant_id = $1 AND app_id = $2),
-		(SELECT coalesce(sum(failures), 0)::int FROM app_signature_failures WHERE app_id = $2 AND minute > $3)`,
-		tenantID, appID, now.Add(-time.Hour)).Scan(&h.LastEventAt, &h.SignatureFailures1h)
+		(SELECT coalesce(sum(failures), 0)::int FROM app_signature_failures WHERE app_id = $2 AND minute > $3 AND minute >= date_trunc('minute', $4::timestamptz))`,
+		tenantID, appID, now.Add(-time.Hour), a.CreatedAt).Scan(&h.LastEventAt, &h.SignatureFailures1h)
 	if err != nil {
 		return AppHealth{}, fmt.Errorf("read app activity: %w", err)
 	}
@@ -176,11 +180,11 @@ func (s *Service) PageHealth(ctx context.Context, tenantID, pageID, appID string
 	case !errors.Is(err, pgx.ErrNoRows):
 		return PageHealth{}, fmt.Errorf("read page health: %w", err)
 	}
-	acts, err := s.readActivity(ctx, [][2]string{{tenantID, p.PageID}}, s.cfg.Now().UTC().Add(-24*time.Hour))
+	now := s.cfg.Now().UTC()
+	acts, err := s.readActivity(ctx, [][2]string{{tenantID, p.PageID}}, now.Add(-8*24*time.Hour))
 	if err != nil {
 		return PageHealth{}, err
 	}
-	now := s.cfg.Now().UTC()
 	for _, d := range acts[[2]string{tenantID, p.PageID}] {
 		if h.LastEventAt == nil || d.last.After(*h.LastEventAt) {
 			last := d.last
@@ -213,16 +217,16 @@ func (d *dayActivity) eventsSince(from time.Time) int {
 }
 
 // readActivity reads the page_activity rows of pages (tenant, page) from
-// the day of from on; pages nil reads every Page's.
+// the day of from on (by the primary key).
 func (s *Service) readActivity(ctx context.Context, pages [][2]string, from time.Time) (map[[2]string][]dayActivity, error) {
 	var tenants, ids []string
 	for _, p := range pages {
 		tenants, ids = append(tenants, p[0]), append(ids, p[1])
 	}
 	rows, err := s.db.Pool.Query(ctx, `SELECT a.tenant_id::text, a.page_id, a.day, a.hours, a.gaps, a.first_at, a.last_at
-		FROM page_activity a
-		WHERE a.day >= $1::date AND ($2::text[] IS NULL OR (a.tenant_id::text, a.page_id) IN (SELECT * FROM unnest($2::text[], $3::text[])))`,
-		from.UTC().Format(time.DateOnly), nilIfEmpty(tenants, pages == nil), ids)
+		FROM unnest($2::uuid[], $3::text[]) AS u(tenant_id, page_id)
+		JOIN page_activity a ON a.tenant_id = u.tenant_id AND a.page_id = u.page_id AND a.day >= $1::date`,
+		from.UTC().Format(time.DateOnly), tenants, ids)
 	if err != nil {
 		return nil, fmt.Errorf("read page activity: %w", err)
 	}
@@ -264,17 +268,6 @@ func (s *Service) quietActivity(ctx context.Context, now time.Time) (map[[2]stri
 		return map[[2]string][]dayActivity{}, nil
 	}
 	return s.readActivity(ctx, quiet, now.Add(-8*24*time.Hour))
-}
-
-// nilIfEmpty is v, or nil (SQL NULL: no filter) when all is set.
-func nilIfEmpty(v []string, all bool) []string {
-	if all {
-		return nil
-	}
-	if v == nil {
-		return []string{}
-	}
-	return v
 }
 
 // silence tells whether a Page whose activity is days is silent at now:
@@ -324,6 +317,9 @@ type healthEvent struct {
 	problem                 string // "" when healthy again
 	detail                  string
 	since                   time.Time
+	// left is when the state this change ends began: with the subject,
+	// it names the change (the event's dedup key).
+	left time.Time
 }
 
 // healthBody is the standard body of a postgate.health event.

@@ -209,6 +209,9 @@ func TestAppHealthTransitions(t *testing.T) {
 	if got := e.healthEvents(t); len(got) != 0 {
 		t.Fatalf("healthy from the start: got %d health events, want none", len(got))
 	}
+	// (The checks before subscribing saw problems; a new app's first
+	// state is not announced, nor the end of a problem never announced:
+	// TestFirstStateNotAnnounced.)
 
 	good, _ := e.graph.Subscription(hApp, "page")
 	breaks := []struct {
@@ -286,6 +289,37 @@ func TestAppHealthTransitions(t *testing.T) {
 	}
 }
 
+// TestFirstStateNotAnnounced: registering an app and a Page and then
+// subscribing them is onboarding, not an incident: the checks that see
+// them not yet subscribed, then subscribed, announce nothing; the first
+// real breakage after that is announced.
+func TestFirstStateNotAnnounced(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.check(t) // registered, not subscribed
+	if h, _ := e.svc.AppHealth(ctx, e.tenantID, hApp); h.Problem != meta.ProblemNotSubscribed {
+		t.Fatalf("app registered, not subscribed: problem %q, want not_subscribed", h.Problem)
+	}
+	if h, _ := e.svc.PageHealth(ctx, e.tenantID, hPage, ""); h.Problem != meta.ProblemAppNotSubscribed {
+		t.Fatalf("Page registered, not subscribed: problem %q, want app_not_subscribed", h.Problem)
+	}
+	e.subscribeAll(t)
+	e.clock.Advance(time.Minute)
+	e.check(t)
+	if h, _ := e.svc.AppHealth(ctx, e.tenantID, hApp); h.Problem != "" {
+		t.Fatalf("after subscribing: problem %q", h.Problem)
+	}
+	if n := len(e.healthEvents(t)); n != 0 {
+		t.Fatalf("onboarding made %d health events, want none", n)
+	}
+	e.graph.SetPageFields(hPage, hApp, nil)
+	e.clock.Advance(time.Minute)
+	e.check(t)
+	if evs := e.healthEvents(t); len(evs) != 1 || evs[0]["problem"] != meta.ProblemAppNotSubscribed {
+		t.Fatalf("health events %v, want one: app_not_subscribed", evs)
+	}
+}
+
 // TestCheckErrorsKeepState: Meta rate limiting or down is a check error,
 // counted, not a change of health.
 func TestCheckErrorsKeepState(t *testing.T) {
@@ -301,6 +335,9 @@ func TestCheckErrorsKeepState(t *testing.T) {
 	}
 	if h.Problem != "" || h.Error == "" {
 		t.Errorf("Meta rate limiting: got problem %q error %q, want no problem and the error", h.Problem, h.Error)
+	}
+	if !h.Active || !h.CallbackURLMatches || !slices.Contains(h.Fields, "messaging_postbacks") {
+		t.Errorf("Meta rate limiting: %+v, want what the last answer showed kept", h)
 	}
 	if n := len(e.healthEvents(t)); n != 0 {
 		t.Errorf("check errors made %d health events, want none", n)
@@ -461,6 +498,10 @@ func TestSilence(t *testing.T) {
 	for at := now.Add(-3 * time.Hour); at.After(start); at = at.Add(-6 * time.Hour) {
 		add(hOtherPage, at)
 	}
+	// A first check, before any of it: both Pages healthy (a first state
+	// is never announced; the change to silent will be).
+	e.clock.Set(start.Add(-time.Hour))
+	e.check(t)
 	if err := e.events.Insert(ctx, &b, func([16]byte) {}); err != nil {
 		t.Fatal(err)
 	}
@@ -504,6 +545,51 @@ func TestSilence(t *testing.T) {
 	}
 	if evs := e.healthEvents(t); len(evs) != 2 || evs[1]["problem"] != nil {
 		t.Errorf("health events %v, want a second, healthy", evs)
+	}
+}
+
+// TestSilenceAfterLongPause: a checker that did not run for ten days (the
+// Graph API off, say) neither calls a Page silent on summaries that stop
+// days ago nor forgets its last event: the scan skips what is older than
+// silence looks at, catches up, and only then judges.
+func TestSilenceAfterLongPause(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.subscribeAll(t)
+	now := time.Now().UTC().Truncate(time.Minute)
+	e.clock.Set(now)
+	e.check(t)
+	if _, err := e.db.Pool.Exec(ctx, `UPDATE meta_scan SET scanned_to = $1`, now.Add(-10*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	var b event.Batch
+	for at := now.Add(-6 * 24 * time.Hour); at.Before(now.Add(-2 * time.Minute)); at = at.Add(5 * time.Minute) {
+		id := v7At(at)
+		b.Add(&event.New{ID: id, TenantID: e.tenantID, PageID: hPage, AppID: hApp, DedupKey: uuid.UUID(id).String(),
+			Type: "messages", ReceivedAt: at, Body: []byte(`{}`)})
+	}
+	// The other Page's last event was three days ago.
+	old := now.Add(-3 * 24 * time.Hour)
+	b.Add(&event.New{ID: v7At(old), TenantID: e.tenantID, PageID: hOtherPage, AppID: hApp, DedupKey: "old",
+		Type: "messages", ReceivedAt: old, Body: []byte(`{}`)})
+	if err := e.events.Insert(ctx, &b, func([16]byte) {}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(time.Minute)
+	e.check(t)
+	h, err := e.svc.PageHealth(ctx, e.tenantID, hPage, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Silent || h.Problem != "" {
+		t.Errorf("a Page receiving every 5 minutes, after a 10-day pause of the checker: %+v, want not silent", h)
+	}
+	if n := len(e.healthEvents(t)); n != 0 {
+		t.Errorf("%d health events, want none", n)
+	}
+	o, _ := e.svc.PageHealth(ctx, e.tenantID, hOtherPage, "")
+	if o.LastEventAt == nil || !o.LastEventAt.Equal(old.Truncate(time.Millisecond)) || o.Events24h != 0 {
+		t.Errorf("Page last heard of 3 days ago: last_event_at %v, events_24h %d; want %v and 0", o.LastEventAt, o.Events24h, old)
 	}
 }
 

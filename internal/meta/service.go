@@ -193,9 +193,9 @@ func (s *Service) fieldsFor(ctx context.Context, tenantID string, asked []string
 			return nil, &tenant.FieldError{Field: "fields", Err: tenant.ErrInvalid, Message: "must name 1 to 50 fields"}
 		}
 		for _, f := range asked {
-			if !event.IsType(f) {
+			if !isField(f) {
 				return nil, &tenant.FieldError{Field: "fields", Err: tenant.ErrInvalid,
-					Message: "must be Messenger webhook fields (" + strings.Join(event.Types, ", ") + ")"}
+					Message: "must be Messenger webhook fields (" + strings.Join(fieldNames(), ", ") + ")"}
 			}
 		}
 		out := slices.Clone(asked)
@@ -209,11 +209,26 @@ func (s *Service) fieldsFor(ctx context.Context, tenantID string, asked []string
 	return wantedFields(types), nil
 }
 
-// wantedFields is messaging_postbacks and types, sorted, once each.
+// wantedFields is messaging_postbacks and the types that are Meta
+// webhook fields, sorted, once each.
 func wantedFields(types []string) []string {
-	out := append([]string{RequiredField}, types...)
+	out := []string{RequiredField}
+	for _, t := range types {
+		if isField(t) {
+			out = append(out, t)
+		}
+	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// isField reports whether an event type is the name of a Meta webhook
+// field: every type but "other", the gateway's name for what it does not
+// know.
+func isField(t string) bool { return t != event.TypeOther && event.IsType(t) }
+
+func fieldNames() []string {
+	return slices.DeleteFunc(slices.Clone(event.Types), func(t string) bool { return !isField(t) })
 }
 
 // PageSubscription is what Meta says of an app's subscription to a Page.
