@@ -7,12 +7,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postgate/postgate/internal/api"
+	"github.com/postgate/postgate/internal/api/console"
 	"github.com/postgate/postgate/internal/config"
 	"github.com/postgate/postgate/internal/database"
 	"github.com/postgate/postgate/internal/delivery"
 	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/meta"
 	"github.com/postgate/postgate/internal/secrets"
+	"github.com/postgate/postgate/internal/session"
 	"github.com/postgate/postgate/internal/tenant"
 )
 
@@ -52,10 +54,15 @@ func buildServices(cfg config.Config, db *database.DB, events *event.Store, keys
 
 // buildAdmin wires the admin API: the services, the event service on
 // events, the endpoint tester with dcfg's HTTP settings.
-func buildAdmin(cfg config.Config, dcfg delivery.Config, s services, events *event.Store, tokens *tenant.Tokens) (*api.Admin, error) {
+func buildAdmin(cfg config.Config, dcfg delivery.Config, s services, events *event.Store, tokens *tenant.Tokens,
+	sessions *session.Store, log *slog.Logger) (*api.Admin, *console.Deps, error) {
 	tester, err := delivery.NewTester(dcfg, s.tenants)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &api.Admin{Tenants: s.tenants, Meta: s.meta, Events: event.NewService(events, s.tenants), Tokens: tokens, Tester: tester, PublicURL: cfg.PublicURL}, nil
+	evs := event.NewService(events, s.tenants)
+	admin := &api.Admin{Tenants: s.tenants, Meta: s.meta, Events: evs, Tokens: tokens, Tester: tester, Sessions: sessions, PublicURL: cfg.PublicURL}
+	con := &console.Deps{Tenants: s.tenants, Events: evs, Meta: s.meta, Tester: tester, Tokens: tokens, Sessions: sessions,
+		PublicURL: cfg.PublicURL, SessionTTL: cfg.ConsoleSessionTTL, Log: log}
+	return admin, con, nil
 }

@@ -131,7 +131,14 @@ func writeDevFile(path string, kv map[string]string) error {
 }
 
 // printQuickStart shows a developer what to do next.
-func printQuickStart(w io.Writer, cfg config.Config, token string) {
+func printQuickStart(w io.Writer, cfg config.Config, token, consoleLink string) {
+	if consoleLink != "" {
+		fmt.Fprintf(w, `
+Console (one-time sign-in link, 1h; more with ./bin/gateway console-link --role admin):
+
+    %s
+`, consoleLink)
+	}
 	fmt.Fprintf(w, `
 Postgate is running in development mode.
 

@@ -6,13 +6,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/postgate/postgate/internal/config"
 	"github.com/postgate/postgate/internal/database"
 	"github.com/postgate/postgate/internal/secrets"
+	"github.com/postgate/postgate/internal/session"
 	"github.com/postgate/postgate/internal/tenant"
 )
 
@@ -31,6 +35,8 @@ Commands:
                         apply, roll back one, or list the embedded migrations
   token --role admin | --role tenant --tenant ID [--ttl 24h]
                         print a signed admin-API token
+  console-link --role admin | --role tenant --tenant ID [--ttl 15m]
+                        print a one-time sign-in link to the web console
   rekey                 re-encrypt every stored secret under SECRET_KEY
   version               print version, commit and Go version
 `
@@ -51,6 +57,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return runToken(rest, getenv, stdout)
 	case "rekey":
 		return runRekeyCommand(ctx, rest, getenv, stdout)
+	case "console-link":
+		return runConsoleLink(ctx, rest, getenv, stdout)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "gateway %s (commit %s, %s)\n", version, commit, runtime.Version())
 		return nil
@@ -167,6 +175,57 @@ func runToken(args []string, getenv func(string) string, stdout io.Writer) error
 		return err
 	}
 	fmt.Fprintln(stdout, tok)
+	return nil
+}
+
+// runConsoleLink prints a one-time console sign-in link: it is stored
+// (hashed) in the gateway's database, so any replica honours it.
+func runConsoleLink(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	fs := newFlagSet("console-link", stdout)
+	loader := config.Bind(fs, getenv)
+	role := fs.String("role", "admin", "admin or tenant")
+	tenantID := fs.String("tenant", "", "tenant id (for --role tenant)")
+	ttl := fs.Duration("ttl", 15*time.Minute, "how long the link works (1m to 24h)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *ttl < time.Minute || *ttl > 24*time.Hour {
+		return fmt.Errorf("--ttl must be from 1m to 24h, got %s", *ttl)
+	}
+	switch {
+	case *role != session.RoleAdmin && *role != session.RoleTenant:
+		return fmt.Errorf("--role must be admin or tenant, got %q", *role)
+	case *role == session.RoleTenant && *tenantID == "":
+		return errors.New("--role tenant needs --tenant ID")
+	case *role == session.RoleAdmin && *tenantID != "":
+		return errors.New("--tenant is for --role tenant only")
+	}
+	cfg, err := loader.Load()
+	if err != nil {
+		return err
+	}
+	db, err := database.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	subject := "console-link:" + *role
+	if *role == session.RoleTenant {
+		if _, err := uuid.Parse(*tenantID); err != nil {
+			return fmt.Errorf("--tenant must be a tenant id (a UUID), got %q", *tenantID)
+		}
+		var ok bool
+		if err := db.Pool.QueryRow(ctx, `SELECT true FROM tenants WHERE id = $1`, *tenantID).Scan(&ok); err != nil {
+			return fmt.Errorf("no tenant %s in this database", *tenantID)
+		}
+		subject = "portal:" + *tenantID
+	}
+	token, exp, err := session.NewStore(db.Pool, nil).CreateLink(ctx, *role, *tenantID, subject, *ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s/console/link/%s\n", cfg.PublicURL, token)
+	fmt.Fprintf(os.Stderr, "works once, until %s\n", exp.Format(time.RFC3339))
 	return nil
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/postgate/postgate/internal/delivery"
 	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/meta"
+	"github.com/postgate/postgate/internal/session"
 	"github.com/postgate/postgate/internal/redisdb"
 	"github.com/postgate/postgate/internal/secrets"
 	"github.com/postgate/postgate/internal/tenant"
@@ -182,7 +183,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		background.Go(func() { ingestor.Run(bgCtx) })
 		deps.Ingest = ingestor
-		if deps.Admin, err = buildAdmin(cfg, deliveryCfg, svcs, events, tokens); err != nil {
+		if deps.Admin, deps.Console, err = buildAdmin(cfg, deliveryCfg, svcs, events, tokens, session.NewStore(db.Pool, nil), log); err != nil {
 			return err
 		}
 	}
@@ -220,7 +221,15 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		if err != nil {
 			return err
 		}
-		printQuickStart(stdout, cfg, tok)
+		link := ""
+		if *role != "worker" {
+			l, _, err := session.NewStore(db.Pool, nil).CreateLink(ctx, session.RoleAdmin, "", "dev-admin", time.Hour)
+			if err != nil {
+				return err
+			}
+			link = cfg.PublicURL + "/console/link/" + l
+		}
+		printQuickStart(stdout, cfg, tok, link)
 	}
 
 	var runErr error

@@ -14,6 +14,7 @@ import (
 	"github.com/postgate/postgate/internal/delivery"
 	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/meta"
+	"github.com/postgate/postgate/internal/session"
 	"github.com/postgate/postgate/internal/tenant"
 )
 
@@ -30,6 +31,9 @@ type Admin struct {
 	Tokens *tenant.Tokens
 	// Tester sends test postbacks to endpoints.
 	Tester *delivery.Tester
+	// Sessions makes the console's one-time sign-in links (portal
+	// links); nil answers that route 409.
+	Sessions *session.Store
 	// PublicURL, when set, is the gateway's public base URL; the OpenAPI
 	// document names PublicURL + "/admin/v1" as its server.
 	PublicURL string
@@ -40,8 +44,10 @@ const AdminPrefix = "/admin/v1"
 
 // adminAPI holds what the admin handlers share.
 type adminAPI struct {
-	svc    *tenant.Service
-	meta   *meta.Service
+	svc      *tenant.Service
+	meta     *meta.Service
+	sessions *session.Store
+	baseURL  string
 	events *event.Service
 	tester *delivery.Tester
 	log    *slog.Logger
@@ -59,7 +65,7 @@ func (s *Server) registerAdmin(a *Admin) {
 	api := humafiber.NewWithGroup(s.app, s.app.Group(AdminPrefix), adminConfig(s.cfg.Version, a.PublicURL))
 	auth := &authenticator{api: api, tokens: a.Tokens, log: s.log}
 	api.UseMiddleware(auth.middleware)
-	h := &adminAPI{svc: a.Tenants, meta: a.Meta, events: a.Events, tester: a.Tester, log: s.log}
+	h := &adminAPI{svc: a.Tenants, meta: a.Meta, sessions: a.Sessions, baseURL: a.PublicURL, events: a.Events, tester: a.Tester, log: s.log}
 	h.routes(api)
 	s.registerOpenAPI(api)
 	s.registerDocs()
@@ -75,6 +81,7 @@ func (s *Server) registerAdmin(a *Admin) {
 //	DELETE /tenants/{tenant_id}                          both    delete with everything it owns
 //	POST   /tenants/{tenant_id}/tokens                   admin   mint a tenant token
 //	POST   /tenants/{tenant_id}/signing-secret/rotate    both    new signing secret (returned once)
+//	POST   /tenants/{tenant_id}/portal-links             admin   a one-time console sign-in link for the tenant
 //	POST   /tenants/{tenant_id}/endpoints                both    create an endpoint (secret returned once)
 //	GET    /tenants/{tenant_id}/endpoints                both    list endpoints
 //	GET    /tenants/{tenant_id}/endpoints/{endpoint_id}  both    read
@@ -110,6 +117,7 @@ func (h *adminAPI) routes(api huma.API) {
 	huma.Register(api, op("updateTenant", http.MethodPatch, "/tenants/{tenant_id}", accessTenant, "Change a tenant", 0), h.updateTenant)
 	huma.Register(api, op("deleteTenant", http.MethodDelete, "/tenants/{tenant_id}", accessTenant, "Delete a tenant", http.StatusNoContent), h.deleteTenant)
 	huma.Register(api, op("issueTenantToken", http.MethodPost, "/tenants/{tenant_id}/tokens", accessAdmin, "Mint a tenant token", http.StatusCreated), h.issueToken)
+	huma.Register(api, describe(op("createPortalLink", http.MethodPost, "/tenants/{tenant_id}/portal-links", accessAdmin, "Create a tenant portal link", http.StatusCreated), portalLinkDoc), h.createPortalLink)
 	huma.Register(api, op("rotateSigningSecret", http.MethodPost, "/tenants/{tenant_id}/signing-secret/rotate", accessTenant, "Rotate the signing secret", 0), h.rotateSigningSecret)
 
 	huma.Register(api, op("createEndpoint", http.MethodPost, "/tenants/{tenant_id}/endpoints", accessTenant, "Create an endpoint", http.StatusCreated), h.createEndpoint)

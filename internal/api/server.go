@@ -1,6 +1,8 @@
 package api
 
 import (
+	"github.com/postgate/postgate/internal/api/console"
+
 	"context"
 	"errors"
 	"log/slog"
@@ -53,6 +55,8 @@ type Deps struct {
 	Checkers []Checker
 	Ingest   Ingestor
 	Admin    *Admin
+	// Console, when set, serves the web console at /console/.
+	Console *console.Deps
 }
 
 // Server is the Fiber app with its readiness state.

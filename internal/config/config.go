@@ -65,6 +65,8 @@ type Config struct {
 	// SilenceAfter the shortest silence that makes a Page silent.
 	HealthInterval time.Duration
 	SilenceAfter   time.Duration
+	// ConsoleSessionTTL is how long a console sign-in lasts.
+	ConsoleSessionTTL time.Duration
 }
 
 // GraphAPIOff is the GRAPH_API_URL value that turns every call to Meta off.
@@ -183,6 +185,8 @@ var settings = []setting{
 		parse: func(c *Config, v string) error { return parseDuration(&c.HealthInterval, v, time.Second, 24*time.Hour) }},
 	{env: "SILENCE_AFTER", def: "1h", usage: "the shortest silence that can make a Page silent",
 		parse: func(c *Config, v string) error { return parseDuration(&c.SilenceAfter, v, time.Minute, 7*24*time.Hour) }},
+	{env: "CONSOLE_SESSION_TTL", def: "12h", usage: "how long a console sign-in lasts",
+		parse: func(c *Config, v string) error { return parseDuration(&c.ConsoleSessionTTL, v, time.Minute, 30*24*time.Hour) }},
 	{env: "LOG_LEVEL", def: "info", usage: "debug, info, warn or error",
 		parse: func(c *Config, v string) error {
 			if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {

@@ -350,3 +350,40 @@ func healthBody(id [16]byte, h healthEvent, now time.Time) []byte {
 	b = now.UTC().AppendFormat(b, time.RFC3339Nano)
 	return append(b, `"}`...)
 }
+
+// Problem is an app or Page whose health is not OK, for the console's
+// overview.
+type Problem struct {
+	TenantID, AppID, PageID string // PageID empty for an app
+	Problem                 string
+	Since                   time.Time
+}
+
+// Problems lists the unhealthy apps and Pages of tenantID (every
+// tenant's when empty), at most limit, the longest-standing first. It
+// reads the stored checks: with GRAPH_API_URL off there are none.
+func (s *Service) Problems(ctx context.Context, tenantID string, limit int) ([]Problem, error) {
+	var tid *string
+	if tenantID != "" {
+		tid = &tenantID
+	}
+	rows, err := s.db.Pool.Query(ctx, `SELECT tenant_id::text, app_id, '' AS page_id, problem, since FROM app_health
+			WHERE problem IS NOT NULL AND ($1::uuid IS NULL OR tenant_id = $1::uuid)
+		UNION ALL
+		SELECT tenant_id::text, app_id, page_id, problem, since FROM page_health
+			WHERE problem IS NOT NULL AND ($1::uuid IS NULL OR tenant_id = $1::uuid)
+		ORDER BY since LIMIT $2`, tid, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read health problems: %w", err)
+	}
+	var out []Problem
+	var p Problem
+	_, err = pgx.ForEachRow(rows, []any{&p.TenantID, &p.AppID, &p.PageID, &p.Problem, &p.Since}, func() error {
+		out = append(out, p)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read health problems: %w", err)
+	}
+	return out, nil
+}

@@ -481,3 +481,25 @@ func (s *Service) TestTarget(ctx context.Context, tenantID, id string) (TestTarg
 	}
 	return t, nil
 }
+
+// DisabledEndpoints lists the paused endpoints of tenantID (every
+// tenant's when empty), at most limit, for the console's overview.
+func (s *Service) DisabledEndpoints(ctx context.Context, tenantID string, limit int) ([]Endpoint, error) {
+	q := s.store.db.WithContext(ctx).Where("disabled_at IS NOT NULL AND deleted_at IS NULL")
+	if tenantID != "" {
+		tid, err := uuid.Parse(tenantID)
+		if err != nil {
+			return nil, notFound("tenant")
+		}
+		q = q.Where("tenant_id = ?", tid)
+	}
+	var rows []endpointRow
+	if err := q.Order("disabled_at").Limit(limit).Find(&rows).Error; err != nil {
+		return nil, storeErr("list disabled endpoints", err)
+	}
+	out := make([]Endpoint, len(rows))
+	for i := range rows {
+		out[i] = rows[i].domain()
+	}
+	return out, nil
+}

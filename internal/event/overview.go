@@ -1,0 +1,80 @@
+package event
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Overview is what the console's first screen shows of a tenant's events,
+// or of every tenant's: counts from Postgres, each an index range (the
+// events of the last day by their UUIDv7 ids in each tenant's primary
+// key; the deliveries of those events in each endpoint's; the queue in
+// the partial due index), never a scan of the tables.
+type Overview struct {
+	// Accepted events in the last hour and day.
+	Accepted1h, Accepted24h int64
+	// The deliveries of the events accepted in the last hour and day, by
+	// their status now.
+	Delivered1h, Failed1h, Dead1h    int64
+	Delivered24h, Failed24h, Dead24h int64
+	// Backlog is the deliveries still to make, OldestDue how long the
+	// oldest due one has waited (0 when none is due).
+	Backlog   int64
+	OldestDue time.Duration
+	// FailingEndpoints have deliveries that failed and wait for a retry.
+	FailingEndpoints int64
+}
+
+const overviewSQL = `WITH t AS (SELECT id FROM tenants WHERE $1::uuid IS NULL OR id = $1),
+ev AS (
+	SELECT count(*) FILTER (WHERE e.id >= $3) AS h, count(*) AS d
+	FROM t CROSS JOIN LATERAL (SELECT id FROM events WHERE tenant_id = t.id AND id >= $2) e
+),
+dl AS (
+	SELECT count(*) FILTER (WHERE d.event_id >= $3 AND d.status = 'delivered') AS dh,
+		count(*) FILTER (WHERE d.event_id >= $3 AND d.status = 'failed') AS fh,
+		count(*) FILTER (WHERE d.event_id >= $3 AND d.status = 'dead') AS xh,
+		count(*) FILTER (WHERE d.status = 'delivered') AS dd,
+		count(*) FILTER (WHERE d.status = 'failed') AS fd,
+		count(*) FILTER (WHERE d.status = 'dead') AS xd
+	FROM endpoints ep CROSS JOIN LATERAL (SELECT event_id, status FROM deliveries WHERE endpoint_id = ep.id AND event_id >= $2) d
+	WHERE ep.tenant_id IN (SELECT id FROM t)
+),
+q AS (
+	SELECT count(*) AS n,
+		coalesce(extract(epoch FROM now() - min(d.next_attempt_at) FILTER (WHERE d.next_attempt_at <= now())), 0)::float8 AS age,
+		count(DISTINCT d.endpoint_id) FILTER (WHERE d.status = 'failed') AS failing
+	FROM endpoints ep JOIN deliveries d ON d.endpoint_id = ep.id AND d.status IN ('pending', 'failed')
+	WHERE ep.tenant_id IN (SELECT id FROM t)
+)
+SELECT ev.h, ev.d, dl.dh, dl.fh, dl.xh, dl.dd, dl.fd, dl.xd, q.n, q.age, q.failing FROM ev, dl, q`
+
+// Overview counts tenantID's events (every tenant's when empty) as of now.
+func (s *Store) Overview(ctx context.Context, tenantID string, now time.Time) (Overview, error) {
+	var tid *uuid.UUID
+	if tenantID != "" {
+		id, err := parseTenant(tenantID, "tenant")
+		if err != nil {
+			return Overview{}, err
+		}
+		tid = &id
+	}
+	var o Overview
+	var age float64
+	err := s.pool.QueryRow(ctx, overviewSQL, tid, uuidV7Floor(now.Add(-24*time.Hour)), uuidV7Floor(now.Add(-time.Hour))).Scan(
+		&o.Accepted1h, &o.Accepted24h, &o.Delivered1h, &o.Failed1h, &o.Dead1h, &o.Delivered24h, &o.Failed24h, &o.Dead24h,
+		&o.Backlog, &age, &o.FailingEndpoints)
+	if err != nil {
+		return Overview{}, fmt.Errorf("overview: %w", err)
+	}
+	o.OldestDue = time.Duration(age * float64(time.Second))
+	return o, nil
+}
+
+// Overview is the Store's, for the console.
+func (s *Service) Overview(ctx context.Context, tenantID string, now time.Time) (Overview, error) {
+	return s.store.Overview(ctx, tenantID, now)
+}
