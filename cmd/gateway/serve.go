@@ -22,9 +22,9 @@ import (
 	"github.com/postgate/postgate/internal/delivery"
 	"github.com/postgate/postgate/internal/event"
 	"github.com/postgate/postgate/internal/meta"
-	"github.com/postgate/postgate/internal/session"
 	"github.com/postgate/postgate/internal/redisdb"
 	"github.com/postgate/postgate/internal/secrets"
+	"github.com/postgate/postgate/internal/session"
 	"github.com/postgate/postgate/internal/tenant"
 	"github.com/postgate/postgate/internal/webhook"
 )

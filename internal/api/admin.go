@@ -48,9 +48,9 @@ type adminAPI struct {
 	meta     *meta.Service
 	sessions *session.Store
 	baseURL  string
-	events *event.Service
-	tester *delivery.Tester
-	log    *slog.Logger
+	events   *event.Service
+	tester   *delivery.Tester
+	log      *slog.Logger
 }
 
 // registerAdmin mounts the admin API under /admin/v1: huma on the Fiber

@@ -186,7 +186,9 @@ var settings = []setting{
 	{env: "SILENCE_AFTER", def: "1h", usage: "the shortest silence that can make a Page silent",
 		parse: func(c *Config, v string) error { return parseDuration(&c.SilenceAfter, v, time.Minute, 7*24*time.Hour) }},
 	{env: "CONSOLE_SESSION_TTL", def: "12h", usage: "how long a console sign-in lasts",
-		parse: func(c *Config, v string) error { return parseDuration(&c.ConsoleSessionTTL, v, time.Minute, 30*24*time.Hour) }},
+		parse: func(c *Config, v string) error {
+			return parseDuration(&c.ConsoleSessionTTL, v, time.Minute, 30*24*time.Hour)
+		}},
 	{env: "LOG_LEVEL", def: "info", usage: "debug, info, warn or error",
 		parse: func(c *Config, v string) error {
 			if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
