@@ -28,19 +28,28 @@ type Overview struct {
 	FailingEndpoints int64
 }
 
+// overviewSQL counts per tenant and per endpoint inside LATERAL
+// aggregates, which the planner cannot flatten into one join over whole
+// tables: each is an index range of one tenant's or one endpoint's key.
 const overviewSQL = `WITH t AS (SELECT id FROM tenants WHERE $1::uuid IS NULL OR id = $1),
 ev AS (
-	SELECT count(*) FILTER (WHERE e.id >= $3) AS h, count(*) AS d
-	FROM t CROSS JOIN LATERAL (SELECT id FROM events WHERE tenant_id = t.id AND id >= $2) e
+	SELECT coalesce(sum(e.h), 0)::bigint AS h, coalesce(sum(e.d), 0)::bigint AS d
+	FROM t CROSS JOIN LATERAL (
+		SELECT count(*) FILTER (WHERE id >= $3) AS h, count(*) AS d FROM events WHERE tenant_id = t.id AND id >= $2
+	) e
 ),
 dl AS (
-	SELECT count(*) FILTER (WHERE d.event_id >= $3 AND d.status = 'delivered') AS dh,
-		count(*) FILTER (WHERE d.event_id >= $3 AND d.status = 'failed') AS fh,
-		count(*) FILTER (WHERE d.event_id >= $3 AND d.status = 'dead') AS xh,
-		count(*) FILTER (WHERE d.status = 'delivered') AS dd,
-		count(*) FILTER (WHERE d.status = 'failed') AS fd,
-		count(*) FILTER (WHERE d.status = 'dead') AS xd
-	FROM endpoints ep CROSS JOIN LATERAL (SELECT event_id, status FROM deliveries WHERE endpoint_id = ep.id AND event_id >= $2) d
+	SELECT coalesce(sum(x.dh), 0)::bigint AS dh, coalesce(sum(x.fh), 0)::bigint AS fh, coalesce(sum(x.xh), 0)::bigint AS xh,
+		coalesce(sum(x.dd), 0)::bigint AS dd, coalesce(sum(x.fd), 0)::bigint AS fd, coalesce(sum(x.xd), 0)::bigint AS xd
+	FROM endpoints ep CROSS JOIN LATERAL (
+		SELECT count(*) FILTER (WHERE event_id >= $3 AND status = 'delivered') AS dh,
+			count(*) FILTER (WHERE event_id >= $3 AND status = 'failed') AS fh,
+			count(*) FILTER (WHERE event_id >= $3 AND status = 'dead') AS xh,
+			count(*) FILTER (WHERE status = 'delivered') AS dd,
+			count(*) FILTER (WHERE status = 'failed') AS fd,
+			count(*) FILTER (WHERE status = 'dead') AS xd
+		FROM deliveries WHERE endpoint_id = ep.id AND event_id >= $2
+	) x
 	WHERE ep.tenant_id IN (SELECT id FROM t)
 ),
 q AS (

@@ -98,6 +98,61 @@ func TestPlansSurviveStaleStatistics(t *testing.T) {
 	}
 }
 
+// TestOverviewPlan: the console's overview counts a day of events and
+// their deliveries by index ranges (each tenant's primary key from a
+// UUIDv7 of a day ago; each endpoint's deliveries key) and the queue by
+// its partial due index, never by reading whole tables, for one tenant
+// and for all.
+func TestOverviewPlan(t *testing.T) {
+	ctx := context.Background()
+	db := testenv.Postgres(t)
+	tenantID := uuid.Must(uuid.NewV7())
+	for _, sql := range []string{
+		`INSERT INTO tenants (id, name) VALUES ($1, 't')`,
+		`INSERT INTO endpoints (id, tenant_id, is_default, url, events, signing_secret) VALUES ($1, $1, true, 'https://example.com/h', '{*}', '\x00')`,
+		// A week of 20,000 events, ids made like the ingress's (UUIDv7 of
+		// their arrival), nearly all delivered: the last day holds 1/7.
+		`INSERT INTO events (id, tenant_id, page_id, app_id, dedup_key, type, received_at, body)
+			SELECT (lpad(to_hex((extract(epoch FROM t) * 1000)::bigint), 12, '0') || '7' || substr(md5(g::text), 1, 3) || '8' ||
+				substr(md5(g::text), 4, 15))::uuid, $1, '1', '1', g::text, 'messaging_postbacks', t, '{}'
+			FROM generate_series(1, 20000) g, LATERAL (SELECT now() - (g * interval '30 seconds') AS t) x`,
+		`UPDATE deliveries SET status = 'delivered', settled_at = now() WHERE random() < 0.99`,
+		`ANALYZE events`, `ANALYZE deliveries`,
+	} {
+		var args []any
+		if strings.Contains(sql, "$1") {
+			args = []any{tenantID}
+		}
+		if _, err := db.Pool.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	now := time.Now()
+	for _, tid := range []*uuid.UUID{&tenantID, nil} {
+		rows, err := db.Pool.Query(ctx, "EXPLAIN "+overviewSQL, replan, tid, uuidV7Floor(now.Add(-24*time.Hour)), uuidV7Floor(now.Add(-time.Hour)))
+		if err != nil {
+			t.Fatalf("explain: %v", err)
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := strings.Join(lines, "\n")
+		if strings.Contains(p, "Seq Scan on events") || strings.Contains(p, "Seq Scan on deliveries") ||
+			!strings.Contains(p, "events_pkey") || !strings.Contains(p, "deliveries_pkey") || !strings.Contains(p, "deliveries_due_idx") {
+			t.Errorf("overview (tenant %v): the plan reads rows other than by index ranges:\n%s", tid != nil, p)
+		}
+	}
+	o, err := NewStore(db).Overview(ctx, tenantID.String(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Accepted24h < 2878 || o.Accepted24h > 2880 || o.Accepted1h < 118 || o.Accepted1h > 120 || o.Backlog == 0 || o.Backlog > 400 ||
+		o.Delivered24h < 2700 || o.Delivered24h > o.Accepted24h {
+		t.Errorf("overview: %+v, want 2880 events in the day (one per 30 s), 120 in the hour, about 1%% queued", o)
+	}
+}
+
 // planList is the plan of List's query for f, as GORM would send it.
 func planList(t *testing.T, db *database.DB, f Filter, tenantID uuid.UUID) string {
 	t.Helper()
