@@ -258,6 +258,10 @@ func TestConsoleBadInput(t *testing.T) {
 		{base + "/events/replay", url.Values{"status": {"dead"}, "endpoint_id": {"ep_x"}}},
 		{base + "/apps/1/subscribe", nil},
 		{base + "/pages/1/delete", nil},
+		{base + "/edit", url.Values{"name": {nul}}},
+		{base + "/edit", url.Values{"name": {""}}},
+		{base + "/endpoints/ep_00000000000000000000000000000000/edit", url.Values{"url": {"https://hooks.example.com/x"}}},
+		{base + "/endpoints/ep_x/edit", url.Values{"url": {"x"}}},
 	}
 	for _, c := range cases {
 		code, _, body := op.post(c.path, c.form)

@@ -111,6 +111,8 @@ func Register(app *fiber.App, d Deps) *Console {
 	t := g.Group("/tenants/:tenant", c.auth, c.tenantScope)
 	t.Get("", c.tenantPage)
 	t.Post("/delete", c.adminOnly, c.csrf, c.deleteTenant)
+	t.Post("/edit", c.csrf, c.editTenant)
+	t.Post("/endpoints/:endpoint/edit", c.csrf, c.editEndpoint)
 	t.Post("/portal-link", c.adminOnly, c.csrf, c.portalLink)
 	t.Post("/apps", c.csrf, c.createApp)
 	t.Post("/apps/:app/subscribe", c.csrf, c.subscribeApp)

@@ -219,12 +219,17 @@ type secretData struct {
 type tenantData struct {
 	Overview  overviewData
 	Apps      []appView
-	Pages     []tenant.Page
+	Pages     []pageView
 	Endpoints []tenant.Endpoint
 	Types     []string
 	Test      *testView
 	Link      *linkView
 	MetaOff   bool
+}
+
+type pageView struct {
+	tenant.Page
+	Health *meta.PageHealth
 }
 
 type appView struct {
@@ -268,7 +273,15 @@ func (c *Console) tenantData(ctx *fiber.Ctx, t tenant.Tenant) (tenantData, error
 	if err != nil {
 		return d, err
 	}
-	d.Pages = pages.Items
+	for _, p := range pages.Items {
+		v := pageView{Page: p}
+		if !d.MetaOff {
+			if h, err := c.d.Meta.PageHealth(ctxOf(ctx), t.ID, p.PageID, p.AppID); err == nil {
+				v.Health = &h
+			}
+		}
+		d.Pages = append(d.Pages, v)
+	}
 	eps, err := c.d.Tenants.ListEndpoints(ctxOf(ctx), t.ID, database.ListOptions{Limit: 200})
 	if err != nil {
 		return d, err
@@ -316,10 +329,36 @@ var notices = map[string]string{
 	"disabled":    "Endpoint disabled; its events wait.",
 	"ep-deleted":  "Endpoint deleted; its pending deliveries are dropped.",
 	"replayed":    "Queued for delivery again.",
+	"renamed":     "Tenant renamed.",
+	"ep-edited":   "Endpoint changed.",
 }
 
 func (c *Console) back(ctx *fiber.Ctx, done string) error {
 	return ctx.Redirect(Prefix+"/tenants/"+ctx.Params("tenant")+"?done="+done, http.StatusSeeOther)
+}
+
+// editTenant renames the tenant (and, for an operator, nothing more: the
+// default endpoint is edited with the other endpoints).
+func (c *Console) editTenant(ctx *fiber.Ctx) error {
+	name := ctx.FormValue("name")
+	if _, _, err := c.d.Tenants.UpdateTenant(ctxOf(ctx), ctx.Params("tenant"), tenant.TenantPatch{Name: &name}); err != nil {
+		return c.fail(ctx, err)
+	}
+	return c.back(ctx, "renamed")
+}
+
+// editEndpoint changes an endpoint's URL, description and event types.
+func (c *Console) editEndpoint(ctx *fiber.Ctx) error {
+	url, desc := strings.TrimSpace(ctx.FormValue("url")), ctx.FormValue("description")
+	var types []string
+	for _, e := range ctx.Context().PostArgs().PeekMulti("events") {
+		types = append(types, string(e))
+	}
+	p := tenant.EndpointPatch{URL: &url, Description: &desc, Events: &types}
+	if _, _, err := c.d.Tenants.UpdateEndpoint(ctxOf(ctx), ctx.Params("tenant"), ctx.Params("endpoint"), p); err != nil {
+		return c.fail(ctx, err)
+	}
+	return c.back(ctx, "ep-edited")
 }
 
 func (c *Console) deleteTenant(ctx *fiber.Ctx) error {
