@@ -560,7 +560,7 @@ func TestOpenAPI(t *testing.T) {
 		"GET /tenants/{tenant_id}/endpoints/{endpoint_id}", "PATCH /tenants/{tenant_id}/endpoints/{endpoint_id}",
 		"DELETE /tenants/{tenant_id}/endpoints/{endpoint_id}", "POST /tenants/{tenant_id}/endpoints/{endpoint_id}/signing-secret/rotate",
 		"POST /tenants/{tenant_id}/endpoints/{endpoint_id}/test",
-		"PATCH /tenants/{tenant_id}/pages/{page_id}",
+		"PATCH /tenants/{tenant_id}/pages/{page_id}", "POST /tenants/{tenant_id}/portal-links",
 		"POST /tenants/{tenant_id}/apps/{app_id}/subscribe", "GET /tenants/{tenant_id}/apps/{app_id}/health",
 		"POST /tenants/{tenant_id}/pages/{page_id}/subscribe", "GET /tenants/{tenant_id}/pages/{page_id}/health",
 	}
