@@ -212,6 +212,10 @@ func TestRetries(t *testing.T) {
 			switch tt.host {
 			case "refused":
 				// A port nobody listens on until the first attempt failed.
+				// The retry waits long enough for the listener to be back
+				// even on a loaded machine (with 50 ms, all three attempts
+				// could beat it).
+				cfg.RetrySchedule = []time.Duration{time.Second, time.Second}
 				ln, err := net.Listen("tcp", "127.0.0.1:0")
 				if err != nil {
 					t.Fatal(err)

@@ -24,6 +24,9 @@ type Principal struct {
 	Subject  string
 	Role     Role
 	TenantID string // set for RoleTenant
+	// ExpiresAt is the token's exp: a console session made from the
+	// token ends no later.
+	ExpiresAt time.Time
 }
 
 // CanAccess reports whether p may see tenantID's resources.
@@ -178,11 +181,15 @@ func jsonKind(b byte) string {
 
 // Principal checks the role claims and returns the caller they describe.
 func (c Claims) Principal() (Principal, error) {
+	var exp time.Time
+	if c.ExpiresAt != nil {
+		exp = c.ExpiresAt.Time
+	}
 	switch {
 	case c.Role == RoleAdmin:
-		return Principal{Subject: c.Subject, Role: RoleAdmin}, nil
+		return Principal{Subject: c.Subject, Role: RoleAdmin, ExpiresAt: exp}, nil
 	case c.Role == RoleTenant && c.TenantID != "":
-		return Principal{Subject: c.Subject, Role: RoleTenant, TenantID: c.TenantID}, nil
+		return Principal{Subject: c.Subject, Role: RoleTenant, TenantID: c.TenantID, ExpiresAt: exp}, nil
 	default:
 		return Principal{}, fmt.Errorf("%w: role %q with tenant_id %q", ErrBadToken, c.Role, c.TenantID)
 	}

@@ -59,6 +59,9 @@ type Console struct {
 	d      Deps
 	pages  map[string]*template.Template
 	secure bool
+	// publicHost is PUBLIC_URL's host: behind a proxy that rewrites Host,
+	// a browser's Origin names it.
+	publicHost string
 
 	mu       sync.Mutex
 	overview map[string]cachedOverview
@@ -81,6 +84,9 @@ func Register(app *fiber.App, d Deps) *Console {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
 	c := &Console{d: d, pages: parsePages(), secure: strings.HasPrefix(d.PublicURL, "https://"), overview: map[string]cachedOverview{}}
+	if u, err := url.Parse(d.PublicURL); err == nil {
+		c.publicHost = u.Host
+	}
 	static, _ := fs.Sub(files, "static")
 	g := app.Group(Prefix, c.headers)
 	g.Get("/static/:name", func(ctx *fiber.Ctx) error {
@@ -143,7 +149,9 @@ func (c *Console) headers(ctx *fiber.Ctx) error {
 		"form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 	ctx.Set("X-Frame-Options", "DENY")
 	ctx.Set("X-Content-Type-Options", "nosniff")
-	ctx.Set("Referrer-Policy", "no-referrer")
+	// Same-origin only: a link's token (in its URL) never leaves for
+	// another site, and the console's own POSTs keep their Origin.
+	ctx.Set("Referrer-Policy", "same-origin")
 	if !strings.HasPrefix(ctx.Path(), Prefix+"/static/") {
 		ctx.Set(fiber.HeaderCacheControl, "no-store")
 	}
@@ -179,7 +187,8 @@ func (c *Console) auth(ctx *fiber.Ctx) error {
 // csrf refuses a POST without the session's CSRF token.
 func (c *Console) csrf(ctx *fiber.Ctx) error {
 	want := sess(ctx).CSRF
-	got := ctx.FormValue("csrf")
+	// From the form body only: a token in a URL ends up in logs.
+	got := string(ctx.Request().PostArgs().Peek("csrf"))
 	if want == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
 		return c.render(ctx, http.StatusForbidden, "error.html", page{Title: "Refused",
 			Error: "This form is out of date or did not come from the console (CSRF token missing or wrong). Go back, reload and try again."})
@@ -188,19 +197,32 @@ func (c *Console) csrf(ctx *fiber.Ctx) error {
 }
 
 // sameOrigin refuses a sign-in POST that a browser says came from
-// another site: before a session there is no CSRF token to check.
+// another site: before a session there is no CSRF token to check. A
+// browser's own word (Sec-Fetch-Site) decides when it gives one; else
+// Origin (or Referer) must name this host or PUBLIC_URL's. A request with
+// neither is not a browser's form, and the token or link it carries is
+// the credential.
 func (c *Console) sameOrigin(ctx *fiber.Ctx) error {
+	refuse := func() error {
+		return c.render(ctx, http.StatusForbidden, "error.html", page{Title: "Refused",
+			Error: "Sign in from the console's own page."})
+	}
+	switch ctx.Get("Sec-Fetch-Site") {
+	case "same-origin":
+		return ctx.Next()
+	case "cross-site", "same-site":
+		return refuse()
+	}
 	origin := ctx.Get(fiber.HeaderOrigin)
 	if origin == "" {
 		origin = ctx.Get(fiber.HeaderReferer)
 	}
-	if origin == "" && ctx.Get("Sec-Fetch-Site") != "cross-site" {
-		return ctx.Next() // not a browser; the token or link is the credential
+	if origin == "" {
+		return ctx.Next()
 	}
 	u, err := url.Parse(origin)
-	if err != nil || u.Host != string(ctx.Request().Host()) {
-		return c.render(ctx, http.StatusForbidden, "error.html", page{Title: "Refused",
-			Error: "Sign in from the console's own page."})
+	if err != nil || u.Host == "" || (u.Host != string(ctx.Request().Host()) && u.Host != c.publicHost) {
+		return refuse()
 	}
 	return ctx.Next()
 }
@@ -241,8 +263,21 @@ func (c *Console) signIn(ctx *fiber.Ctx) error {
 	role := session.RoleAdmin
 	if claims.Role == tenant.RoleTenant {
 		role = session.RoleTenant
+		// A token can outlive its tenant.
+		if _, err := c.d.Tenants.GetTenant(ctxOf(ctx), claims.TenantID); err != nil {
+			if errors.Is(err, tenant.ErrNotFound) {
+				return c.render(ctx, http.StatusUnauthorized, "sign-in.html", page{Title: "Sign in",
+					Error: "That token's tenant no longer exists."})
+			}
+			return c.fail(ctx, err)
+		}
 	}
-	s, token, err := c.d.Sessions.Create(ctx.Context(), role, claims.TenantID, claims.Subject, c.d.SessionTTL)
+	// The session ends no later than the token it was made from.
+	ttl := c.d.SessionTTL
+	if !claims.ExpiresAt.IsZero() {
+		ttl = min(ttl, time.Until(claims.ExpiresAt))
+	}
+	s, token, err := c.d.Sessions.Create(ctx.Context(), role, claims.TenantID, claims.Subject, ttl)
 	if err != nil {
 		return c.fail(ctx, err)
 	}

@@ -207,6 +207,10 @@ func (c *Console) createTenant(ctx *fiber.Ctx) error {
 	if err != nil {
 		return c.fail(ctx, err)
 	}
+	c.forget()
+	if secret == "" { // no callback URL, no default endpoint: no secret to show
+		return ctx.Redirect(Prefix+"/tenants/"+t.ID, http.StatusSeeOther)
+	}
 	return c.render(ctx, http.StatusCreated, "secret.html", page{Title: "Tenant created", Tenant: &t, Data: secretData{
 		What: "the signing secret of " + t.Name + "'s default endpoint", Secret: secret, Next: Prefix + "/tenants/" + t.ID}})
 }
@@ -333,7 +337,15 @@ var notices = map[string]string{
 	"ep-edited":   "Endpoint changed.",
 }
 
+// forget drops the cached overviews: a change must show at once.
+func (c *Console) forget() {
+	c.mu.Lock()
+	clear(c.overview)
+	c.mu.Unlock()
+}
+
 func (c *Console) back(ctx *fiber.Ctx, done string) error {
+	c.forget()
 	return ctx.Redirect(Prefix+"/tenants/"+ctx.Params("tenant")+"?done="+done, http.StatusSeeOther)
 }
 
@@ -365,6 +377,7 @@ func (c *Console) deleteTenant(ctx *fiber.Ctx) error {
 	if err := c.d.Tenants.DeleteTenant(ctxOf(ctx), ctx.Params("tenant")); err != nil {
 		return c.fail(ctx, err)
 	}
+	c.forget()
 	return ctx.Redirect(Prefix+"/tenants", http.StatusSeeOther)
 }
 
@@ -526,12 +539,14 @@ func (c *Console) deleteEndpoint(ctx *fiber.Ctx) error {
 
 // eventsData is the event search.
 type eventsData struct {
-	Query     map[string]string
-	Events    []event.Event
-	Next      string
-	Types     []string
-	Endpoints []tenant.Endpoint
-	Statuses  []string
+	// CanReplayAll: the search is one the bulk replay can repeat exactly.
+	CanReplayAll bool
+	Query        map[string]string
+	Events       []event.Event
+	Next         string
+	Types        []string
+	Endpoints    []tenant.Endpoint
+	Statuses     []string
 }
 
 var searchFields = []string{"mid", "sender", "page_id", "type", "status", "endpoint_id", "since", "until"}
@@ -601,7 +616,17 @@ func (c *Console) eventsPage(ctx *fiber.Ctx) error {
 		}
 		msg, status = inputError(err), http.StatusUnprocessableEntity
 	}
-	return c.render(ctx, status, "events.html", page{Title: "Events of " + t.Name, Tenant: &t, Error: msg, Notice: notices[ctx.Query("done")], Data: d})
+	notice := notices[ctx.Query("done")]
+	if ctx.Query("done") == "replayed-many" {
+		if n, err := strconv.Atoi(ctx.Query("n")); err == nil {
+			notice = fmt.Sprintf("%d event(s) queued for delivery again.", n)
+		}
+	}
+	// Bulk replay takes a status and a time window (and an endpoint):
+	// offered only when the search is no narrower, so it replays exactly
+	// what the search shows.
+	d.CanReplayAll = q["status"] != "" && q["mid"] == "" && q["sender"] == "" && q["page_id"] == "" && q["type"] == ""
+	return c.render(ctx, status, "events.html", page{Title: "Events of " + t.Name, Tenant: &t, Error: msg, Notice: notice, Data: d})
 }
 
 func isInput(err error) bool {
@@ -656,6 +681,7 @@ func (c *Console) replayEvent(ctx *fiber.Ctx) error {
 	if _, err := c.d.Events.Replay(ctxOf(ctx), ctx.Params("tenant"), ctx.Params("event"), ctx.FormValue("endpoint_id")); err != nil {
 		return c.fail(ctx, err)
 	}
+	c.forget()
 	return ctx.Redirect(Prefix+"/tenants/"+ctx.Params("tenant")+"/events/"+ctx.Params("event")+"?done=replayed", http.StatusSeeOther)
 }
 
@@ -683,7 +709,8 @@ func (c *Console) replayMany(ctx *fiber.Ctx) error {
 	if err != nil {
 		return c.fail(ctx, err)
 	}
-	return ctx.Redirect(Prefix+"/tenants/"+ctx.Params("tenant")+"/events?status="+string(f.Status)+"&done=replayed&n="+strconv.FormatInt(n, 10), http.StatusSeeOther)
+	c.forget()
+	return ctx.Redirect(Prefix+"/tenants/"+ctx.Params("tenant")+"/events?status="+string(f.Status)+"&done=replayed-many&n="+strconv.FormatInt(n, 10), http.StatusSeeOther)
 }
 
 func (c *Console) quarantinePage(ctx *fiber.Ctx) error {
