@@ -24,7 +24,11 @@ type endpointState struct {
 	notBefore time.Time
 	// pausedAt is when this worker disabled the endpoint after a 410; it
 	// stays out of claims until the Registry has reloaded since.
-	pausedAt   time.Time
+	pausedAt time.Time
+	// pausing is set from the 410 until pausedAt is: the database write
+	// in between can take a while under load, and the endpoint is out of
+	// claims and attempts from the moment this worker knows.
+	pausing    bool
 	breaker    *gobreaker.TwoStepCircuitBreaker[struct{}]
 	breakerURL string
 	// enabledAt is the endpoint's EndpointEnabledAt when the breaker was

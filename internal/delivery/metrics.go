@@ -40,7 +40,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		deferred: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "postgate_delivery_deferred_total",
-			Help: "Claimed deliveries put back without an attempt, by reason (rate_limited, breaker_open, shutdown, no_endpoint, no_signing_key, no_app_secret, bad_body).",
+			Help: "Claimed deliveries put back without an attempt, by reason (rate_limited, paused, breaker_open, shutdown, no_endpoint, no_signing_key, no_app_secret, bad_body).",
 		}, []string{"reason"}),
 		breaker: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "postgate_delivery_breaker_transitions_total",

@@ -179,6 +179,9 @@ func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error)
 			continue
 		}
 		st := w.stateLocked(e)
+		if st.pausing {
+			continue // its 410 is being written (disableEndpoint)
+		}
 		if !st.pausedAt.IsZero() {
 			if !w.reg.LoadedAt().After(st.pausedAt) {
 				continue
@@ -357,7 +360,16 @@ func (w *Worker) attempt(ctx context.Context, e *tenant.EndpointInfo, j job) {
 		st = w.stateLocked(e)
 	}
 	breaker := st.breaker
+	paused := st.pausing || !st.pausedAt.IsZero()
 	w.mu.Unlock()
+	// The claim round checked the pause before its claim statement, and
+	// a 410 (to another attempt, here or in another replica) or an
+	// operator may have paused the endpoint since: then the event waits,
+	// unattempted, as SPEC says, instead of going to the Gone endpoint.
+	if cur, ok := w.reg.Endpoint(e.ID); paused || ok && cur.Disabled {
+		w.release(j, w.cfg.Now().Add(pauseSettle), "paused")
+		return
+	}
 	done, err := breaker.Allow()
 	if err != nil {
 		// Open, or a probe is already out: wait without an attempt.
@@ -467,10 +479,13 @@ func jitter(d time.Duration, f float64) time.Duration {
 func (w *Worker) disableEndpoint(e *tenant.EndpointInfo) {
 	w.mu.Lock()
 	st := w.endpoints[e.ID]
-	paused := st != nil && !st.pausedAt.IsZero()
+	paused := st != nil && (st.pausing || !st.pausedAt.IsZero())
+	if st != nil && !paused {
+		st.pausing = true
+	}
 	w.mu.Unlock()
 	if paused {
-		return // another attempt's 410 did it already
+		return // another attempt's 410 did it already, or is doing it
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -478,9 +493,11 @@ func (w *Worker) disableEndpoint(e *tenant.EndpointInfo) {
 	if err := w.reg.DisableEndpoint(ctx, e.ID, "the endpoint answered 410 Gone"); err != nil {
 		w.log.Error("disable endpoint after 410", "tenant_id", e.TenantID, "endpoint_id", id, "err", err)
 	}
+	// pausedAt is taken after the write: a reload that began before the
+	// write committed must not end the pause (see claimRound).
 	w.mu.Lock()
 	if st := w.endpoints[e.ID]; st != nil {
-		st.pausedAt = w.cfg.Now()
+		st.pausing, st.pausedAt = false, w.cfg.Now()
 	}
 	w.mu.Unlock()
 	w.log.Warn("endpoint answered 410 Gone; deliveries paused until it is re-enabled", "tenant_id", e.TenantID, "endpoint_id", id)
