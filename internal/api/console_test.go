@@ -115,6 +115,37 @@ func TestConsoleSessions(t *testing.T) {
 		t.Errorf("sign-in posted from another site: %d, want 403", code)
 	}
 
+	// What a browser sends from the console's own page: Sec-Fetch-Site
+	// same-origin (Origin may then be "null"); from anywhere else, the
+	// browser says so, and a bare "null" Origin is nobody's.
+	for _, c := range []struct {
+		site, origin string
+		want         int
+	}{
+		{"same-origin", "null", http.StatusSeeOther},
+		{"cross-site", "http://gw.example.com", http.StatusForbidden},
+		{"", "null", http.StatusForbidden},
+		{"", "https://gw.example.com", http.StatusSeeOther}, // PUBLIC_URL's host, behind a proxy
+	} {
+		req := httptest.NewRequest("POST", "/console/sign-in", strings.NewReader(url.Values{"token": {h.admin}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Host = "10.0.0.7:8080"
+		if c.site != "" {
+			req.Header.Set("Sec-Fetch-Site", c.site)
+		}
+		req.Header.Set("Origin", c.origin)
+		if code, _, _ := do(t, h.server, req); code != c.want {
+			t.Errorf("sign-in with Sec-Fetch-Site %q, Origin %q: %d, want %d", c.site, c.origin, code, c.want)
+		}
+	}
+	// A tenant token that outlived its tenant signs nobody in.
+	gone, _ := h.createTenant("gone")
+	goneTok := h.tenantToken(gone)
+	h.must(204, "DELETE", "/admin/v1/tenants/"+gone, h.admin, nil)
+	if code, _, _ := anon.req("POST", "/console/sign-in", url.Values{"token": {goneTok}}, "http://gw.example.com"); code != http.StatusUnauthorized {
+		t.Errorf("sign-in with the token of a deleted tenant: %d, want 401", code)
+	}
+
 	op := &browser{h: h}
 	code, header, _ := op.req("POST", "/console/sign-in", url.Values{"token": {h.admin}}, "http://gw.example.com")
 	if code != http.StatusSeeOther {

@@ -17,11 +17,14 @@ type Overview struct {
 	// Accepted events in the last hour and day.
 	Accepted1h, Accepted24h int64
 	// The deliveries of the events accepted in the last hour and day, by
-	// their status now.
+	// their status now (a delivery dies only after its whole retry
+	// schedule, so "dead" counts the recent events that died early: a
+	// short schedule, or an expiry behind an open breaker).
 	Delivered1h, Failed1h, Dead1h    int64
 	Delivered24h, Failed24h, Dead24h int64
 	// Backlog is the deliveries still to make, OldestDue how long the
-	// oldest due one has waited (0 when none is due).
+	// oldest of them has waited since it was queued (accepted, replayed
+	// or its endpoint re-enabled), retries included; 0 when none.
 	Backlog   int64
 	OldestDue time.Duration
 	// FailingEndpoints have deliveries that failed and wait for a retry.
@@ -54,7 +57,7 @@ dl AS (
 ),
 q AS (
 	SELECT count(*) AS n,
-		coalesce(extract(epoch FROM now() - min(d.next_attempt_at) FILTER (WHERE d.next_attempt_at <= now())), 0)::float8 AS age,
+		coalesce(extract(epoch FROM now() - min(d.queued_at)), 0)::float8 AS age,
 		count(DISTINCT d.endpoint_id) FILTER (WHERE d.status = 'failed') AS failing
 	FROM endpoints ep JOIN deliveries d ON d.endpoint_id = ep.id AND d.status IN ('pending', 'failed')
 	WHERE ep.tenant_id IN (SELECT id FROM t)
