@@ -33,6 +33,10 @@ test: services ## run every test against real Postgres and Redis
 e2e: services ## end-to-end and fault tests: bin/gateway against its own Postgres, Redis and receivers
 	go test -tags e2e -count=1 -v -timeout 20m ./e2e/
 
+.PHONY: console-screenshots
+console-screenshots: services ## drive the console in headless Chromium and rewrite its screenshots in docs/console/
+	CONSOLE_SCREENSHOTS=1 go test -tags e2e -run '^TestE2EConsole$$' -count=1 -v -timeout 5m ./e2e/
+
 .PHONY: soak
 soak: services ## mixed load with a failing tenant (SOAK_DURATION=10m); prints memory, goroutines, FDs, backlog
 	SOAK_DURATION=$(or $(SOAK_DURATION),10m) go test -tags soak -run '^TestSoak$$' -count=1 -v -timeout 2h ./e2e/

@@ -8,6 +8,11 @@
 //
 //	make e2e    go test -tags e2e -count=1 -v ./e2e/    (the suite and the fault tests, run by CI)
 //	make soak   go test -tags soak -run TestSoak ...     (10 minutes of mixed load; SOAK_DURATION)
+//	make console-screenshots                             (TestE2EConsole alone, writing docs/console/*.png)
+//
+// TestE2EConsole drives the web console in a headless Chromium
+// (/usr/bin/chromium, through chromedp) as an operator and then as a
+// tenant; without Chromium it fails under CI=true and skips elsewhere.
 //
 // Faults are real: kill -9 of a gateway process, FLUSHALL and kill -9 of
 // Redis, an immediate shutdown of Postgres, a receiver whose listener is
