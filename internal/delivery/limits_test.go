@@ -429,3 +429,42 @@ func TestExpire(t *testing.T) {
 		t.Errorf("event of an endpoint re-enabled within the window: got %+v, want it still queued", s)
 	}
 }
+
+// TestBreakerReported: a worker whose breaker for an endpoint is open
+// says so in Postgres (the console shows it from there), and takes its
+// report back when it stops.
+func TestBreakerReported(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	fail := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) })
+	ok := newReceiver(t, nil)
+	bad, _ := e.addTenant(fail.srv.URL, tenantOpts{})
+	good, _ := e.addTenant(ok.srv.URL, tenantOpts{})
+	for range 20 {
+		e.addEvent(bad)
+	}
+	e.addEvent(good)
+	cfg := e.baseConfig()
+	cfg.RetrySchedule = []time.Duration{10 * time.Millisecond, 10 * time.Millisecond, 10 * time.Millisecond, time.Hour}
+	cfg.BreakerOpenFor = time.Hour
+	cfg.StatsEvery = 50 * time.Millisecond
+	_, stop := e.start(cfg)
+	overview := func(tenantID string) event.Overview {
+		o, err := e.events.Overview(context.Background(), tenantID, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	waitFor(t, 5*time.Second, "the failing endpoint's breaker reported open", func() bool { return overview(bad).OpenBreakers == 1 })
+	if n := overview(good).OpenBreakers; n != 0 {
+		t.Errorf("the healthy tenant: %d open breakers, want 0", n)
+	}
+	if n := overview("").OpenBreakers; n != 1 {
+		t.Errorf("every tenant: %d open breakers, want 1", n)
+	}
+	stop()
+	if n := overview(bad).OpenBreakers; n != 0 {
+		t.Errorf("after the worker stopped: %d open breakers, want 0", n)
+	}
+}

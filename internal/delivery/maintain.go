@@ -25,6 +25,7 @@ func (w *Worker) maintain(ctx context.Context) {
 		case <-stats.C:
 			w.updateStats(ctx)
 			w.forgetEndpoints()
+			w.reportBreakers(ctx)
 		case <-purge.C:
 			if _, err := w.Expire(ctx); err != nil && ctx.Err() == nil {
 				w.log.Error("expire events past the retry schedule", "err", err)
@@ -39,6 +40,24 @@ func (w *Worker) maintain(ctx context.Context) {
 			}
 			purge.Reset(w.cfg.PurgeEvery)
 		}
+	}
+}
+
+// reportBreakers tells Postgres which endpoints' breakers this worker
+// holds open, for the console (breakers live in memory).
+func (w *Worker) reportBreakers(ctx context.Context) {
+	var open []uuid.UUID
+	w.mu.Lock()
+	for id, st := range w.endpoints {
+		if s := st.breaker.State(); s == gobreaker.StateOpen || s == gobreaker.StateHalfOpen {
+			open = append(open, id)
+		}
+	}
+	w.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := w.events.ReportBreakers(ctx, w.id, open); err != nil && ctx.Err() == nil {
+		w.log.Warn("report open breakers", "err", err)
 	}
 }
 

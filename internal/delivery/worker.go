@@ -38,6 +38,8 @@ type Registry interface {
 
 // Worker delivers events. Build it with New and call Run.
 type Worker struct {
+	// id names this worker's breaker report (breaker_reports).
+	id     uuid.UUID
 	cfg    Config
 	reg    Registry
 	events *event.Store
@@ -79,7 +81,7 @@ func New(cfg Config, reg Registry, events *event.Store, rdb redis.UniversalClien
 	if mreg == nil {
 		mreg = prometheus.NewRegistry()
 	}
-	w := &Worker{
+	w := &Worker{id: uuid.New(),
 		cfg: cfg, reg: reg, events: events, rate: newRateLimiter(rdb, cfg.KeyPrefix), sender: newSender(&cfg),
 		log: log, m: newMetrics(mreg), endpoints: map[uuid.UUID]*endpointState{},
 		outcomes: make(chan event.Outcome, 4096), wake: make(chan struct{}, 1),
@@ -126,6 +128,9 @@ func (w *Worker) Run(ctx context.Context) {
 	close(w.outcomes)
 	<-flushed
 	bg.Wait()
+	forget, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = w.events.ForgetBreakers(forget, w.id)
 }
 
 func (w *Worker) claimLoop(ctx, sendCtx context.Context) {

@@ -29,6 +29,9 @@ type Overview struct {
 	OldestDue time.Duration
 	// FailingEndpoints have deliveries that failed and wait for a retry.
 	FailingEndpoints int64
+	// OpenBreakers are the endpoints whose circuit breaker a live worker
+	// holds open or half-open (breaker_reports of the last minute).
+	OpenBreakers int64
 }
 
 // overviewSQL counts per tenant and per endpoint inside LATERAL
@@ -61,8 +64,13 @@ q AS (
 		count(DISTINCT d.endpoint_id) FILTER (WHERE d.status = 'failed') AS failing
 	FROM endpoints ep JOIN deliveries d ON d.endpoint_id = ep.id AND d.status IN ('pending', 'failed')
 	WHERE ep.tenant_id IN (SELECT id FROM t)
+),
+br AS (
+	SELECT count(DISTINCT b.id) AS open
+	FROM breaker_reports r CROSS JOIN LATERAL unnest(r.open) AS b(id) JOIN endpoints ep ON ep.id = b.id
+	WHERE r.reported_at > now() - interval '1 minute' AND ep.tenant_id IN (SELECT id FROM t)
 )
-SELECT ev.h, ev.d, dl.dh, dl.fh, dl.xh, dl.dd, dl.fd, dl.xd, q.n, q.age, q.failing FROM ev, dl, q`
+SELECT ev.h, ev.d, dl.dh, dl.fh, dl.xh, dl.dd, dl.fd, dl.xd, q.n, q.age, q.failing, br.open FROM ev, dl, q, br`
 
 // Overview counts tenantID's events (every tenant's when empty) as of now.
 func (s *Store) Overview(ctx context.Context, tenantID string, now time.Time) (Overview, error) {
@@ -78,7 +86,7 @@ func (s *Store) Overview(ctx context.Context, tenantID string, now time.Time) (O
 	var age float64
 	err := s.pool.QueryRow(ctx, overviewSQL, tid, uuidV7Floor(now.Add(-24*time.Hour)), uuidV7Floor(now.Add(-time.Hour))).Scan(
 		&o.Accepted1h, &o.Accepted24h, &o.Delivered1h, &o.Failed1h, &o.Dead1h, &o.Delivered24h, &o.Failed24h, &o.Dead24h,
-		&o.Backlog, &age, &o.FailingEndpoints)
+		&o.Backlog, &age, &o.FailingEndpoints, &o.OpenBreakers)
 	if err != nil {
 		return Overview{}, fmt.Errorf("overview: %w", err)
 	}
@@ -89,4 +97,29 @@ func (s *Store) Overview(ctx context.Context, tenantID string, now time.Time) (O
 // Overview is the Store's, for the console.
 func (s *Service) Overview(ctx context.Context, tenantID string, now time.Time) (Overview, error) {
 	return s.store.Overview(ctx, tenantID, now)
+}
+
+// ReportBreakers records the endpoints whose circuit breaker worker holds
+// open or half-open now (replacing its last report), and drops the
+// reports of workers silent for an hour.
+func (s *Store) ReportBreakers(ctx context.Context, worker uuid.UUID, open []uuid.UUID) error {
+	if open == nil {
+		open = []uuid.UUID{}
+	}
+	_, err := s.pool.Exec(ctx, `WITH up AS (
+		INSERT INTO breaker_reports (worker_id, open, reported_at) VALUES ($1, $2, now())
+		ON CONFLICT (worker_id) DO UPDATE SET open = EXCLUDED.open, reported_at = EXCLUDED.reported_at
+	) DELETE FROM breaker_reports WHERE reported_at < now() - interval '1 hour' AND worker_id <> $1`, worker, open)
+	if err != nil {
+		return fmt.Errorf("report open breakers: %w", err)
+	}
+	return nil
+}
+
+// ForgetBreakers removes worker's report (it stops).
+func (s *Store) ForgetBreakers(ctx context.Context, worker uuid.UUID) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM breaker_reports WHERE worker_id = $1`, worker); err != nil {
+		return fmt.Errorf("forget breaker report: %w", err)
+	}
+	return nil
 }
