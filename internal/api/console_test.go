@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -300,9 +301,47 @@ func TestConsoleBadInput(t *testing.T) {
 			t.Errorf("POST %s %v: %d, want a 4xx: %.200s", c.path, c.form, code, body)
 		}
 	}
+	for _, p := range []string{base + "?pages_cursor=%%%", base + "?apps_cursor=bogus", "/console/tenants?cursor=bogus"} {
+		if code, _ := op.get(p); code < 400 || code >= 500 {
+			t.Errorf("GET %s: %d, want a 4xx", p, code)
+		}
+	}
 	for _, q := range []string{"since=garbage", "mid=%00", "type=nope", "status=nope", "endpoint_id=ep_x", "page_id=abc", "cursor=%%%", "sender=" + strings.Repeat("s", 600)} {
 		if code, _ := op.get(base + "/events?" + q); code < 400 || code >= 500 {
 			t.Errorf("GET events?%s: %d, want a 4xx", q, code)
 		}
+	}
+}
+
+// TestConsolePagesPaginated: a tenant with more Pages than a page holds
+// lists them in pages, every one reachable.
+func TestConsolePagesPaginated(t *testing.T) {
+	h := newConsoleHarness(t)
+	tid, _ := h.createTenant("many")
+	h.must(201, "POST", "/admin/v1/tenants/"+tid+"/apps", h.admin, map[string]any{"app_id": "4242", "app_secret": "s"})
+	for i := range 60 {
+		h.must(201, "POST", "/admin/v1/tenants/"+tid+"/pages", h.admin, map[string]any{"page_id": fmt.Sprint(900000 + i), "app_id": "4242"})
+	}
+	op := &browser{h: h}
+	op.signIn(h.admin)
+	next := regexp.MustCompile(`href="(/console/tenants/[^"]+pages_cursor=[^"#]+)`)
+	seen := map[string]bool{}
+	path := "/console/tenants/" + tid
+	for range 5 {
+		code, body := op.get(path)
+		if code != 200 {
+			t.Fatalf("GET %s: %d", path, code)
+		}
+		for _, m := range regexp.MustCompile(`<tr><td>(9000\d\d)</td>`).FindAllStringSubmatch(body, -1) {
+			seen[m[1]] = true
+		}
+		m := next.FindStringSubmatch(body)
+		if m == nil {
+			break
+		}
+		path = strings.ReplaceAll(m[1], "&amp;", "&")
+	}
+	if len(seen) != 60 {
+		t.Errorf("saw %d of the 60 Pages across the pages", len(seen))
 	}
 }

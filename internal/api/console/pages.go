@@ -223,6 +223,8 @@ type secretData struct {
 type tenantData struct {
 	Overview  overviewData
 	Apps      []appView
+	AppsNext  string // cursors of the next page of apps and of Pages
+	PagesNext string
 	Pages     []pageView
 	Endpoints []tenant.Endpoint
 	Types     []string
@@ -259,7 +261,7 @@ func (c *Console) tenantData(ctx *fiber.Ctx, t tenant.Tenant) (tenantData, error
 	if d.Overview, err = c.overviewOf(ctx, t.ID); err != nil {
 		return d, err
 	}
-	apps, err := c.d.Tenants.ListApps(ctxOf(ctx), t.ID, database.ListOptions{Limit: 200})
+	apps, err := c.d.Tenants.ListApps(ctxOf(ctx), t.ID, database.ListOptions{Limit: 50, Cursor: ctx.Query("apps_cursor")})
 	if err != nil {
 		return d, err
 	}
@@ -273,7 +275,8 @@ func (c *Console) tenantData(ctx *fiber.Ctx, t tenant.Tenant) (tenantData, error
 		}
 		d.Apps = append(d.Apps, v)
 	}
-	pages, err := c.d.Tenants.ListPages(ctxOf(ctx), t.ID, database.ListOptions{Limit: 200})
+	d.AppsNext = apps.NextCursor
+	pages, err := c.d.Tenants.ListPages(ctxOf(ctx), t.ID, database.ListOptions{Limit: 50, Cursor: ctx.Query("pages_cursor")})
 	if err != nil {
 		return d, err
 	}
@@ -286,6 +289,8 @@ func (c *Console) tenantData(ctx *fiber.Ctx, t tenant.Tenant) (tenantData, error
 		}
 		d.Pages = append(d.Pages, v)
 	}
+	d.PagesNext = pages.NextCursor
+	// A tenant has at most 20 endpoints (tenant.MaxEndpoints): one page.
 	eps, err := c.d.Tenants.ListEndpoints(ctxOf(ctx), t.ID, database.ListOptions{Limit: 200})
 	if err != nil {
 		return d, err
