@@ -81,8 +81,11 @@ func TestIsolation(t *testing.T) {
 	p50, p99, worst := got[len(got)/2], got[len(got)*99/100], got[len(got)-1]
 	t.Logf("tenant B while A hangs and C fails: p50 %s, p99 %s, max %s over %d events; A got %d requests, C got %d",
 		p50, p99, worst, n, len(hang.requests()), len(fail.requests()))
-	if p99 > 500*time.Millisecond {
-		t.Errorf("tenant B p99: got %s, want under 500ms", p99)
+	// Not a speed target (those are benchmarks): a B stuck behind A's hang
+	// or C's retries would wait A's 4 s timeout; 1.5 s leaves a loaded CI
+	// machine room and still tells the two apart.
+	if p99 > 1500*time.Millisecond {
+		t.Errorf("tenant B p99: got %s, want under 1.5s (A's hang is 4s)", p99)
 	}
 	if got := len(hang.requests()); got > cfg.TenantConcurrency {
 		t.Errorf("hanging tenant A: got %d requests in flight at once, want at most its cap %d", got, cfg.TenantConcurrency)
