@@ -23,23 +23,8 @@ import (
 	"github.com/postgate/postgate/internal/testenv"
 )
 
-// syncBuffer is a bytes.Buffer safe for the server goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects log lines (testenv.Buffer).
+type syncBuffer = testenv.Buffer
 
 func freeAddr(t *testing.T) string {
 	t.Helper()

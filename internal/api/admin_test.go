@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -42,23 +41,8 @@ var resolver = testenv.Resolver{
 	"localhost":            {"127.0.0.1", "::1"},
 }
 
-// syncBuffer collects log output written from handlers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects log lines (testenv.Buffer).
+type syncBuffer = testenv.Buffer
 
 type harness struct {
 	t      *testing.T

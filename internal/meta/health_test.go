@@ -1,7 +1,6 @@
 package meta_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -10,7 +9,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,23 +35,8 @@ const (
 	hOtherToken = "EAAOtherPageToken987654321"
 )
 
-// syncBuffer is a log sink the checker's goroutines may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects log lines (testenv.Buffer).
+type syncBuffer = testenv.Buffer
 
 // clock is a settable time.
 type clock struct{ ns atomic.Int64 }
