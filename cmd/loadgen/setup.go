@@ -115,6 +115,8 @@ func newBench(ctx context.Context, opts options, progress func(string, ...any)) 
 		// Only the EX of the dedup keys: they then vanish soon even if
 		// the cleanup below is interrupted.
 		"DEDUP_TTL=15m",
+		// The benchmark's apps are made up, and Meta is not to be called.
+		"GRAPH_API_URL=off",
 	}
 	if opts.pipeline {
 		if b.recv, err = startReceiver(); err != nil {
