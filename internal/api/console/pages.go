@@ -554,7 +554,17 @@ type eventsData struct {
 	Statuses     []string
 }
 
-var searchFields = []string{"mid", "sender", "page_id", "type", "status", "endpoint_id", "since", "until"}
+var searchFields = []string{"mid", "sender", "page_id", "type", "status", "endpoint_id", "since", "until", "tz"}
+
+// zoneOf is the viewer's time zone as the console's script gives it in
+// the form's tz field (minutes east of UTC); UTC without it.
+func zoneOf(tz string) *time.Location {
+	m, err := strconv.Atoi(tz)
+	if err != nil || m < -14*60 || m > 14*60 {
+		return time.UTC
+	}
+	return time.FixedZone("", m*60)
+}
 
 // filterOf reads the search form; a malformed time or endpoint is the
 // service's 422, said on the page.
@@ -575,9 +585,9 @@ func filterOf(ctx *fiber.Ctx) (event.Filter, map[string]string, error) {
 		if q[k] == "" {
 			continue
 		}
-		t, err := parseTime(q[k])
+		t, err := parseTime(q[k], zoneOf(q["tz"]))
 		if err != nil {
-			return f, q, &event.FieldError{Field: k, Message: "must be a time such as 2026-01-02T15:04 (UTC) or RFC 3339"}
+			return f, q, &event.FieldError{Field: k, Message: "must be a time such as 2026-01-02T15:04 or RFC 3339"}
 		}
 		if k == "since" {
 			f.Since = t
@@ -588,9 +598,14 @@ func filterOf(ctx *fiber.Ctx) (event.Filter, map[string]string, error) {
 	return f, q, nil
 }
 
-func parseTime(s string) (time.Time, error) {
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04", "2006-01-02T15:04:05", "2006-01-02"} {
-		if t, err := time.Parse(layout, s); err == nil {
+// parseTime reads a time of the search form: RFC 3339, or a date and
+// time without a zone (what a datetime-local input sends), read in loc.
+func parseTime(s string, loc *time.Location) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC(), nil
+	}
+	for _, layout := range []string{"2006-01-02T15:04", "2006-01-02T15:04:05", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
 			return t.UTC(), nil
 		}
 	}
@@ -703,7 +718,7 @@ func (c *Console) replayMany(ctx *fiber.Ctx) error {
 	}
 	for k, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
 		if v := strings.TrimSpace(ctx.FormValue(k)); v != "" {
-			t, err := parseTime(v)
+			t, err := parseTime(v, zoneOf(ctx.FormValue("tz")))
 			if err != nil {
 				return c.fail(ctx, &event.FieldError{Field: k, Message: "must be a time such as 2026-01-02T15:04 (UTC)"})
 			}

@@ -1,8 +1,14 @@
 // Postgate console: copy buttons, and times shown in the viewer's time
-// zone. No inline script anywhere (the CSP forbids it); the console works
-// without this file too (times then read in UTC).
+// zone (shown, and typed in the event search). No inline script anywhere
+// (the CSP forbids it); the console works without this file too (times
+// are then shown and read in UTC).
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
+  // The search's since/until are typed in the viewer's zone: say which
+  // (minutes east of UTC); without this script they are read as UTC.
+  for (const tz of document.querySelectorAll("input[data-tz]")) {
+    tz.value = String(-new Date().getTimezoneOffset());
+  }
   for (const t of document.querySelectorAll("time[datetime]")) {
     const d = new Date(t.getAttribute("datetime"));
     if (!isNaN(d)) {
