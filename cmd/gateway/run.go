@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/postgate/postgate/internal/config"
 	"github.com/postgate/postgate/internal/database"
 	"github.com/postgate/postgate/internal/secrets"
@@ -87,11 +85,7 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	if fs.NArg() != 1 {
 		return errors.New("usage: gateway migrate up|down|status")
 	}
-	cfg, err := loader.Load()
-	if err != nil {
-		return err
-	}
-	db, err := database.Open(ctx, cfg.DatabaseURL)
+	_, db, err := openDatabase(ctx, loader)
 	if err != nil {
 		return err
 	}
@@ -200,23 +194,15 @@ func runConsoleLink(ctx context.Context, args []string, getenv func(string) stri
 	case *role == session.RoleAdmin && *tenantID != "":
 		return errors.New("--tenant is for --role tenant only")
 	}
-	cfg, err := loader.Load()
-	if err != nil {
-		return err
-	}
-	db, err := database.Open(ctx, cfg.DatabaseURL)
+	cfg, db, err := openDatabase(ctx, loader)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	subject := "console-link:" + *role
 	if *role == session.RoleTenant {
-		if _, err := uuid.Parse(*tenantID); err != nil {
-			return fmt.Errorf("--tenant must be a tenant id (a UUID), got %q", *tenantID)
-		}
-		var ok bool
-		if err := db.Pool.QueryRow(ctx, `SELECT true FROM tenants WHERE id = $1`, *tenantID).Scan(&ok); err != nil {
-			return fmt.Errorf("no tenant %s in this database", *tenantID)
+		if _, err := tenant.NewStore(db).GetTenant(ctx, *tenantID); err != nil {
+			return fmt.Errorf("tenant %q: %w", *tenantID, err)
 		}
 		subject = "portal:" + *tenantID
 	}
@@ -224,9 +210,20 @@ func runConsoleLink(ctx context.Context, args []string, getenv func(string) stri
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s/console/link/%s\n", cfg.PublicURL, token)
+	fmt.Fprintln(stdout, session.LinkURL(cfg.PublicURL, token))
 	fmt.Fprintf(os.Stderr, "works once, until %s\n", exp.Format(time.RFC3339))
 	return nil
+}
+
+// openDatabase loads the configuration and opens its database, for the
+// commands that work on the database directly.
+func openDatabase(ctx context.Context, loader *config.Loader) (config.Config, *database.DB, error) {
+	cfg, err := loader.Load()
+	if err != nil {
+		return cfg, nil, err
+	}
+	db, err := database.Open(ctx, cfg.DatabaseURL)
+	return cfg, db, err
 }
 
 func runRekeyCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {

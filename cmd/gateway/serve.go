@@ -227,7 +227,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			if err != nil {
 				return err
 			}
-			link = cfg.PublicURL + "/console/link/" + l
+			link = session.LinkURL(cfg.PublicURL, l)
 		}
 		printQuickStart(stdout, cfg, tok, link)
 	}

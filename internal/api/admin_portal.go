@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -55,5 +54,5 @@ func (h *adminAPI) createPortalLink(ctx context.Context, in *portalLinkIn) (*por
 	if err != nil {
 		return nil, problem(ctx, h.log, err, "path")
 	}
-	return &portalLinkOut{Body: PortalLink{URL: strings.TrimRight(h.baseURL, "/") + "/console/link/" + token, ExpiresAt: exp}}, nil
+	return &portalLinkOut{Body: PortalLink{URL: session.LinkURL(h.baseURL, token), ExpiresAt: exp}}, nil
 }

@@ -202,7 +202,7 @@ func (s *Service) CheckOnce(ctx context.Context) error {
 		var announce bool
 		r.Since, r.Announced, announce = transition(seen, prev.Problem, prev.Since, prev.Announced, r.Problem, now)
 		if announce {
-			changes = append(changes, healthEvent{tenantID: r.TenantID, appID: r.AppID, problem: problemOf(r.Problem),
+			changes = append(changes, healthEvent{tenantID: r.TenantID, appID: r.AppID, problem: deref(r.Problem),
 				detail: appDetail(r), since: now, left: prev.Since})
 		}
 	}
@@ -213,7 +213,7 @@ func (s *Service) CheckOnce(ctx context.Context) error {
 		if r.Problem == nil && r.Error != nil && seen {
 			// No answer from Meta: the subscription's state stays; the
 			// silence is the gateway's own and is computed again below.
-			if problemOf(prev.Problem) != ProblemSilent {
+			if deref(prev.Problem) != ProblemSilent {
 				r.Problem = prev.Problem
 			}
 			r.Fields, r.Missing = prev.Fields, prev.Missing
@@ -229,7 +229,7 @@ func (s *Service) CheckOnce(ctx context.Context) error {
 		var announce bool
 		r.Since, r.Announced, announce = transition(seen, prev.Problem, prev.Since, prev.Announced, r.Problem, now)
 		if announce {
-			changes = append(changes, healthEvent{tenantID: r.TenantID, appID: r.AppID, pageID: r.PageID, problem: problemOf(r.Problem),
+			changes = append(changes, healthEvent{tenantID: r.TenantID, appID: r.AppID, pageID: r.PageID, problem: deref(r.Problem),
 				detail: pageDetail(r), since: now, left: prev.Since})
 		}
 	}
@@ -380,7 +380,7 @@ func orEmpty(v []string) []string {
 }
 
 func appDetail(r *appHealthRow) string {
-	switch problemOf(r.Problem) {
+	switch deref(r.Problem) {
 	case "":
 		return "the app's webhook subscription is active, points at the gateway and has every field"
 	case ProblemMissingFields:
@@ -391,11 +391,11 @@ func appDetail(r *appHealthRow) string {
 	if r.Error != nil {
 		return *r.Error
 	}
-	return problemOf(r.Problem)
+	return deref(r.Problem)
 }
 
 func pageDetail(r *pageHealthRow) string {
-	switch problemOf(r.Problem) {
+	switch deref(r.Problem) {
 	case "":
 		return "the Page is subscribed with every field and receiving"
 	case ProblemMissingFields:
@@ -406,7 +406,7 @@ func pageDetail(r *pageHealthRow) string {
 	if r.Error != nil {
 		return *r.Error
 	}
-	return problemOf(r.Problem)
+	return deref(r.Problem)
 }
 
 // readStates reads every stored health row.

@@ -308,9 +308,6 @@ func silence(days []dayActivity, now time.Time, silenceAfter time.Duration) (sil
 	return now.Sub(last) > threshold, last
 }
 
-// problemOf is the problem a stored state names, "" when healthy.
-func problemOf(p *string) string { return deref(p) }
-
 // healthEvent is the postgate.health event of a change of state.
 type healthEvent struct {
 	tenantID, appID, pageID string

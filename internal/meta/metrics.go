@@ -21,7 +21,7 @@ type metrics struct {
 	apps map[string]bool // the app_id series exported now
 }
 
-func newMetrics(_ *Service, reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		checkErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "postgate_meta_check_errors_total",

@@ -90,7 +90,7 @@ func NewService(cfg Config, client *Client, tenants *tenant.Service, store *tena
 	log *slog.Logger, reg prometheus.Registerer) *Service {
 	cfg.defaults()
 	s := &Service{cfg: cfg, client: client, tenants: tenants, store: store, events: events, db: db, log: log}
-	s.m = newMetrics(s, reg)
+	s.m = newMetrics(reg)
 	return s
 }
 

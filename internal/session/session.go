@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -145,6 +146,14 @@ func (s *Store) CreateLink(ctx context.Context, role, tenantID, subject string, 
 		return "", time.Time{}, fmt.Errorf("create sign-in link: %w", err)
 	}
 	return token, exp, nil
+}
+
+// LinkPath is where a link token signs in: the console's landing page.
+const LinkPath = "/console/link/"
+
+// LinkURL is the sign-in link of token on the gateway at publicURL.
+func LinkURL(publicURL, token string) string {
+	return strings.TrimRight(publicURL, "/") + LinkPath + token
 }
 
 // LinkValid reports whether a link token can still sign in (the landing

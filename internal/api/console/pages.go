@@ -50,7 +50,7 @@ var funcs = template.FuncMap{
 		u := v.UTC()
 		return template.HTML(`<time datetime="` + u.Format(time.RFC3339) + `">` + template.HTMLEscapeString(u.Format("2006-01-02 15:04:05 UTC")) + `</time>`)
 	},
-	"epid":  func(id any) string { return eventEndpointID(id) },
+	"epid":  event.FormatEndpointID,
 	"evid":  func(e event.Event) string { return event.FormatID(e.ID) },
 	"dur":   func(d time.Duration) string { return d.Round(time.Millisecond).String() },
 	"age":   func(d time.Duration) string { return d.Round(time.Second).String() },
@@ -88,19 +88,6 @@ func (c *Console) render(ctx *fiber.Ctx, status int, name string, p page) error 
 	return ctx.Status(status).Send(buf.Bytes())
 }
 
-func eventEndpointID(id any) string {
-	switch v := id.(type) {
-	case [16]byte:
-		return event.FormatEndpointID(v)
-	}
-	if u, ok := id.(interface{ String() string }); ok {
-		if p, err := event.ParseEndpointID("ep_" + strings.ReplaceAll(u.String(), "-", "")); err == nil {
-			return event.FormatEndpointID(p)
-		}
-	}
-	return fmt.Sprint(id)
-}
-
 func queryOf(v map[string]string) string {
 	var b strings.Builder
 	for k, val := range v {
@@ -110,7 +97,7 @@ func queryOf(v map[string]string) string {
 		if b.Len() > 0 {
 			b.WriteByte('&')
 		}
-		b.WriteString(k + "=" + urlEscape(val))
+		b.WriteString(k + "=" + url.QueryEscape(val))
 	}
 	return b.String()
 }
@@ -398,7 +385,7 @@ func (c *Console) portalLink(ctx *fiber.Ctx) error {
 		return c.fail(ctx, err)
 	}
 	return c.showTenant(ctx, http.StatusCreated, "Portal link created: it works once, for 15 minutes.", nil,
-		&linkView{URL: strings.TrimRight(c.d.PublicURL, "/") + Prefix + "/link/" + token, Expires: exp})
+		&linkView{URL: session.LinkURL(c.d.PublicURL, token), Expires: exp})
 }
 
 func (c *Console) createApp(ctx *fiber.Ctx) error {
@@ -652,7 +639,7 @@ func (c *Console) eventsPage(ctx *fiber.Ctx) error {
 func isInput(err error) bool {
 	var efe *event.FieldError
 	var tfe *tenant.FieldError
-	return asErr(err, &efe) || asErr(err, &tfe)
+	return errors.As(err, &efe) || errors.As(err, &tfe)
 }
 
 // eventData is one event's page.
@@ -744,7 +731,3 @@ func (c *Console) quarantinePage(ctx *fiber.Ctx) error {
 	}
 	return c.render(ctx, http.StatusOK, "quarantine.html", page{Title: "Quarantine of " + t.Name, Tenant: &t, Data: res})
 }
-
-func asErr[T error](err error, target *T) bool { return errors.As(err, target) }
-
-func urlEscape(s string) string { return url.QueryEscape(s) }
