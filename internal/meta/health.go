@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/postgate/postgate/internal/event"
+	"github.com/postgate/postgate/internal/tenant"
 )
 
 // The health problems, worst first. An app or Page without one is healthy.
@@ -168,31 +169,64 @@ func (s *Service) PageHealth(ctx context.Context, tenantID, pageID, appID string
 	if err != nil {
 		return PageHealth{}, err
 	}
-	h := PageHealth{PageID: p.PageID, AppID: p.AppID, TenantID: p.TenantID, HasToken: p.HasAccessToken, Since: p.CreatedAt,
-		SubscribedFields: []string{}, MissingFields: []string{}}
-	var r pageHealthRow
-	err = s.db.Pool.QueryRow(ctx, `SELECT `+pageHealthCols+` FROM page_health WHERE page_id = $1 AND app_id = $2 AND tenant_id = $3`,
-		p.PageID, p.AppID, tenantID).Scan(r.dest()...)
-	switch {
-	case err == nil:
-		h.SubscribedFields, h.MissingFields, h.CheckedAt, h.Error = r.Fields, r.Missing, r.CheckedAt, deref(r.Error)
-		h.Silent, h.Problem, h.Since = r.Silent, deref(r.Problem), r.Since
-	case !errors.Is(err, pgx.ErrNoRows):
-		return PageHealth{}, fmt.Errorf("read page health: %w", err)
-	}
-	now := s.cfg.Now().UTC()
-	acts, err := s.readActivity(ctx, [][2]string{{tenantID, p.PageID}}, now.Add(-8*24*time.Hour))
+	hs, err := s.PagesHealth(ctx, tenantID, []tenant.Page{p})
 	if err != nil {
 		return PageHealth{}, err
 	}
-	for _, d := range acts[[2]string{tenantID, p.PageID}] {
-		if h.LastEventAt == nil || d.last.After(*h.LastEventAt) {
-			last := d.last
-			h.LastEventAt = &last
-		}
-		h.Events24h += d.eventsSince(now.Add(-24 * time.Hour))
+	return hs[0], nil
+}
+
+// PagesHealth reads the health of some Pages of tenantID (as the tenant
+// service listed them), in their order: two queries whatever their
+// number, for a page of the console.
+func (s *Service) PagesHealth(ctx context.Context, tenantID string, pages []tenant.Page) ([]PageHealth, error) {
+	if s.client == nil {
+		return nil, ErrOff
 	}
-	return h, nil
+	out := make([]PageHealth, len(pages))
+	index := make(map[[2]string]int, len(pages))
+	var pageIDs, appIDs []string
+	keys := make([][2]string, 0, len(pages))
+	for i, p := range pages {
+		out[i] = PageHealth{PageID: p.PageID, AppID: p.AppID, TenantID: p.TenantID, HasToken: p.HasAccessToken, Since: p.CreatedAt,
+			SubscribedFields: []string{}, MissingFields: []string{}}
+		index[[2]string{p.PageID, p.AppID}] = i
+		pageIDs, appIDs = append(pageIDs, p.PageID), append(appIDs, p.AppID)
+		keys = append(keys, [2]string{tenantID, p.PageID})
+	}
+	rows, err := s.db.Pool.Query(ctx, `SELECT `+pageHealthCols+` FROM page_health
+		WHERE tenant_id = $1 AND (page_id, app_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))`, tenantID, pageIDs, appIDs)
+	if err != nil {
+		return nil, fmt.Errorf("read page health: %w", err)
+	}
+	var r pageHealthRow
+	_, err = pgx.ForEachRow(rows, r.dest(), func() error {
+		if i, ok := index[[2]string{r.PageID, r.AppID}]; ok {
+			h := &out[i]
+			h.SubscribedFields, h.MissingFields, h.CheckedAt, h.Error = r.Fields, r.Missing, r.CheckedAt, deref(r.Error)
+			h.Silent, h.Problem, h.Since = r.Silent, deref(r.Problem), r.Since
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read page health: %w", err)
+	}
+	now := s.cfg.Now().UTC()
+	acts, err := s.readActivity(ctx, keys, now.Add(-8*24*time.Hour))
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		h := &out[i]
+		for _, d := range acts[[2]string{tenantID, h.PageID}] {
+			if h.LastEventAt == nil || d.last.After(*h.LastEventAt) {
+				last := d.last
+				h.LastEventAt = &last
+			}
+			h.Events24h += d.eventsSince(now.Add(-24 * time.Hour))
+		}
+	}
+	return out, nil
 }
 
 // dayActivity is one page_activity row.

@@ -267,12 +267,16 @@ func (c *Console) tenantData(ctx *fiber.Ctx, t tenant.Tenant) (tenantData, error
 	if err != nil {
 		return d, err
 	}
-	for _, p := range pages.Items {
+	var health []meta.PageHealth
+	if !d.MetaOff && len(pages.Items) > 0 {
+		if health, err = c.d.Meta.PagesHealth(ctxOf(ctx), t.ID, pages.Items); err != nil {
+			return d, err
+		}
+	}
+	for i, p := range pages.Items {
 		v := pageView{Page: p}
-		if !d.MetaOff {
-			if h, err := c.d.Meta.PageHealth(ctxOf(ctx), t.ID, p.PageID, p.AppID); err == nil {
-				v.Health = &h
-			}
+		if health != nil {
+			v.Health = &health[i]
 		}
 		d.Pages = append(d.Pages, v)
 	}
