@@ -81,7 +81,7 @@ type createEndpointIn struct {
 		Pages             []string  `json:"pages,omitempty" maxItems:"1000" doc:"Page ids (1-20 digits); default: every Page of the tenant."`
 		Format            string    `json:"format,omitempty" enum:"standard,meta" doc:"standard (default): the Standard Webhooks body; meta: Meta's own envelope, signed with the app's secret."`
 		Signature         string    `json:"signature,omitempty" enum:"hmac,ed25519" doc:"For the standard format: hmac (default, v1) or ed25519 (v1a)."`
-		Ordering          string    `json:"ordering,omitempty" enum:"none,conversation" doc:"none (default)."`
+		Ordering          string    `json:"ordering,omitempty" enum:"none,conversation" doc:"none (default), or conversation: one event at a time per conversation (Page and person), in the order accepted."`
 		Rate              int       `json:"rate,omitempty" minimum:"0" maximum:"1000000" doc:"Events/s. 0 or absent: TENANT_RATE."`
 		Burst             int       `json:"burst,omitempty" minimum:"0" maximum:"1000000" doc:"0 or absent: TENANT_BURST."`
 		Concurrency       int       `json:"concurrency,omitempty" minimum:"0" maximum:"1000000" doc:"0 or absent: TENANT_CONCURRENCY."`

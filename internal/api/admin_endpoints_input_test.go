@@ -123,7 +123,6 @@ func TestEndpointBadInput(t *testing.T) {
 		{"signature unknown", `"rsa` + mark + `"`, "body.signature"},
 		{"signature invalid UTF-8", "\"hmac\xff" + mark + "\"", "body.signature"},
 		{"ordering unknown", `"random` + mark + `"`, "body.ordering"},
-		{"ordering conversation (not available yet)", `"conversation"`, "body.ordering"},
 		{"rate negative", `-1`, "body.rate"},
 		{"rate too big", `1000001`, "body.rate"},
 		{"rate a string", `"5"`, "body.rate"},

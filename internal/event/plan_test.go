@@ -34,8 +34,9 @@ func TestPlansSurviveStaleStatistics(t *testing.T) {
 	tenantID := uuid.Must(uuid.NewV7())
 	other := uuid.Must(uuid.NewV7())
 	exec(`INSERT INTO tenants (id, name) VALUES ($1, 't')`, tenantID)
-	exec(`INSERT INTO endpoints (id, tenant_id, is_default, url, events, signing_secret) VALUES
-		($1, $1, true, 'https://example.com/h', '{*}', '\x00'), ($2, $1, false, 'https://example.com/i', '{*}', '\x00')`, tenantID, other)
+	exec(`INSERT INTO endpoints (id, tenant_id, is_default, url, events, ordering, signing_secret) VALUES
+		($1, $1, true, 'https://example.com/h', '{*}', 'none', '\x00'),
+		($2, $1, false, 'https://example.com/i', '{*}', 'conversation', '\x00')`, tenantID, other)
 	insert := `INSERT INTO events (id, tenant_id, page_id, app_id, dedup_key, type, received_at, body, sender)
 		SELECT gen_random_uuid(), $1, '1', '1', g::text || $2, 'messaging_postbacks', now(), '{}', 'psid-' || (g % 500)
 		FROM generate_series(1, $3::int) g`
@@ -56,7 +57,15 @@ func TestPlansSurviveStaleStatistics(t *testing.T) {
 		}
 		return strings.Join(lines, "\n")
 	}
-	claim := plan(claimSQL, []uuid.UUID{tenantID}, []int32{128}, 128, time.Minute)
+	claim := plan(claimSQL, []uuid.UUID{tenantID}, []int32{128}, 128, time.Minute, []bool{false})
+	// An ordered endpoint's claim asks, of each candidate, whether anything
+	// is open before it in its conversation: one probe of the conversation
+	// index, not a read of the conversation's deliveries.
+	ordered := plan(claimSQL, []uuid.UUID{other}, []int32{128}, 128, time.Minute, []bool{true})
+	if !strings.Contains(ordered, "deliveries_conversation_idx") || !strings.Contains(ordered, "deliveries_due_idx") ||
+		strings.Contains(ordered, "Seq Scan") {
+		t.Errorf("ordered claim: the plan does not check the conversation by its index:\n%s", ordered)
+	}
 	outcome := plan(recordSQL, []uuid.UUID{tenantID}, []uuid.UUID{uuid.New()}, []time.Time{time.Now()},
 		[]*string{nil}, []*int32{nil}, []time.Time{time.Now()})
 	purge := plan(purgeCandidatesSQL, tenantID, uuid.Must(uuid.NewV7()), time.Now(), "delivered", 5000, nil)

@@ -48,7 +48,16 @@ type Claimed struct {
 
 // claimSQL takes, for each endpoint in $1 with quota $2, up to quota of
 // its oldest due deliveries that no one holds (SKIP LOCKED: other workers'
-// claims in progress are passed over), ranks each endpoint's, and keeps
+// claims in progress are passed over) and, where the endpoint is ordered
+// ($5), that head their conversation: no open delivery (pending or
+// failed, due, waiting for a retry or leased, whoever holds it) comes
+// before them in it (migration 16). That check reads the statement's
+// snapshot, not locks (one probe of the conversation index, the only
+// index on conversation: TestPlansSurviveStaleStatistics): a head another
+// worker is claiming right now is
+// still open in it, and one settled since is settled, so a later delivery
+// is never handed out while an earlier one may still be sent; held-back
+// deliveries are simply passed over. It ranks each endpoint's, and keeps
 // the $3 best by rank: every endpoint's first before any endpoint's
 // second. The kept rows are leased in the same statement: next_attempt_at
 // and leased_until both become now() + $4, so a held row is simply not
@@ -57,13 +66,17 @@ type Claimed struct {
 // does the attempt's number, counted up here and down again by a release;
 // the body, which never changes, from events.
 const claimSQL = `WITH quota AS (
-	SELECT * FROM unnest($1::uuid[], $2::int[]) AS q(endpoint_id, k)
+	SELECT * FROM unnest($1::uuid[], $2::int[], $5::bool[]) AS q(endpoint_id, k, ordered)
 ), candidates AS (
 	SELECT c.endpoint_id, c.event_id, c.next_attempt_at,
 	       row_number() OVER (PARTITION BY c.endpoint_id ORDER BY c.next_attempt_at, c.event_id) AS rank
 	FROM quota q CROSS JOIN LATERAL (
 		SELECT d.endpoint_id, d.event_id, d.next_attempt_at FROM deliveries d
 		WHERE d.endpoint_id = q.endpoint_id AND d.status IN ('pending', 'failed') AND d.next_attempt_at <= now()
+		  AND (NOT q.ordered OR d.conversation IS NULL OR NOT EXISTS (
+			SELECT 1 FROM deliveries h
+			WHERE h.conversation = d.conversation AND h.status IN ('pending', 'failed')
+			  AND (h.seq, h.event_id) < (d.seq, d.event_id)))
 		ORDER BY d.next_attempt_at
 		LIMIT q.k
 		FOR UPDATE SKIP LOCKED
@@ -82,11 +95,11 @@ SELECT l.tenant_id::text, l.endpoint_id, l.event_id, l.attempts, l.attempted, e.
 FROM leased l JOIN events e ON e.tenant_id = l.tenant_id AND e.id = l.event_id`
 
 // Claim leases, for each endpoints[i], up to quota[i] of its due
-// deliveries, at most limit in all and every endpoint's first before any
-// endpoint's second, for lease; each is handed to got (its byte slices are
-// its own).
-func (s *Store) Claim(ctx context.Context, endpoints []uuid.UUID, quota []int32, limit int, lease time.Duration, got func(*Claimed)) error {
-	rows, err := s.pool.Query(ctx, claimSQL, replan, endpoints, quota, limit, lease)
+// deliveries (only the heads of their conversations where ordered[i]), at
+// most limit in all and every endpoint's first before any endpoint's
+// second, for lease; each is handed to got (its byte slices are its own).
+func (s *Store) Claim(ctx context.Context, endpoints []uuid.UUID, quota []int32, ordered []bool, limit int, lease time.Duration, got func(*Claimed)) error {
+	rows, err := s.pool.Query(ctx, claimSQL, replan, endpoints, quota, limit, lease, ordered)
 	if err != nil {
 		return fmt.Errorf("claim deliveries: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -403,35 +404,78 @@ func (s *Store) Get(ctx context.Context, tenantID string, id uuid.UUID) (Event, 
 const takesSQL = `(e.type = ANY (ep.events) OR ('*' = ANY (ep.events) AND e.type NOT LIKE 'postgate.%'))
 	AND (ep.pages = '{}' OR e.page_id = ANY (ep.pages)) AND (NOT e.test OR ep.deliver_test_events)`
 
+// conversationSQL is the conversation of event e's delivery to endpoint
+// ep, as the fan-out sets it (migration 16): endpoint, Page and person,
+// for an ordered endpoint and an event with a person; NULL otherwise.
+const conversationSQL = `CASE WHEN ep.ordering = 'conversation' AND e.sender IS NOT NULL
+	THEN deliveries_conversation(ep.id, e.page_id, e.sender) END`
+
 // requeueSet is what a replay does to a delivery: due now, unleased, with
 // a retry count of 0 and a new expiry clock. Its attempt numbering (the
 // attempted column) carries on; an attempt in flight loses its lease, so
 // its outcome changes nothing. The id (the webhook-id) does not change,
-// and the dedup key is not consulted, so a replay bypasses dedup.
+// and the dedup key is not consulted, so a replay bypasses dedup. An
+// ordered delivery goes to the back of its conversation (as the endpoint
+// is now: %[1]s is its conversation): seq %[2]s, drawn once the
+// transaction holds its conversations (lockConversations), behind the
+// latest delivery still open in it.
 const requeueSet = `status = 'pending', next_attempt_at = now(), leased_until = NULL, attempts = 0,
-	queued_at = now(), settled_at = NULL`
+	queued_at = now(), settled_at = NULL, conversation = %[1]s,
+	seq = CASE WHEN %[1]s IS NOT NULL THEN coalesce(%[2]s::bigint, nextval('deliveries_seq')) END,
+	behind = CASE WHEN %[1]s IS NOT NULL THEN (SELECT h.event_id FROM deliveries h
+		WHERE h.conversation = %[1]s AND h.status IN ('pending', 'failed')
+		  AND h.event_id <> d.event_id
+		ORDER BY h.seq DESC, h.event_id DESC LIMIT 1) END`
 
-// replayAllSQL requeues every delivery of event $1 of tenant $2; the
-// UPDATE locks them (deliveries before events).
-const replayAllSQL = `UPDATE deliveries d SET ` + requeueSet + `
-FROM endpoints ep WHERE ep.tenant_id = $2 AND ep.deleted_at IS NULL AND d.endpoint_id = ep.id AND d.event_id = $1`
+// replayTargetsSQL lists, with their conversations, the endpoints a replay
+// of event $1 of tenant $2 goes to: $3 if given; else those it has a
+// delivery for ($4), or, when it has none, those that take it now. The
+// deliveries it has are locked (deliveries before events).
+const replayTargetsSQL = `WITH have AS (
+	SELECT d.endpoint_id FROM endpoints ep JOIN deliveries d ON d.endpoint_id = ep.id AND d.event_id = $1
+	WHERE ep.tenant_id = $2 AND ep.deleted_at IS NULL AND $3::uuid IS NULL
+	ORDER BY d.endpoint_id FOR UPDATE OF d
+)
+SELECT ep.id, ` + conversationSQL + ` FROM events e JOIN endpoints ep ON ep.tenant_id = e.tenant_id
+WHERE e.id = $1 AND e.tenant_id = $2 AND ep.deleted_at IS NULL AND (ep.id = $3
+	OR ($3 IS NULL AND ep.id IN (SELECT endpoint_id FROM have))
+	OR ($3 IS NULL AND NOT EXISTS (SELECT 1 FROM have) AND ` + takesSQL + `))
+ORDER BY ep.id`
 
-// replayNewSQL queues event $1 of tenant $2 for endpoint $3 (every
-// endpoint of the tenant that takes it, when $3 is NULL): a new delivery
-// whose attempt numbers carry on from the highest logged for that
-// endpoint, or the existing one requeued.
-const replayNewSQL = `INSERT INTO deliveries (tenant_id, event_id, endpoint_id, attempted)
+// replaySQL queues event $1 of tenant $2 for the endpoints $3, in
+// conversations seq $4: a new delivery whose attempt numbers carry on from
+// the highest logged for that endpoint, or the existing one requeued.
+var replaySQL = `INSERT INTO deliveries AS d (tenant_id, event_id, endpoint_id, attempted, conversation, seq, behind)
 SELECT e.tenant_id, e.id, ep.id, (SELECT coalesce(max(a.attempt), 0) FROM delivery_attempts a
-	WHERE a.tenant_id = e.tenant_id AND a.event_id = e.id AND a.endpoint_id = ep.id)
+	WHERE a.tenant_id = e.tenant_id AND a.event_id = e.id AND a.endpoint_id = ep.id),
+	` + conversationSQL + `, CASE WHEN ` + conversationSQL + ` IS NOT NULL THEN coalesce($4::bigint, nextval('deliveries_seq')) END,
+	CASE WHEN ` + conversationSQL + ` IS NOT NULL THEN (SELECT h.event_id FROM deliveries h
+		WHERE h.conversation = ` + conversationSQL + ` AND h.status IN ('pending', 'failed')
+		  AND h.event_id <> e.id
+		ORDER BY h.seq DESC, h.event_id DESC LIMIT 1) END
 FROM events e JOIN endpoints ep ON ep.tenant_id = e.tenant_id
-WHERE e.id = $1 AND e.tenant_id = $2 AND ep.deleted_at IS NULL AND (ep.id = $3 OR ($3 IS NULL AND ` + takesSQL + `))
-ON CONFLICT (endpoint_id, event_id) DO UPDATE SET ` + requeueSet
+WHERE e.id = $1 AND e.tenant_id = $2 AND ep.id = ANY ($3) AND ep.deleted_at IS NULL
+ON CONFLICT (endpoint_id, event_id) DO UPDATE SET ` + fmt.Sprintf(requeueSet, "excluded.conversation", "$4")
+
+// lockConversations holds the conversations (NULL ones are skipped) for
+// the rest of tx and returns the seq that queues behind everything
+// committed into them (migration 16's deliveries_order), or nil when
+// there are none.
+func lockConversations(ctx context.Context, tx pgx.Tx, conversations []*int64) (*int64, error) {
+	var seq *int64
+	if !slices.ContainsFunc(conversations, func(c *int64) bool { return c != nil }) {
+		return nil, nil
+	}
+	err := tx.QueryRow(ctx, `SELECT deliveries_order($1)`, conversations).Scan(&seq)
+	return seq, err
+}
 
 // Replay puts one event of a tenant back in the delivery queue: to
 // endpoint (which must be the tenant's) when given, else to every endpoint
 // it has a delivery for, or, if it has none (its endpoints were deleted,
 // or changed in the instant it was accepted), to every endpoint that
-// takes it now.
+// takes it now. An ordered endpoint gets it at the back of its
+// conversation.
 func (s *Store) Replay(ctx context.Context, tenantID string, id uuid.UUID, endpoint uuid.UUID) (Event, error) {
 	tid, err := parseTenant(tenantID, "event")
 	if err != nil {
@@ -457,16 +501,31 @@ func (s *Store) Replay(ctx context.Context, tenantID string, id uuid.UUID, endpo
 				if !exists {
 					return invalid("endpoint_id", "is not an endpoint of this tenant")
 				}
-			} else {
-				tag, err := tx.Exec(ctx, replayAllSQL, replan, id, tid)
-				if err != nil {
-					return err
-				}
-				if tag.RowsAffected() > 0 {
-					return nil
-				}
 			}
-			_, err := tx.Exec(ctx, replayNewSQL, replan, id, tid, epArg)
+			rows, err := tx.Query(ctx, replayTargetsSQL, replan, id, tid, epArg)
+			if err != nil {
+				return err
+			}
+			var (
+				eps   [][16]byte
+				convs []*int64
+				ep    [16]byte
+				conv  *int64
+			)
+			if _, err := pgx.ForEachRow(rows, []any{&ep, &conv}, func() error {
+				eps, convs = append(eps, ep), append(convs, conv)
+				return nil
+			}); err != nil {
+				return err
+			}
+			if len(eps) == 0 {
+				return nil
+			}
+			seq, err := lockConversations(ctx, tx, convs)
+			if err != nil {
+				return err
+			}
+			_, err = tx.Exec(ctx, replaySQL, replan, id, tid, eps, seq)
 			return err
 		})
 	})
@@ -490,22 +549,21 @@ type ReplayFilter struct {
 	Until      time.Time
 }
 
-// replayManySQL requeues the deliveries a ReplayFilter picks, locked in
-// key order, and returns their events.
-const replayManySQL = `WITH picked AS (
-	SELECT d.endpoint_id, d.event_id FROM endpoints ep
+// replayPickSQL locks, in key order, the deliveries a ReplayFilter picks,
+// and returns them with their conversations.
+const replayPickSQL = `SELECT d.endpoint_id, d.event_id, ` + conversationSQL + ` FROM endpoints ep
 	JOIN deliveries d ON d.endpoint_id = ep.id
 	JOIN events e ON e.tenant_id = ep.tenant_id AND e.id = d.event_id
 	WHERE ep.tenant_id = $1 AND ep.deleted_at IS NULL AND ($2::uuid IS NULL OR ep.id = $2) AND d.status = $3
 	  AND ($4::timestamptz IS NULL OR e.received_at >= $4) AND ($5::timestamptz IS NULL OR e.received_at < $5)
 	ORDER BY d.endpoint_id, d.event_id
-	FOR UPDATE OF d
-), requeued AS (
-	UPDATE deliveries d SET ` + requeueSet + `
-	FROM picked p WHERE d.endpoint_id = p.endpoint_id AND d.event_id = p.event_id
-	RETURNING d.event_id
-)
-SELECT DISTINCT event_id FROM requeued`
+	FOR UPDATE OF d`
+
+// replayManySQL requeues the deliveries ($1, $2) with their conversations
+// $3, in seq $4.
+var replayManySQL = `UPDATE deliveries d SET ` + fmt.Sprintf(requeueSet, "p.conversation", "$4") + `
+FROM unnest($1::uuid[], $2::uuid[], $3::int8[]) AS p(endpoint_id, event_id, conversation)
+WHERE d.endpoint_id = p.endpoint_id AND d.event_id = p.event_id`
 
 // ReplayMany requeues every delivery f picks and returns how many.
 func (s *Store) ReplayMany(ctx context.Context, tenantID string, f ReplayFilter) (int64, error) {
@@ -535,18 +593,36 @@ func (s *Store) ReplayMany(ctx context.Context, tenantID string, f ReplayFilter)
 					return invalid("endpoint_id", "is not an endpoint of this tenant")
 				}
 			}
-			rows, err := tx.Query(ctx, replayManySQL, replan, tid, ep, string(f.Status), since, until)
+			rows, err := tx.Query(ctx, replayPickSQL, replan, tid, ep, string(f.Status), since, until)
 			if err != nil {
 				return err
 			}
-			ids, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([16]byte, error) {
-				var id [16]byte
-				return id, r.Scan(&id)
-			})
+			var (
+				eps, ids [][16]byte
+				convs    []*int64
+				epID, id [16]byte
+				conv     *int64
+				distinct = map[[16]byte]bool{}
+			)
+			if _, err := pgx.ForEachRow(rows, []any{&epID, &id, &conv}, func() error {
+				eps, ids, convs = append(eps, epID), append(ids, id), append(convs, conv)
+				distinct[id] = true
+				return nil
+			}); err != nil {
+				return err
+			}
+			if len(ids) == 0 {
+				n = 0
+				return nil
+			}
+			seq, err := lockConversations(ctx, tx, convs)
 			if err != nil {
 				return err
 			}
-			n = int64(len(ids))
+			if _, err := tx.Exec(ctx, replayManySQL, replan, eps, ids, convs, seq); err != nil {
+				return err
+			}
+			n = int64(len(distinct))
 			return nil
 		})
 	})

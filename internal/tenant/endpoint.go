@@ -153,9 +153,7 @@ func (s *Service) checkEndpoint(ctx context.Context, e *Endpoint, checkURL bool)
 	switch e.Ordering {
 	case "":
 		e.Ordering = OrderingNone
-	case OrderingNone:
-	case OrderingConversation:
-		return invalid("ordering", "conversation is not available yet; use none")
+	case OrderingNone, OrderingConversation:
 	default:
 		return invalid("ordering", "must be none or conversation")
 	}
