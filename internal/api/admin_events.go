@@ -7,6 +7,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/google/uuid"
+
 	"github.com/postgate/postgate/internal/event"
 )
 
@@ -104,7 +106,31 @@ type Delivery struct {
 	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
 	DeliveredAt   *time.Time `json:"delivered_at,omitempty"`
 	DeadAt        *time.Time `json:"dead_at,omitempty"`
+	Held          *Held      `json:"held,omitempty" doc:"For an endpoint with ordering conversation: what this delivery waited behind in its conversation, and for how long. Absent when it was queued at the head."`
 	Attempts      []Attempt  `json:"attempts" doc:"This endpoint's attempts, oldest first."`
+}
+
+// Held is an ordered delivery's wait behind earlier events of its
+// conversation. Waiting is not an attempt.
+type Held struct {
+	Behind  string     `json:"behind" doc:"The event it was queued behind: the latest of its conversation still to deliver then."`
+	Waiting bool       `json:"waiting" doc:"Whether it still waits."`
+	Head    string     `json:"head,omitempty" doc:"While it waits: the event at the head of its conversation now, the one holding it back."`
+	Since   time.Time  `json:"since" doc:"When it was queued (accepted or replayed)."`
+	Until   *time.Time `json:"until,omitempty" doc:"When it was released: its first attempt, or when it settled without one."`
+	Seconds float64    `json:"seconds" doc:"How long it waited, or has waited so far."`
+}
+
+func heldOf(h *event.Hold, now time.Time) *Held {
+	if h == nil {
+		return nil
+	}
+	out := &Held{Behind: event.FormatID(h.Behind), Waiting: h.Head != uuid.Nil, Since: h.Since, Until: h.Until,
+		Seconds: h.Waited(now).Seconds()}
+	if out.Waiting {
+		out.Head = event.FormatID(h.Head)
+	}
+	return out
 }
 
 // EventDetail is one event with its payload, deliveries and attempts.
@@ -137,9 +163,10 @@ func (h *adminAPI) getEvent(ctx context.Context, in *EventParams) (*eventOut, er
 		}
 	}
 	at := make(map[string]int, len(e.Deliveries))
+	now := time.Now()
 	for _, d := range e.Deliveries {
 		dl := Delivery{EndpointID: event.FormatEndpointID(d.EndpointID), Status: string(d.Status), AttemptCount: d.Attempts,
-			DeliveredAt: d.DeliveredAt, DeadAt: d.DeadAt, Attempts: []Attempt{}}
+			DeliveredAt: d.DeliveredAt, DeadAt: d.DeadAt, Held: heldOf(d.Held, now), Attempts: []Attempt{}}
 		if !d.Status.Settled() {
 			next := d.NextAttemptAt
 			dl.NextAttemptAt = &next

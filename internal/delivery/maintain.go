@@ -38,6 +38,9 @@ func (w *Worker) maintain(ctx context.Context) {
 			} else if n > 0 {
 				w.log.Warn("deliveries of deleted endpoints removed", "deliveries", n)
 			}
+			if _, err := w.events.SweepConversationLocks(ctx); err != nil && ctx.Err() == nil {
+				w.log.Error("sweep idle conversation locks", "err", err)
+			}
 			purge.Reset(w.cfg.PurgeEvery)
 		}
 	}
@@ -64,15 +67,17 @@ func (w *Worker) reportBreakers(ctx context.Context) {
 func (w *Worker) updateStats(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	n, age, err := w.events.Backlog(ctx)
+	b, err := w.events.Backlog(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			w.log.Warn("delivery backlog gauges", "err", err)
 		}
 		return
 	}
-	w.m.backlog.Set(float64(n))
-	w.m.backlogAge.Set(age.Seconds())
+	w.m.backlog.Set(float64(b.Deliveries))
+	w.m.backlogAge.Set(b.OldestDue.Seconds())
+	w.m.heldBack.Set(float64(b.HeldBack))
+	w.m.heldBackAge.Set(b.OldestHeld.Seconds())
 }
 
 // Expire makes dead the events of failing endpoints that have waited

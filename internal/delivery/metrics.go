@@ -12,6 +12,8 @@ type metrics struct {
 	inFlight       prometheus.Gauge
 	backlog        prometheus.Gauge
 	backlogAge     prometheus.Gauge
+	heldBack       prometheus.Gauge
+	heldBackAge    prometheus.Gauge
 	claims         prometheus.Histogram
 	flushErrors    prometheus.Counter
 	redisErrors    prometheus.Counter
@@ -56,7 +58,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		backlogAge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "postgate_delivery_backlog_age_seconds",
-			Help: "How long the oldest due event has been due.",
+			Help: "How long the oldest due event has been due (not counting events held back behind their conversation's head).",
+		}),
+		heldBack: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "postgate_delivery_conversations_held_back",
+			Help: "Conversations of endpoints with ordering conversation whose later events wait behind an undelivered head, all tenants.",
+		}),
+		heldBackAge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "postgate_delivery_held_back_age_seconds",
+			Help: "How long the oldest event held back behind its conversation's head has waited since it was queued.",
 		}),
 		claims: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "postgate_delivery_claim_events",
@@ -77,6 +87,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"status"}),
 	}
 	reg.MustRegister(m.attempts, m.attemptSeconds, m.latency, m.dead, m.deferred, m.breaker, m.inFlight,
-		m.backlog, m.backlogAge, m.claims, m.flushErrors, m.redisErrors, m.purged)
+		m.backlog, m.backlogAge, m.heldBack, m.heldBackAge, m.claims, m.flushErrors, m.redisErrors, m.purged)
 	return m
 }

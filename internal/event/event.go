@@ -142,6 +142,33 @@ type Delivery struct {
 	NextAttemptAt time.Time // for a delivery still to make
 	DeliveredAt   *time.Time
 	DeadAt        *time.Time
+	// Held is what a delivery to an ordered endpoint waited behind in its
+	// conversation; nil when it was queued at the head.
+	Held *Hold
+}
+
+// Hold is an ordered delivery's wait behind earlier events of its
+// conversation (SPEC "Ordering"): waiting is not an attempt.
+type Hold struct {
+	// Behind is the event it was queued behind: the latest of its
+	// conversation still open then.
+	Behind uuid.UUID
+	// Head is, while it still waits, the event at the head of its
+	// conversation now (the one being tried); uuid.Nil once released.
+	Head uuid.UUID
+	// Since is when it was queued (accepted or replayed); Until when it
+	// was released: its first attempt since, or when it settled without
+	// one (expired); nil while it still waits.
+	Since time.Time
+	Until *time.Time
+}
+
+// Waited is how long the delivery has waited, as of now.
+func (h *Hold) Waited(now time.Time) time.Duration {
+	if h.Until != nil {
+		return h.Until.Sub(h.Since)
+	}
+	return now.Sub(h.Since)
 }
 
 // Attempt is one delivery attempt of an event.

@@ -297,6 +297,30 @@ func (s *Store) SweepOrphans(ctx context.Context) (int64, error) {
 	return tag.RowsAffected(), nil
 }
 
+// idleLocksSQL deletes up to $1 of the conversation locks (migration 16)
+// no transaction has taken for a day. A lock is only a row to lock: seq
+// is global, so one made again later orders as well. A transaction
+// holding one keeps it (the DELETE waits, then sees it touched now).
+const idleLocksSQL = `DELETE FROM conversation_locks WHERE conversation IN (
+	SELECT conversation FROM conversation_locks WHERE touched_at < now() - interval '1 day' LIMIT $1)
+	AND touched_at < now() - interval '1 day'`
+
+// SweepConversationLocks deletes the conversation locks idle for a day,
+// in batches, and returns how many.
+func (s *Store) SweepConversationLocks(ctx context.Context) (int64, error) {
+	var n int64
+	for {
+		tag, err := s.pool.Exec(ctx, idleLocksSQL, PurgeBatch)
+		if err != nil {
+			return n, fmt.Errorf("sweep conversation locks: %w", err)
+		}
+		n += tag.RowsAffected()
+		if tag.RowsAffected() < PurgeBatch {
+			return n, nil
+		}
+	}
+}
+
 // PurgeBatch bounds one Purge statement.
 const PurgeBatch = 5000
 
@@ -381,15 +405,44 @@ func uuidV7Floor(t time.Time) [16]byte {
 	return u
 }
 
-// Backlog is the number of deliveries still to make and the age of its oldest due
-// row (0 when nothing is due).
-func (s *Store) Backlog(ctx context.Context) (n int64, oldestDue time.Duration, err error) {
-	var age float64
-	err = s.pool.QueryRow(ctx, `SELECT count(*),
-		coalesce(extract(epoch FROM now() - min(next_attempt_at) FILTER (WHERE next_attempt_at <= now())), 0)::float8
-		FROM deliveries WHERE status IN ('pending', 'failed')`).Scan(&n, &age)
-	if err != nil {
-		return 0, 0, fmt.Errorf("delivery backlog: %w", err)
+// Backlog is the delivery queue as the workers' gauges show it.
+type Backlog struct {
+	// Deliveries still to make, and how long the oldest due one that is
+	// not held back has been due (0 when none).
+	Deliveries int64
+	OldestDue  time.Duration
+	// HeldBack counts the conversations of ordered endpoints with
+	// deliveries waiting behind their head; OldestHeld is how long the
+	// oldest of those has waited since it was queued (0 when none).
+	HeldBack   int64
+	OldestHeld time.Duration
+}
+
+// backlogSQL reads the due index once; a delivery of an ordered endpoint
+// is held back when an open one is before it in its conversation (one
+// probe of the conversation index each).
+const backlogSQL = `WITH q AS (
+	SELECT d.next_attempt_at, d.queued_at, d.conversation,
+		d.conversation IS NOT NULL
+		AND EXISTS (SELECT 1 FROM endpoints ep WHERE ep.id = d.endpoint_id AND ep.ordering = 'conversation')
+		AND EXISTS (SELECT 1 FROM deliveries h WHERE h.conversation = d.conversation AND h.status IN ('pending', 'failed')
+			AND (h.seq, h.event_id) < (d.seq, d.event_id)) AS held
+	FROM deliveries d WHERE d.status IN ('pending', 'failed')
+)
+SELECT count(*),
+	coalesce(extract(epoch FROM now() - min(next_attempt_at) FILTER (WHERE next_attempt_at <= now() AND NOT held)), 0)::float8,
+	count(DISTINCT conversation) FILTER (WHERE held),
+	coalesce(extract(epoch FROM now() - min(queued_at) FILTER (WHERE held)), 0)::float8
+FROM q`
+
+// Backlog reads the delivery queue's gauges.
+func (s *Store) Backlog(ctx context.Context) (Backlog, error) {
+	var b Backlog
+	var due, held float64
+	if err := s.pool.QueryRow(ctx, backlogSQL).Scan(&b.Deliveries, &due, &b.HeldBack, &held); err != nil {
+		return Backlog{}, fmt.Errorf("delivery backlog: %w", err)
 	}
-	return n, time.Duration(age * float64(time.Second)), nil
+	b.OldestDue = time.Duration(due * float64(time.Second))
+	b.OldestHeld = time.Duration(held * float64(time.Second))
+	return b, nil
 }

@@ -122,6 +122,9 @@ type deliveryRow struct {
 	Attempts      int32      `gorm:"column:attempts"`
 	NextAttemptAt time.Time  `gorm:"column:next_attempt_at"`
 	SettledAt     *time.Time `gorm:"column:settled_at"`
+	QueuedAt      time.Time  `gorm:"column:queued_at"`
+	Behind        *uuid.UUID `gorm:"column:behind"`
+	Head          *uuid.UUID `gorm:"column:head"`
 }
 
 type attemptRow struct {
@@ -348,8 +351,12 @@ func (s *Store) idsByMid(ctx context.Context, tid uuid.UUID, pages []string, mid
 const MaxAttemptsShown = 200
 
 // deliveriesOfSQL reads the deliveries of event $2 of tenant $1, through
-// the tenant's endpoints (the key's first column).
-const deliveriesOfSQL = `SELECT d.endpoint_id, d.status, d.attempts, d.next_attempt_at, d.settled_at
+// the tenant's endpoints (the key's first column); for an ordered one
+// still to make, the head of its conversation now.
+const deliveriesOfSQL = `SELECT d.endpoint_id, d.status, d.attempts, d.next_attempt_at, d.settled_at, d.queued_at, d.behind,
+	CASE WHEN d.conversation IS NOT NULL AND d.status IN ('pending', 'failed') THEN (
+		SELECT h.event_id FROM deliveries h WHERE h.conversation = d.conversation AND h.status IN ('pending', 'failed')
+		ORDER BY h.seq, h.event_id LIMIT 1) END AS head
 FROM endpoints ep JOIN deliveries d ON d.endpoint_id = ep.id AND d.event_id = ?
 WHERE ep.tenant_id = ? ORDER BY ep.is_default DESC, d.endpoint_id`
 
@@ -393,9 +400,35 @@ func (s *Store) Get(ctx context.Context, tenantID string, id uuid.UUID) (Event, 
 		default:
 			dl.NextAttemptAt = d.NextAttemptAt
 		}
+		if d.Behind != nil {
+			dl.Held = holdOf(id, &d, out)
+		}
 		e.Deliveries = append(e.Deliveries, dl)
 	}
 	return e, out, nil
+}
+
+// holdOf is the wait of event id's delivery d (queued behind d.Behind),
+// released by its first attempt since it was queued (of attempts, oldest
+// first), or by settling without one; on while an earlier delivery heads
+// its conversation.
+func holdOf(id uuid.UUID, d *deliveryRow, attempts []Attempt) *Hold {
+	h := &Hold{Behind: *d.Behind, Since: d.QueuedAt}
+	for i := range attempts {
+		if a := &attempts[i]; a.EndpointID == d.EndpointID && !a.At.Before(d.QueuedAt) {
+			h.Until = &a.At
+			return h
+		}
+	}
+	switch {
+	case d.Status == string(StatusDelivered) || d.Status == string(StatusDead):
+		h.Until = d.SettledAt
+	case d.Head != nil && *d.Head != id:
+		h.Head = *d.Head
+	}
+	// Otherwise it heads its conversation: released, its first attempt
+	// not logged yet.
+	return h
 }
 
 // takesSQL is the fan-out's filter (the events insert trigger, migration

@@ -32,9 +32,11 @@ var prometheusMade = []string{
 // Summed over pods such a gauge counts once per pod: an expression must
 // first take its max (or min, avg) with those labels aggregated away.
 var fleetGauges = map[string][]string{
-	"postgate_delivery_backlog_events":      {"instance", "pod"},         // workers
-	"postgate_delivery_backlog_age_seconds": {"instance", "pod"},         // workers
-	"postgate_endpoints_disabled":           {"instance", "pod", "role"}, // ingress and workers
+	"postgate_delivery_backlog_events":          {"instance", "pod"},         // workers
+	"postgate_delivery_backlog_age_seconds":     {"instance", "pod"},         // workers
+	"postgate_delivery_conversations_held_back": {"instance", "pod"},         // workers
+	"postgate_delivery_held_back_age_seconds":   {"instance", "pod"},         // workers
+	"postgate_endpoints_disabled":               {"instance", "pod", "role"}, // ingress and workers
 	// Meta health, kept in Postgres by whichever replica ran the check.
 	"postgate_meta_subscription_active": {"instance", "pod", "role"},
 	"postgate_meta_pages_silent":        {"instance", "pod", "role"},
