@@ -7,8 +7,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
-
 	"github.com/postgate/postgate/internal/event"
 )
 
@@ -125,9 +123,9 @@ func heldOf(h *event.Hold, now time.Time) *Held {
 	if h == nil {
 		return nil
 	}
-	out := &Held{Behind: event.FormatID(h.Behind), Waiting: h.Head != uuid.Nil, Since: h.Since, Until: h.Until,
+	out := &Held{Behind: event.FormatID(h.Behind), Waiting: h.Waiting(), Since: h.Since, Until: h.Until,
 		Seconds: h.Waited(now).Seconds()}
-	if out.Waiting {
+	if h.Waiting() {
 		out.Head = event.FormatID(h.Head)
 	}
 	return out

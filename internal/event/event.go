@@ -163,6 +163,9 @@ type Hold struct {
 	Until *time.Time
 }
 
+// Waiting reports whether it still waits behind Head.
+func (h *Hold) Waiting() bool { return h.Head != uuid.Nil }
+
 // Waited is how long the delivery has waited, as of now.
 func (h *Hold) Waited(now time.Time) time.Duration {
 	if h.Until != nil {

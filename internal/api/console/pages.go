@@ -54,6 +54,10 @@ var funcs = template.FuncMap{
 	"evid":  func(e event.Event) string { return event.FormatID(e.ID) },
 	"dur":   func(d time.Duration) string { return d.Round(time.Millisecond).String() },
 	"age":   func(d time.Duration) string { return d.Round(time.Second).String() },
+	"fmtid": event.FormatID,
+	"waited": func(h *event.Hold) string {
+		return h.Waited(time.Now()).Round(time.Millisecond).String()
+	},
 	"join":  strings.Join,
 	"query": func(v map[string]string) template.URL { return template.URL(queryOf(v)) },
 }
@@ -355,7 +359,8 @@ func (c *Console) editTenant(ctx *fiber.Ctx) error {
 	return c.back(ctx, "renamed")
 }
 
-// editEndpoint changes an endpoint's URL, description and event types.
+// editEndpoint changes an endpoint's URL, description, event types and
+// ordering.
 func (c *Console) editEndpoint(ctx *fiber.Ctx) error {
 	url, desc := strings.TrimSpace(ctx.FormValue("url")), ctx.FormValue("description")
 	var types []string
@@ -363,6 +368,9 @@ func (c *Console) editEndpoint(ctx *fiber.Ctx) error {
 		types = append(types, string(e))
 	}
 	p := tenant.EndpointPatch{URL: &url, Description: &desc, Events: &types}
+	if o := tenant.Ordering(ctx.FormValue("ordering")); o != "" {
+		p.Ordering = &o
+	}
 	if _, _, err := c.d.Tenants.UpdateEndpoint(ctxOf(ctx), ctx.Params("tenant"), ctx.Params("endpoint"), p); err != nil {
 		return c.fail(ctx, err)
 	}
@@ -452,7 +460,8 @@ func (c *Console) createEndpoint(ctx *fiber.Ctx) error {
 		types = append(types, string(e))
 	}
 	in := tenant.EndpointInput{URL: strings.TrimSpace(ctx.FormValue("url")), Description: ctx.FormValue("description"),
-		Format: tenant.Format(ctx.FormValue("format")), Signature: tenant.Signature(ctx.FormValue("signature"))}
+		Format: tenant.Format(ctx.FormValue("format")), Signature: tenant.Signature(ctx.FormValue("signature")),
+		Ordering: tenant.Ordering(ctx.FormValue("ordering"))}
 	if len(types) > 0 {
 		in.Events = &types
 	}
