@@ -145,15 +145,7 @@ func TestE2EConsole(t *testing.T) {
 	if code := postRaw(g.url("/webhook/"+appID), body, map[string]string{"X-Hub-Signature-256": sign(appSecret, body)}); code != http.StatusOK {
 		t.Fatalf("signed postback: got %d, want 200", code)
 	}
-	gotMid := func(r *receiver) int {
-		n := 0
-		for _, d := range r.deliveries() {
-			if d.doc.mid() == mid {
-				n++
-			}
-		}
-		return n
-	}
+	gotMid := func(r *receiver) int { return midCount(r, mid) }
 	if !waitUntil(15*time.Second, func() bool { return gotMid(bot) == 1 && gotMid(analytics) == 1 }) {
 		t.Fatalf("postback delivered %d times to the default endpoint and %d to the new one, want once each", gotMid(bot), gotMid(analytics))
 	}
@@ -187,6 +179,57 @@ func TestE2EConsole(t *testing.T) {
 	op.reloadUntil(15*time.Second, func() bool { return perEndpoint() == "2,2" }, "a second attempt row per endpoint after the replay")
 	if !waitUntil(5*time.Second, func() bool { return gotMid(bot) == 2 && gotMid(analytics) == 2 }) {
 		t.Errorf("after the replay: %d and %d deliveries of the mid, want 2 each", gotMid(bot), gotMid(analytics))
+	}
+
+	// The analytics endpoint is made ordered per conversation in its edit
+	// form; while it fails, a person's second message waits behind the
+	// first, and the second's page says so, linking the first. Then both
+	// arrive, in order; the default endpoint (unordered) is not held.
+	op.open(tenantPath)
+	op.eval(`(() => { const d = document.querySelector('form[action="` + tenantPath + `/endpoints/` + epID + `/edit"]').closest("details"); d.open = true; return "" })()`)
+	op.eval(`(() => { document.querySelector("#ord-` + epID + `").value = "conversation"; return "" })()`)
+	op.submit(`form[action="`+tenantPath+`/endpoints/`+epID+`/edit"] button`, http.StatusOK)
+	op.wantNotice("Endpoint changed.")
+	if got := op.text("#endpoints table"); !strings.Contains(got, "ordered per conversation") {
+		t.Errorf("the endpoints table does not show the ordering: %q", got)
+	}
+	analytics.setMode(modeFail)
+	person := randDigits(16)
+	midA, midB := "m_first_"+randDigits(10), "m_second_"+randDigits(10)
+	now = time.Now().UnixMilli()
+	pair := []byte(fmt.Sprintf(`{"object":"page","entry":[{"id":"%[1]s","time":%[3]d,"messaging":[`+
+		`{"sender":{"id":"%[2]s"},"recipient":{"id":"%[1]s"},"timestamp":%[3]d,"postback":{"mid":"%[4]s","title":"Track order","payload":"TRACK"}},`+
+		`{"sender":{"id":"%[2]s"},"recipient":{"id":"%[1]s"},"timestamp":%[3]d,"postback":{"mid":"%[5]s","title":"Talk to a human","payload":"HUMAN"}}]}]}`,
+		pageID, person, now, midA, midB))
+	if code := postRaw(g.url("/webhook/"+appID), pair, map[string]string{"X-Hub-Signature-256": sign(appSecret, pair)}); code != http.StatusOK {
+		t.Fatalf("signed pair of postbacks: got %d, want 200", code)
+	}
+	if !waitUntil(15*time.Second, func() bool { return midCount(bot, midA) == 1 && midCount(bot, midB) == 1 }) {
+		t.Errorf("the unordered default endpoint got %d and %d of the pair, want both at once", midCount(bot, midA), midCount(bot, midB))
+	}
+	op.open(tenantPath + "/events?mid=" + midB)
+	op.submit("table.events tbody a", http.StatusOK)
+	op.reloadUntil(15*time.Second, func() bool { return op.count(".held.waiting") == 1 }, "the second message held back")
+	if got := op.text(".held.waiting"); !strings.Contains(got, "Held back") || !strings.Contains(got, "evt_") {
+		t.Errorf("the held delivery says %q, want it held back behind an event", got)
+	}
+	op.shot("event-held", true)
+	op.submit(".held.waiting a", http.StatusOK)
+	if got := op.text("main pre.json"); !strings.Contains(got, midA) {
+		t.Errorf("the held delivery's link leads to an event without the first mid:\n%s", got)
+	}
+	analytics.setMode(modeOK)
+	if !waitUntil(30*time.Second, func() bool { return midCount(analytics, midA) == 1 && midCount(analytics, midB) == 1 }) {
+		t.Fatalf("after the endpoint recovered: %d and %d of the pair delivered to it, want 1 each", midCount(analytics, midA), midCount(analytics, midB))
+	}
+	var order []string
+	for _, d := range analytics.deliveries() {
+		if m := d.doc.mid(); m == midA || m == midB {
+			order = append(order, m)
+		}
+	}
+	if len(order) != 2 || order[0] != midA {
+		t.Errorf("the ordered endpoint received %v, want %s before %s", order, midA, midB)
 	}
 
 	// A signed body that is not Meta's shape lands in quarantine.
@@ -317,6 +360,17 @@ func TestE2EConsole(t *testing.T) {
 	op.checkConsole()
 	ten.checkConsole()
 	recordSummary(fmt.Sprintf("%s: %d screens (written: %v) in %s", t.Name(), shots.n, shots.write, fmtDur(time.Since(start))))
+}
+
+// midCount is how many deliveries of mid r accepted.
+func midCount(r *receiver, mid string) int {
+	n := 0
+	for _, d := range r.deliveries() {
+		if d.doc.mid() == mid {
+			n++
+		}
+	}
+	return n
 }
 
 // checkConsoleHeaders: a console page carries the strict CSP, keeps its
