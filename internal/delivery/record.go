@@ -64,6 +64,10 @@ func (w *Worker) flushRetrying(batch []event.Outcome) {
 		err := w.events.Record(ctx, batch)
 		cancel()
 		if err == nil {
+			// A settled head releases the next event of its conversation
+			// (an ordered endpoint), claimable only now that the outcome
+			// is committed: claim again rather than wait for the poll.
+			w.poke()
 			return
 		}
 		w.m.flushErrors.Inc()
