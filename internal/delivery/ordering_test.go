@@ -2,11 +2,16 @@ package delivery_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,9 +22,12 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/postgate/postgate/internal/database"
 	"github.com/postgate/postgate/internal/delivery"
 	"github.com/postgate/postgate/internal/event"
+	"github.com/postgate/postgate/internal/secrets"
 	"github.com/postgate/postgate/internal/tenant"
 	"github.com/postgate/postgate/internal/testenv"
 	"github.com/postgate/postgate/internal/webhook"
@@ -740,6 +748,373 @@ func TestOrderingReplayGoesToBack(t *testing.T) {
 			reportViolations(t, violations(before, a, dead))
 			if perConversation, _ := rc.peaks(); perConversation != 1 {
 				t.Errorf("up to %d requests of A were in flight at once, want 1:%s", perConversation, hitsString(hits))
+			}
+		})
+	}
+}
+
+// startWorkerProcess runs a worker until t ends as another gateway process
+// would: with its own Postgres pool, registry and Redis client, sharing
+// only the database at url and the Redis keys under cfg.KeyPrefix. With
+// follow false its registry stays as loaded now, as a replica's may for up
+// to a second after a change (SPEC).
+func startWorkerProcess(t *testing.T, url string, keys *secrets.Keyring, cfg delivery.Config, follow bool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	db, err := database.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	reg := tenant.NewRegistry(tenant.RegistryConfig{RetryEvery: 100 * time.Millisecond}, db.Pool, keys, nil, nil)
+	if err := reg.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := redis.ParseURL(testenv.RedisURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { _ = rdb.Close() })
+	w, err := delivery.New(cfg, reg, event.NewStore(db), rdb, prometheus.NewRegistry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bg sync.WaitGroup
+	if follow {
+		bg.Go(func() { reg.Run(ctx) })
+	}
+	bg.Go(func() { w.Run(ctx) })
+	t.Cleanup(func() { cancel(); bg.Wait() })
+}
+
+// TestOrderingTwoWorkers: two workers, each with its own Postgres pool,
+// Redis client and registry (as two gateway processes have), deliver to
+// one ordered endpoint with concurrency 8 each. Three posters ingest 3,000
+// events over 300 conversations (100 people on each of three Pages) in
+// POSTs of random size and mix while the workers deliver; each
+// conversation belongs to one poster, so its acceptance order is the
+// order its events were posted. The receiver takes 0-3 ms and answers 500
+// to about one attempt in ten (at most three times per event, so none
+// dies). Every event arrives, with one 200 each; each conversation's in
+// acceptance order, never two of one conversation in flight at once;
+// different conversations were in flight at once, and both workers
+// delivered.
+func TestOrderingTwoWorkers(t *testing.T) {
+	t.Parallel()
+	const (
+		people  = 100
+		perConv = 10
+		posters = 3
+	)
+	url := testenv.PostgresURL(t)
+	db, err := database.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	keys := testenv.Keyring(t)
+	e := envOn(t, db, keys)
+	f := e.newFeed()
+	rc := newConvReceiver(t, func(h *hit) int {
+		select {
+		case <-h.ctx.Done():
+			return 0
+		case <-time.After(time.Duration(mrand.IntN(3000)) * time.Microsecond):
+		}
+		if h.attempt <= 3 && mrand.IntN(10) == 0 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	})
+	f.endpoint(rc.srv.URL, tenant.OrderingConversation, 8)
+
+	var convs [][]msg
+	for p := range people {
+		for _, page := range []string{pageA, pageB, pageC} {
+			convs = append(convs, conversation(page, fmt.Sprintf("person-%03d", p), perConv))
+		}
+	}
+	var want []msg
+	for _, c := range convs {
+		want = append(want, c...)
+	}
+
+	cfg := e.orderingConfig()
+	cfg.RetrySchedule = []time.Duration{20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond}
+	for _, name := range []string{"one", "two"} {
+		c := cfg
+		c.UserAgent = "Postgate/worker-" + name
+		startWorkerProcess(t, url, keys, c, true)
+	}
+
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("posting seed %d", seed)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for g := range posters {
+		// Poster g owns every posters-th conversation and posts its events
+		// shuffled across them, in POSTs of 1 to 100 events.
+		r := mrand.New(mrand.NewPCG(seed, uint64(g)))
+		var deck []int
+		for i := g; i < len(convs); i += posters {
+			for range perConv {
+				deck = append(deck, i)
+			}
+		}
+		r.Shuffle(len(deck), func(i, j int) { deck[i], deck[j] = deck[j], deck[i] })
+		next := map[int]int{}
+		var seq []msg
+		for _, i := range deck {
+			seq = append(seq, convs[i][next[i]])
+			next[i]++
+		}
+		wg.Go(func() {
+			for len(seq) > 0 {
+				k := min(len(seq), 1+r.IntN(100))
+				if err := f.tryPost(seq[:k]...); err != nil {
+					t.Error(err)
+					return
+				}
+				seq = seq[k:]
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	waitFor(t, 60*time.Second, "every event delivered", func() bool { return rc.delivered(want...) })
+	if n := e.allDelivered(30 * time.Second); n != len(want) {
+		t.Errorf("deliveries: got %d, want %d", n, len(want))
+	}
+	took := time.Since(start)
+	hits := rc.requests()
+
+	reportViolations(t, violations(hits, want, nil))
+	onceEach(t, hits, want)
+	got := successes(hits)
+	for _, c := range convs {
+		if g := got[c[0].conv()]; !slices.Equal(g, c) {
+			t.Errorf("conversation %s delivered in the order %v, want %v", c[0].conv(), g, c)
+		}
+	}
+	perConversation, conversations := rc.peaks()
+	if perConversation != 1 {
+		t.Errorf("up to %d requests of one conversation were in flight at once, want 1", perConversation)
+	}
+	if conversations < 2 {
+		t.Errorf("at most %d conversation was in flight at once: no parallelism across conversations", conversations)
+	}
+	byAgent := map[string]int{}
+	failed := 0
+	for _, h := range hits {
+		if h.ok() {
+			byAgent[h.agent]++
+		} else {
+			failed++
+		}
+	}
+	if len(byAgent) != 2 {
+		t.Errorf("deliveries by worker: %v; want both workers delivering", byAgent)
+	}
+	if failed == 0 {
+		t.Errorf("no attempt failed: the receiver's failures did not happen")
+	}
+	// The harness's own premise: each conversation's events were accepted
+	// in the order n (event ids are UUIDv7, made at acceptance).
+	ids := f.ids(want...)
+	for i := 1; i < len(want); i++ {
+		if want[i].conv() == want[i-1].conv() && ids[i].String() <= ids[i-1].String() {
+			t.Errorf("%s was accepted before %s", want[i], want[i-1])
+		}
+	}
+	t.Logf("%d events over %d conversations: %d requests (%d failed), deliveries by worker %v, "+
+		"up to %d conversations in flight at once, all delivered %s after the first POST",
+		len(want), len(convs), len(hits), failed, byAgent, conversations, took.Round(time.Millisecond))
+}
+
+// The worker process TestOrderingLeaseExpiry kills reads its database and
+// keyring from these; its attempts time out after killedTimeout and its
+// claims hold for killedLease, the least a lease may be.
+const (
+	killedWorkerDB  = "POSTGATE_TEST_KILLED_WORKER_DB"
+	killedWorkerKey = "POSTGATE_TEST_KILLED_WORKER_KEY"
+	killedTimeout   = 3 * time.Second
+	killedLease     = killedTimeout + delivery.MinLeaseMargin
+	killedAgent     = "Postgate/killed"
+)
+
+// TestOrderingKilledWorkerProcess is no test of its own: it is the worker
+// process that TestOrderingLeaseExpiry starts (this test binary, run
+// again) and kills with SIGKILL.
+func TestOrderingKilledWorkerProcess(t *testing.T) {
+	url := os.Getenv(killedWorkerDB)
+	if url == "" {
+		t.Skip("the worker process of TestOrderingLeaseExpiry")
+	}
+	key, err := hex.DecodeString(os.Getenv(killedWorkerKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := secrets.NewKeyring(key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Should no one kill it, it ends on its own.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db, err := database.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	reg := tenant.NewRegistry(tenant.RegistryConfig{}, db.Pool, keys, nil, nil)
+	if err := reg.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w, err := delivery.New(delivery.Config{
+		Timeout: killedTimeout, Lease: killedLease, AllowPrivate: true,
+		PollInterval: 10 * time.Millisecond, MinClaimInterval: time.Millisecond, UserAgent: killedAgent,
+	}, reg, event.NewStore(db), nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Run(ctx)
+}
+
+// TestOrderingLeaseExpiry: a worker process claims conversation A's head
+// and is killed (SIGKILL) while the receiver holds the request, leaving
+// its lease. Another worker delivers conversation B, accepted after the
+// kill, at once; A's head is sent again (same webhook-id: at least once)
+// once the lease has expired, and no later event of A is sent before it
+// is delivered. The control, the same on an endpoint with ordering
+// "none", lets A's later events reach the endpoint before the head.
+func TestOrderingLeaseExpiry(t *testing.T) {
+	tests := []struct {
+		ordering tenant.Ordering
+		ordered  bool
+	}{
+		{tenant.OrderingConversation, true},
+		{tenant.OrderingNone, false}, // the control
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.ordering), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			url := testenv.PostgresURL(t)
+			db, err := database.Open(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(db.Close)
+			key := make([]byte, 32)
+			_, _ = rand.Read(key)
+			keys, err := secrets.NewKeyring(key, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := envOn(t, db, keys)
+			f := e.newFeed()
+			a, b := conversation(pageA, "person-a", 3), conversation(pageA, "person-b", 2)
+			all := append(slices.Clone(a), b...)
+			headIn := make(chan struct{})
+			rc := newConvReceiver(t, func(h *hit) int {
+				if h.msg == a[0] && h.attempt == 1 {
+					close(headIn)
+					<-h.ctx.Done() // until its sender is gone
+					return 0
+				}
+				return http.StatusOK
+			})
+			ep := f.endpoint(rc.srv.URL, tt.ordering, 8)
+			f.post(a...)
+			ids := f.ids(a...)
+
+			var out testenv.Buffer
+			cmd := exec.Command(os.Args[0], "-test.run=^TestOrderingKilledWorkerProcess$", "-test.count=1", "-test.v")
+			cmd.Env = append(os.Environ(), killedWorkerDB+"="+url, killedWorkerKey+"="+hex.EncodeToString(key))
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			var reaped sync.Once
+			kill := func() {
+				reaped.Do(func() {
+					_ = cmd.Process.Kill() // SIGKILL
+					_ = cmd.Wait()
+				})
+			}
+			t.Cleanup(kill)
+			select {
+			case <-headIn:
+			case <-time.After(60 * time.Second):
+				t.Fatalf("the worker process never sent A's head; its output:\n%s", out.String())
+			}
+			// The moment it takes to send A's next events too, if it
+			// does (unordered, it claimed them with the head).
+			deadline := time.Now().Add(300 * time.Millisecond)
+			for time.Now().Before(deadline) && (len(rc.of(a[1])) == 0 || len(rc.of(a[2])) == 0) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			kill()
+
+			// It died mid-attempt: the head is still leased, nothing recorded.
+			var leasedUntil *time.Time
+			var held bool
+			var attempts int
+			if err := db.Pool.QueryRow(ctx, `SELECT leased_until, coalesce(leased_until > now(), false), attempts
+				FROM deliveries WHERE endpoint_id = $1 AND event_id = $2`, ep.ID, ids[0]).Scan(&leasedUntil, &held, &attempts); err != nil {
+				t.Fatal(err)
+			}
+			if !held || attempts != 0 {
+				t.Fatalf("A's head after the kill: leased until %v (held %v), %d attempts recorded; want the lease left and nothing recorded "+
+					"(was the worker killed mid-attempt?); its output:\n%s", leasedUntil, held, attempts, out.String())
+			}
+			waitFor(t, 10*time.Second, "the killed request's connection closed", func() bool { return rc.of(a[0])[0].end > 0 })
+
+			f.post(b...)
+			cfg := e.orderingConfig()
+			cfg.UserAgent = "Postgate/heir"
+			e.start(cfg)
+			waitFor(t, killedLease+30*time.Second, "every event delivered", func() bool { return rc.delivered(all...) })
+			for _, id := range f.ids(all...) {
+				e.waitDelivery(ep.ID, id, "delivered", 5*time.Second)
+			}
+			hits := rc.requests()
+
+			v := violations(hits, all, nil)
+			if !tt.ordered {
+				if len(v) == 0 {
+					t.Errorf("control: on an unordered endpoint no later event of A reached it before its leased head:%s", hitsString(hits))
+				}
+				return
+			}
+			reportViolations(t, v)
+			onceEach(t, hits, all)
+			heads := rc.of(a[0])
+			if len(heads) != 2 || heads[0].agent != killedAgent || heads[1].agent != cfg.UserAgent || !heads[1].ok() {
+				t.Fatalf("A's head: got requests%s\nwant one from the killed worker, then one delivered by the other", hitsString(heads))
+			}
+			if heads[0].id == "" || heads[1].id != heads[0].id {
+				t.Errorf("A's head sent again with webhook-id %q, first %q: want the same", heads[1].id, heads[0].id)
+			}
+			if early := leasedUntil.Sub(heads[1].at); early > 50*time.Millisecond {
+				t.Errorf("A's head was sent again %s before its lease expired", early)
+			}
+			for _, m := range b {
+				if h := okHit(t, hits, m); h.end > heads[1].start {
+					t.Errorf("%s was delivered after A's head was sent again: B was held behind A's lease", m)
+				}
+			}
+			for _, h := range hits {
+				if h.agent == killedAgent && h.msg != a[0] {
+					t.Errorf("the killed worker sent %s", h.msg)
+				}
+			}
+			got := successes(hits)
+			if !slices.Equal(got[a[0].conv()], a) || !slices.Equal(got[b[0].conv()], b) {
+				t.Errorf("delivered in the order A %v, B %v; want %v, %v", got[a[0].conv()], got[b[0].conv()], a, b)
 			}
 		})
 	}
