@@ -169,10 +169,9 @@ func (w *Worker) claimLoop(ctx, sendCtx context.Context) {
 // sending it. more reports that there may be more work right away.
 func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error) {
 	var (
-		ids     []uuid.UUID
-		quota   []int32
-		ordered []bool
-		states  []*endpointState
+		ids    []uuid.UUID
+		quota  []int32
+		states []*endpointState
 	)
 	now := w.cfg.Now()
 	w.mu.Lock()
@@ -211,7 +210,6 @@ func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error)
 		}
 		ids = append(ids, e.ID)
 		quota = append(quota, int32(k))
-		ordered = append(ordered, e.Ordering == tenant.OrderingConversation)
 		states = append(states, st)
 	}
 	if free <= 0 || len(ids) == 0 {
@@ -237,7 +235,7 @@ func (w *Worker) claimRound(ctx, sendCtx context.Context) (more bool, err error)
 	}
 	perEndpoint := make([][]job, len(ids))
 	n := 0
-	err = w.events.Claim(qctx, ids, quota, ordered, free, w.cfg.Lease, func(c *event.Claimed) {
+	err = w.events.Claim(qctx, ids, quota, free, w.cfg.Lease, func(c *event.Claimed) {
 		i := pos[c.EndpointID]
 		perEndpoint[i] = append(perEndpoint[i], c)
 		n++

@@ -57,11 +57,11 @@ func TestPlansSurviveStaleStatistics(t *testing.T) {
 		}
 		return strings.Join(lines, "\n")
 	}
-	claim := plan(claimSQL, []uuid.UUID{tenantID}, []int32{128}, 128, time.Minute, []bool{false})
+	claim := plan(claimSQL, []uuid.UUID{tenantID}, []int32{128}, 128, time.Minute)
 	// An ordered endpoint's claim asks, of each candidate, whether anything
 	// is open before it in its conversation: one probe of the conversation
 	// index, not a read of the conversation's deliveries.
-	ordered := plan(claimSQL, []uuid.UUID{other}, []int32{128}, 128, time.Minute, []bool{true})
+	ordered := plan(claimSQL, []uuid.UUID{other}, []int32{128}, 128, time.Minute)
 	if !strings.Contains(ordered, "deliveries_conversation_idx") || !strings.Contains(ordered, "deliveries_due_idx") ||
 		strings.Contains(ordered, "Seq Scan") {
 		t.Errorf("ordered claim: the plan does not check the conversation by its index:\n%s", ordered)

@@ -48,8 +48,8 @@ type Claimed struct {
 
 // claimSQL takes, for each endpoint in $1 with quota $2, up to quota of
 // its oldest due deliveries that no one holds (SKIP LOCKED: other workers'
-// claims in progress are passed over) and, where the endpoint is ordered
-// ($5), that head their conversation: no open delivery (pending or
+// claims in progress are passed over) and, where the endpoint is ordered,
+// that head their conversation: no open delivery (pending or
 // failed, due, waiting for a retry or leased, whoever holds it) comes
 // before them in it (migration 16). That check reads the statement's
 // snapshot, not locks (one probe of the conversation index, the only
@@ -65,8 +65,18 @@ type Claimed struct {
 // count comes from the locked row too (a replay resets it there), and so
 // does the attempt's number, counted up here and down again by a release;
 // the body, which never changes, from events.
+//
+// Whether an endpoint is ordered is read here, in the statement's
+// snapshot, not taken from the worker's registry: a delivery in a
+// conversation was queued by a transaction that saw the endpoint ordered,
+// so any snapshot that sees the delivery sees the endpoint ordered too
+// (or switched to none since: then it is free at once). A registry is up
+// to a second behind (longer while its LISTEN is down), and a worker that
+// had not heard of a switch to conversation handed out a conversation's
+// later deliveries with its head (TestOrderingSwitchedOn).
 const claimSQL = `WITH quota AS (
-	SELECT * FROM unnest($1::uuid[], $2::int[], $5::bool[]) AS q(endpoint_id, k, ordered)
+	SELECT q.endpoint_id, q.k, coalesce(ep.ordering = 'conversation', false) AS ordered
+	FROM unnest($1::uuid[], $2::int[]) AS q(endpoint_id, k) LEFT JOIN endpoints ep ON ep.id = q.endpoint_id
 ), candidates AS (
 	SELECT c.endpoint_id, c.event_id, c.next_attempt_at,
 	       row_number() OVER (PARTITION BY c.endpoint_id ORDER BY c.next_attempt_at, c.event_id) AS rank
@@ -95,11 +105,12 @@ SELECT l.tenant_id::text, l.endpoint_id, l.event_id, l.attempts, l.attempted, e.
 FROM leased l JOIN events e ON e.tenant_id = l.tenant_id AND e.id = l.event_id`
 
 // Claim leases, for each endpoints[i], up to quota[i] of its due
-// deliveries (only the heads of their conversations where ordered[i]), at
-// most limit in all and every endpoint's first before any endpoint's
-// second, for lease; each is handed to got (its byte slices are its own).
-func (s *Store) Claim(ctx context.Context, endpoints []uuid.UUID, quota []int32, ordered []bool, limit int, lease time.Duration, got func(*Claimed)) error {
-	rows, err := s.pool.Query(ctx, claimSQL, replan, endpoints, quota, limit, lease, ordered)
+// deliveries (only the heads of their conversations where the endpoint
+// is ordered), at most limit in all and every endpoint's first before any
+// endpoint's second, for lease; each is handed to got (its byte slices
+// are its own).
+func (s *Store) Claim(ctx context.Context, endpoints []uuid.UUID, quota []int32, limit int, lease time.Duration, got func(*Claimed)) error {
+	rows, err := s.pool.Query(ctx, claimSQL, replan, endpoints, quota, limit, lease)
 	if err != nil {
 		return fmt.Errorf("claim deliveries: %w", err)
 	}

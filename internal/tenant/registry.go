@@ -103,7 +103,9 @@ type EndpointInfo struct {
 	// Signature is the standard format's (hmac or ed25519).
 	Signature Signature
 	// Ordering conversation: the claim hands out only the heads of the
-	// endpoint's conversations (package event).
+	// endpoint's conversations. The claim reads the ordering from
+	// Postgres, not from here (a copy may be behind: package event's
+	// claimSQL).
 	Ordering          Ordering
 	DeliverTestEvents bool
 	allEvents         bool // "*": every Meta type
