@@ -64,12 +64,12 @@ func (f *orderedFixture) insert(msgs ...msg) []uuid.UUID {
 	return ids
 }
 
-// claim claims what endpoint ep may have now, as a worker of an ordered
-// (or not) endpoint would, and returns the events in claim order.
-func (f *orderedFixture) claim(ep uuid.UUID, ordered bool, quota int) []*Claimed {
+// claim claims what endpoint ep may have now, as a worker would, and
+// returns the events in claim order.
+func (f *orderedFixture) claim(ep uuid.UUID, quota int) []*Claimed {
 	f.t.Helper()
 	var got []*Claimed
-	err := f.store.Claim(context.Background(), []uuid.UUID{ep}, []int32{int32(quota)}, []bool{ordered}, quota, time.Minute,
+	err := f.store.Claim(context.Background(), []uuid.UUID{ep}, []int32{int32(quota)}, quota, time.Minute,
 		func(c *Claimed) { got = append(got, c) })
 	if err != nil {
 		f.t.Fatal(err)
@@ -105,18 +105,18 @@ func TestConversationHeads(t *testing.T) {
 	a2 := f.insert(msg{"1", "alice"})[0]
 
 	// The unordered endpoint takes all six at once (the control).
-	if got := f.claim(f.unordered, false, 10); len(got) != 6 {
+	if got := f.claim(f.unordered, 10); len(got) != 6 {
 		t.Fatalf("unordered endpoint: claimed %d, want 6", len(got))
 	}
 	// The ordered one: alice's first on Page 1, bob's, the event without
 	// a person, and alice's on Page 2 (another conversation).
-	first := f.claim(f.ordered, true, 10)
+	first := f.claim(f.ordered, 10)
 	want := []uuid.UUID{a[0], a[1], a[3], a[4]}
 	if got := ids(first); !sameSet(got, want) {
 		t.Fatalf("ordered endpoint claimed %v, want the heads %v", got, want)
 	}
 	// Leased heads hold their conversations: nothing more.
-	if got := f.claim(f.ordered, true, 10); len(got) != 0 {
+	if got := f.claim(f.ordered, 10); len(got) != 0 {
 		t.Fatalf("claimed %v behind heads in flight", ids(got))
 	}
 	var alice0 *Claimed
@@ -127,23 +127,23 @@ func TestConversationHeads(t *testing.T) {
 	}
 	// alice's head fails and waits for a retry in a minute: still held.
 	f.settle(alice0, StatusFailed, time.Now().Add(time.Minute))
-	if got := f.claim(f.ordered, true, 10); len(got) != 0 {
+	if got := f.claim(f.ordered, 10); len(got) != 0 {
 		t.Fatalf("claimed %v behind a head waiting for its retry", ids(got))
 	}
 	// Its retry comes due and is claimed again; then it dies: the next of
 	// alice's conversation (a[2]) is released, not a2 behind it.
 	f.exec(`UPDATE deliveries SET next_attempt_at = now() WHERE endpoint_id = $1 AND event_id = $2`, f.ordered, a[0])
-	again := f.claim(f.ordered, true, 10)
+	again := f.claim(f.ordered, 10)
 	if got := ids(again); !slices.Equal(got, []uuid.UUID{a[0]}) {
 		t.Fatalf("claimed %v, want alice's head again", got)
 	}
 	f.settle(again[0], StatusDead, time.Now())
-	next := f.claim(f.ordered, true, 10)
+	next := f.claim(f.ordered, 10)
 	if got := ids(next); !slices.Equal(got, []uuid.UUID{a[2]}) {
 		t.Fatalf("after the head died, claimed %v, want alice's next %v", got, a[2])
 	}
 	f.settle(next[0], StatusDelivered, time.Now())
-	if got := ids(f.claim(f.ordered, true, 10)); !slices.Equal(got, []uuid.UUID{a2}) {
+	if got := ids(f.claim(f.ordered, 10)); !slices.Equal(got, []uuid.UUID{a2}) {
 		t.Fatalf("after delivery, claimed %v, want alice's last %v", got, a2)
 	}
 }
@@ -197,12 +197,12 @@ func TestConversationCommitOrder(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	got := f.claim(f.ordered, true, 10)
+	got := f.claim(f.ordered, 10)
 	if !slices.Equal(ids(got), []uuid.UUID{newer}) {
 		t.Fatalf("claimed %v, want only the event committed first (%v)", ids(got), newer)
 	}
 	f.settle(got[0], StatusDelivered, time.Now())
-	if got := ids(f.claim(f.ordered, true, 10)); !slices.Equal(got, []uuid.UUID{older}) {
+	if got := ids(f.claim(f.ordered, 10)); !slices.Equal(got, []uuid.UUID{older}) {
 		t.Fatalf("claimed %v, want the one committed second (%v)", got, older)
 	}
 }
@@ -214,7 +214,7 @@ func TestConversationReplayAndHold(t *testing.T) {
 	f := newOrderedFixture(t)
 	ctx := context.Background()
 	e := f.insert(msg{"1", "alice"}, msg{"1", "alice"})
-	head := f.claim(f.ordered, true, 10)
+	head := f.claim(f.ordered, 10)
 	if !slices.Equal(ids(head), e[:1]) {
 		t.Fatalf("claimed %v, want %v", ids(head), e[:1])
 	}
@@ -233,7 +233,7 @@ func TestConversationReplayAndHold(t *testing.T) {
 		t.Fatalf("the head has a hold: %+v", deliveryTo(t, got, f.ordered).Held)
 	}
 	f.settle(head[0], StatusDead, time.Now())
-	next := f.claim(f.ordered, true, 10)
+	next := f.claim(f.ordered, 10)
 	if !slices.Equal(ids(next), e[1:]) {
 		t.Fatalf("claimed %v, want %v", ids(next), e[1:])
 	}
@@ -247,7 +247,7 @@ func TestConversationReplayAndHold(t *testing.T) {
 	if _, err := f.store.Replay(ctx, f.tenant, e[0], f.ordered); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.claim(f.ordered, true, 10); len(got) != 0 {
+	if got := f.claim(f.ordered, 10); len(got) != 0 {
 		t.Fatalf("the replayed event overtook the one before it: claimed %v", ids(got))
 	}
 	got, _, _ = f.store.Get(ctx, f.tenant, e[0])
@@ -267,7 +267,7 @@ func TestConversationReplayAndHold(t *testing.T) {
 	}
 	order := []uuid.UUID{e[0], e[1]}
 	for _, want := range order {
-		c := f.claim(f.ordered, true, 10)
+		c := f.claim(f.ordered, 10)
 		if !slices.Equal(ids(c), []uuid.UUID{want}) {
 			t.Fatalf("claimed %v, want %v (replays in replay order)", ids(c), want)
 		}

@@ -101,12 +101,7 @@ type EndpointInfo struct {
 	URL      string
 	Format   Format
 	// Signature is the standard format's (hmac or ed25519).
-	Signature Signature
-	// Ordering conversation: the claim hands out only the heads of the
-	// endpoint's conversations. The claim reads the ordering from
-	// Postgres, not from here (a copy may be behind: package event's
-	// claimSQL).
-	Ordering          Ordering
+	Signature         Signature
 	DeliverTestEvents bool
 	allEvents         bool // "*": every Meta type
 	events            map[string]bool
@@ -338,7 +333,7 @@ func (r *Registry) Load(ctx context.Context) error {
 		return fmt.Errorf("load tenants: %w", err)
 	}
 
-	rows, _ = tx.Query(ctx, `SELECT id, tenant_id::text, url, format, signature, ordering, deliver_test_events, events, pages,
+	rows, _ = tx.Query(ctx, `SELECT id, tenant_id::text, url, format, signature, deliver_test_events, events, pages,
 		coalesce(rate, 0), coalesce(burst, 0), coalesce(concurrency, 0), disabled_at IS NOT NULL,
 		enabled_at, signing_secret, previous_signing_secret, previous_signing_secret_expires_at
 		FROM endpoints WHERE deleted_at IS NULL ORDER BY id`)
@@ -346,7 +341,6 @@ func (r *Registry) Load(ctx context.Context) error {
 		epID                  [16]byte
 		tenantID, url         string
 		format, signature     string
-		ordering              string
 		deliverTest, disabled bool
 		events, pages         []string
 		rate, burst, conc     int32
@@ -354,11 +348,11 @@ func (r *Registry) Load(ctx context.Context) error {
 		prevSigningExp        *time.Time
 		enabledAt             *time.Time
 	)
-	if _, err := pgx.ForEachRow(rows, []any{&epID, &tenantID, &url, &format, &signature, &ordering, &deliverTest, &events, &pages,
+	if _, err := pgx.ForEachRow(rows, []any{&epID, &tenantID, &url, &format, &signature, &deliverTest, &events, &pages,
 		&rate, &burst, &conc, &disabled, &enabledAt, &signing, &prevSigning, &prevSigningExp}, func() error {
 		e := &EndpointInfo{
 			ID: uuid.UUID(epID), TenantID: tenantID, URL: url, Format: Format(format), Signature: Signature(signature),
-			Ordering: Ordering(ordering), DeliverTestEvents: deliverTest, events: make(map[string]bool, len(events)),
+			DeliverTestEvents: deliverTest, events: make(map[string]bool, len(events)),
 			Rate: int(rate), Burst: int(burst), Concurrency: int(conc), Disabled: disabled,
 		}
 		if enabledAt != nil {
