@@ -295,3 +295,38 @@ func deliveryTo(t *testing.T, e Event, ep uuid.UUID) Delivery {
 	t.Fatalf("event %v has no delivery to %v", e.ID, ep)
 	return Delivery{}
 }
+
+// TestConversationReplayInFlight: replaying a head whose attempt is in
+// flight keeps its place (due when that lease ends), so nothing later of
+// its conversation goes while the old attempt may still be sent; replaying
+// a head that waits for its retry moves it to the back, and the next event
+// goes.
+func TestConversationReplayInFlight(t *testing.T) {
+	f := newOrderedFixture(t)
+	ctx := context.Background()
+	e := f.insert(msg{"1", "alice"}, msg{"1", "alice"})
+	head := f.claim(f.ordered, 10)
+	if !slices.Equal(ids(head), e[:1]) {
+		t.Fatalf("claimed %v, want %v", ids(head), e[:1])
+	}
+	if _, err := f.store.Replay(ctx, f.tenant, e[0], f.ordered); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.claim(f.ordered, 10); len(got) != 0 {
+		t.Fatalf("claimed %v while the replayed head's attempt may still be in flight", ids(got))
+	}
+	// Its lease ends: the head, not the event behind it, goes again.
+	f.exec(`UPDATE deliveries SET next_attempt_at = now() WHERE endpoint_id = $1 AND event_id = $2`, f.ordered, e[0])
+	again := f.claim(f.ordered, 10)
+	if !slices.Equal(ids(again), e[:1]) {
+		t.Fatalf("claimed %v after the lease, want the head %v", ids(again), e[0])
+	}
+	// It fails and waits for its retry; replayed now, it goes to the back.
+	f.settle(again[0], StatusFailed, time.Now().Add(time.Hour))
+	if _, err := f.store.Replay(ctx, f.tenant, e[0], f.ordered); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(f.claim(f.ordered, 10)); !slices.Equal(got, e[1:]) {
+		t.Fatalf("claimed %v, want %v, now ahead of the replayed head", got, e[1])
+	}
+}

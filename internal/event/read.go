@@ -451,14 +451,24 @@ const conversationSQL = `CASE WHEN ep.ordering = 'conversation' AND e.sender IS 
 // ordered delivery goes to the back of its conversation (as the endpoint
 // is now: %[1]s is its conversation): seq %[2]s, drawn once the
 // transaction holds its conversations (lockConversations), behind the
-// latest delivery still open in it.
-const requeueSet = `status = 'pending', next_attempt_at = now(), leased_until = NULL, attempts = 0,
+// latest delivery still open in it. One whose attempt is in flight (a
+// lease still running) keeps its place instead, and is due when that
+// lease ends: moved back, the next event of its conversation could go
+// while the old attempt is still being sent, and sent again at once it
+// would overlap itself.
+const requeueSet = `status = 'pending', leased_until = NULL, attempts = 0,
 	queued_at = now(), settled_at = NULL, conversation = %[1]s,
-	seq = CASE WHEN %[1]s IS NOT NULL THEN coalesce(%[2]s::bigint, nextval('deliveries_seq')) END,
-	behind = CASE WHEN %[1]s IS NOT NULL THEN (SELECT h.event_id FROM deliveries h
+	next_attempt_at = CASE WHEN ` + inFlightSQL + ` THEN d.leased_until ELSE now() END,
+	seq = CASE WHEN %[1]s IS NULL THEN NULL WHEN ` + inFlightSQL + ` THEN d.seq
+		ELSE coalesce(%[2]s::bigint, nextval('deliveries_seq')) END,
+	behind = CASE WHEN %[1]s IS NULL THEN NULL WHEN ` + inFlightSQL + ` THEN d.behind
+		ELSE (SELECT h.event_id FROM deliveries h
 		WHERE h.conversation = %[1]s AND h.status IN ('pending', 'failed')
 		  AND h.event_id <> d.event_id
 		ORDER BY h.seq DESC, h.event_id DESC LIMIT 1) END`
+
+// inFlightSQL: delivery d, of conversation %[1]s, has an attempt in flight.
+const inFlightSQL = `(d.conversation = %[1]s AND d.leased_until > now())`
 
 // replayTargetsSQL lists, with their conversations, the endpoints a replay
 // of event $1 of tenant $2 goes to: $3 if given; else those it has a
