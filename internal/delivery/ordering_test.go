@@ -479,6 +479,17 @@ func okHit(t *testing.T, hits []hit, m msg) hit {
 	return hit{}
 }
 
+// orderedAndControl runs a scenario on an ordered endpoint and, as the
+// control that proves the checks can see a difference, on an unordered
+// one.
+var orderedAndControl = []struct {
+	ordering tenant.Ordering
+	ordered  bool
+}{
+	{tenant.OrderingConversation, true},
+	{tenant.OrderingNone, false},
+}
+
 // TestOrderingHeadRetries: on an endpoint with ordering "conversation",
 // conversation A's first event fails three times, then succeeds; A's
 // later events, some accepted in the same POST and some while the head
@@ -490,14 +501,7 @@ func okHit(t *testing.T, hits []hit, m msg) hit {
 // the same scenario on an endpoint with ordering "none", where A's later
 // events overtake the head: the checker sees what ordering prevents.
 func TestOrderingHeadRetries(t *testing.T) {
-	tests := []struct {
-		ordering tenant.Ordering
-		ordered  bool
-	}{
-		{tenant.OrderingConversation, true},
-		{tenant.OrderingNone, false}, // the control
-	}
-	for _, tt := range tests {
+	for _, tt := range orderedAndControl {
 		t.Run(string(tt.ordering), func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
@@ -991,14 +995,7 @@ func TestOrderingKilledWorkerProcess(t *testing.T) {
 // is delivered. The control, the same on an endpoint with ordering
 // "none", lets A's later events reach the endpoint before the head.
 func TestOrderingLeaseExpiry(t *testing.T) {
-	tests := []struct {
-		ordering tenant.Ordering
-		ordered  bool
-	}{
-		{tenant.OrderingConversation, true},
-		{tenant.OrderingNone, false}, // the control
-	}
-	for _, tt := range tests {
+	for _, tt := range orderedAndControl {
 		t.Run(string(tt.ordering), func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()

@@ -87,6 +87,17 @@ func (f *orderedFixture) settle(c *Claimed, st Status, at time.Time) {
 	}
 }
 
+// want claims what the ordered endpoint may have now and fails unless it
+// is exactly want, in that order.
+func (f *orderedFixture) want(want []uuid.UUID) []*Claimed {
+	f.t.Helper()
+	got := f.claim(f.ordered, 10)
+	if !slices.Equal(ids(got), want) {
+		f.t.Fatalf("claimed %v, want %v", ids(got), want)
+	}
+	return got
+}
+
 func ids(cs []*Claimed) []uuid.UUID {
 	out := make([]uuid.UUID, len(cs))
 	for i, c := range cs {
@@ -197,10 +208,7 @@ func TestConversationCommitOrder(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	got := f.claim(f.ordered, 10)
-	if !slices.Equal(ids(got), []uuid.UUID{newer}) {
-		t.Fatalf("claimed %v, want only the event committed first (%v)", ids(got), newer)
-	}
+	got := f.want([]uuid.UUID{newer})
 	f.settle(got[0], StatusDelivered, time.Now())
 	if got := ids(f.claim(f.ordered, 10)); !slices.Equal(got, []uuid.UUID{older}) {
 		t.Fatalf("claimed %v, want the one committed second (%v)", got, older)
@@ -214,10 +222,7 @@ func TestConversationReplayAndHold(t *testing.T) {
 	f := newOrderedFixture(t)
 	ctx := context.Background()
 	e := f.insert(msg{"1", "alice"}, msg{"1", "alice"})
-	head := f.claim(f.ordered, 10)
-	if !slices.Equal(ids(head), e[:1]) {
-		t.Fatalf("claimed %v, want %v", ids(head), e[:1])
-	}
+	head := f.want(e[:1])
 	got, _, err := f.store.Get(ctx, f.tenant, e[1])
 	if err != nil {
 		t.Fatal(err)
@@ -233,10 +238,7 @@ func TestConversationReplayAndHold(t *testing.T) {
 		t.Fatalf("the head has a hold: %+v", deliveryTo(t, got, f.ordered).Held)
 	}
 	f.settle(head[0], StatusDead, time.Now())
-	next := f.claim(f.ordered, 10)
-	if !slices.Equal(ids(next), e[1:]) {
-		t.Fatalf("claimed %v, want %v", ids(next), e[1:])
-	}
+	next := f.want(e[1:])
 	f.settle(next[0], StatusFailed, time.Now().Add(time.Hour))
 	got, _, _ = f.store.Get(ctx, f.tenant, e[1])
 	if h := deliveryTo(t, got, f.ordered).Held; h == nil || h.Head != uuid.Nil || h.Until == nil || h.Waited(time.Now()) < 0 {
@@ -305,10 +307,7 @@ func TestConversationReplayInFlight(t *testing.T) {
 	f := newOrderedFixture(t)
 	ctx := context.Background()
 	e := f.insert(msg{"1", "alice"}, msg{"1", "alice"})
-	head := f.claim(f.ordered, 10)
-	if !slices.Equal(ids(head), e[:1]) {
-		t.Fatalf("claimed %v, want %v", ids(head), e[:1])
-	}
+	f.want(e[:1])
 	if _, err := f.store.Replay(ctx, f.tenant, e[0], f.ordered); err != nil {
 		t.Fatal(err)
 	}
@@ -317,10 +316,7 @@ func TestConversationReplayInFlight(t *testing.T) {
 	}
 	// Its lease ends: the head, not the event behind it, goes again.
 	f.exec(`UPDATE deliveries SET next_attempt_at = now() WHERE endpoint_id = $1 AND event_id = $2`, f.ordered, e[0])
-	again := f.claim(f.ordered, 10)
-	if !slices.Equal(ids(again), e[:1]) {
-		t.Fatalf("claimed %v after the lease, want the head %v", ids(again), e[0])
-	}
+	again := f.want(e[:1])
 	// It fails and waits for its retry; replayed now, it goes to the back.
 	f.settle(again[0], StatusFailed, time.Now().Add(time.Hour))
 	if _, err := f.store.Replay(ctx, f.tenant, e[0], f.ordered); err != nil {
