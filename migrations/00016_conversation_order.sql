@@ -43,9 +43,6 @@ CREATE TABLE conversation_locks (
     conversation  bigint PRIMARY KEY,
     touched_at    timestamptz NOT NULL
 );
--- Whether any endpoint is ordered at all: the insert trigger asks on every
--- batch.
-CREATE INDEX endpoints_ordered_idx ON endpoints (tenant_id) WHERE ordering = 'conversation' AND deleted_at IS NULL;
 
 -- deliveries_conversation is the conversation of a delivery to endpoint
 -- ep of an event of Page page with person person.
@@ -72,8 +69,11 @@ END $$;
 -- +goose StatementEnd
 
 -- The fan-out (migration 12) now queues ordered deliveries apart: locked,
--- numbered, and behind the open delivery before them. The unordered
--- statement is the one it was, plus one filter.
+-- numbered, and behind the open delivery before them. The endpoints are
+-- matched once, in one statement (one snapshot: an endpoint whose ordering
+-- changes meanwhile is taken one way or the other, never both or
+-- neither), which queues the unordered deliveries and collects the
+-- ordered ones.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION deliveries_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -83,24 +83,22 @@ DECLARE
     convs bigint[];
     s bigint;
 BEGIN
-    INSERT INTO deliveries (tenant_id, event_id, endpoint_id)
-    SELECT n.tenant_id, n.id, ep.id
-    FROM new_events n JOIN endpoints ep ON ep.tenant_id = n.tenant_id
-    WHERE n.status IN ('pending', 'failed') AND ep.deleted_at IS NULL
-      AND (n.type = ANY (ep.events) OR ('*' = ANY (ep.events) AND n.type NOT LIKE 'postgate.%'))
-      AND (ep.pages = '{}' OR n.page_id = ANY (ep.pages))
-      AND (NOT n.test OR ep.deliver_test_events)
-      AND (ep.ordering <> 'conversation' OR n.sender IS NULL);
-    IF NOT EXISTS (SELECT 1 FROM endpoints WHERE ordering = 'conversation' AND deleted_at IS NULL) THEN
-        RETURN NULL;
-    END IF;
-    SELECT array_agg(n.tenant_id), array_agg(n.id), array_agg(ep.id), array_agg(deliveries_conversation(ep.id, n.page_id, n.sender))
+    WITH m AS (
+        SELECT n.tenant_id, n.id, ep.id AS endpoint_id,
+            CASE WHEN ep.ordering = 'conversation' AND n.sender IS NOT NULL
+                THEN deliveries_conversation(ep.id, n.page_id, n.sender) END AS conversation
+        FROM new_events n JOIN endpoints ep ON ep.tenant_id = n.tenant_id
+        WHERE n.status IN ('pending', 'failed') AND ep.deleted_at IS NULL
+          AND (n.type = ANY (ep.events) OR ('*' = ANY (ep.events) AND n.type NOT LIKE 'postgate.%'))
+          AND (ep.pages = '{}' OR n.page_id = ANY (ep.pages))
+          AND (NOT n.test OR ep.deliver_test_events)
+    ), unordered AS (
+        INSERT INTO deliveries (tenant_id, event_id, endpoint_id)
+        SELECT tenant_id, id, endpoint_id FROM m WHERE conversation IS NULL
+    )
+    SELECT array_agg(tenant_id), array_agg(id), array_agg(endpoint_id), array_agg(conversation)
     INTO tids, ids, eps, convs
-    FROM new_events n JOIN endpoints ep ON ep.tenant_id = n.tenant_id AND ep.ordering = 'conversation'
-    WHERE n.status IN ('pending', 'failed') AND ep.deleted_at IS NULL AND n.sender IS NOT NULL
-      AND (n.type = ANY (ep.events) OR ('*' = ANY (ep.events) AND n.type NOT LIKE 'postgate.%'))
-      AND (ep.pages = '{}' OR n.page_id = ANY (ep.pages))
-      AND (NOT n.test OR ep.deliver_test_events);
+    FROM m WHERE conversation IS NOT NULL;
     IF ids IS NULL THEN
         RETURN NULL;
     END IF;
@@ -133,7 +131,6 @@ END $$;
 -- +goose StatementEnd
 DROP FUNCTION deliveries_order(bigint[]);
 DROP FUNCTION deliveries_conversation(uuid, text, text);
-DROP INDEX endpoints_ordered_idx;
 DROP TABLE conversation_locks;
 DROP INDEX deliveries_conversation_idx;
 ALTER TABLE deliveries DROP COLUMN conversation, DROP COLUMN seq, DROP COLUMN behind;

@@ -52,7 +52,11 @@ type Claimed struct {
 // that head their conversation: no open delivery (pending or
 // failed, due, waiting for a retry or leased, whoever holds it) comes
 // before them in it (migration 16). That check reads the statement's
-// snapshot, not locks (one probe of the conversation index, the only
+// snapshot, not locks. It must not exclude the candidate itself: a head
+// replayed to the back after the snapshot was taken is locked here in its
+// new version (EvalPlanQual), but the snapshot still shows its old
+// version, earlier and open, which holds it back this round rather than
+// letting it go with the event now before it. (One probe of the conversation index, the only
 // index on conversation: TestPlansSurviveStaleStatistics): a head another
 // worker is claiming right now is
 // still open in it, and one settled since is settled, so a later delivery
@@ -312,8 +316,12 @@ func (s *Store) SweepOrphans(ctx context.Context) (int64, error) {
 // no transaction has taken for a day. A lock is only a row to lock: seq
 // is global, so one made again later orders as well. A transaction
 // holding one keeps it (the DELETE waits, then sees it touched now).
+// Rows being locked by an insert are skipped, not waited for: the sweep
+// would lock in the table's order and an insert in key order, and the two
+// deadlocked.
 const idleLocksSQL = `DELETE FROM conversation_locks WHERE conversation IN (
-	SELECT conversation FROM conversation_locks WHERE touched_at < now() - interval '1 day' LIMIT $1)
+	SELECT conversation FROM conversation_locks WHERE touched_at < now() - interval '1 day'
+	LIMIT $1 FOR UPDATE SKIP LOCKED)
 	AND touched_at < now() - interval '1 day'`
 
 // SweepConversationLocks deletes the conversation locks idle for a day,

@@ -354,7 +354,7 @@ const MaxAttemptsShown = 200
 // the tenant's endpoints (the key's first column); for an ordered one
 // still to make, the head of its conversation now.
 const deliveriesOfSQL = `SELECT d.endpoint_id, d.status, d.attempts, d.next_attempt_at, d.settled_at, d.queued_at, d.behind,
-	CASE WHEN d.conversation IS NOT NULL AND d.status IN ('pending', 'failed') THEN (
+	CASE WHEN d.conversation IS NOT NULL AND d.status IN ('pending', 'failed') AND ep.ordering = 'conversation' THEN (
 		SELECT h.event_id FROM deliveries h WHERE h.conversation = d.conversation AND h.status IN ('pending', 'failed')
 		ORDER BY h.seq, h.event_id LIMIT 1) END AS head
 FROM endpoints ep JOIN deliveries d ON d.endpoint_id = ep.id AND d.event_id = ?
@@ -485,19 +485,21 @@ WHERE e.id = $1 AND e.tenant_id = $2 AND ep.deleted_at IS NULL AND (ep.id = $3
 	OR ($3 IS NULL AND NOT EXISTS (SELECT 1 FROM have) AND ` + takesSQL + `))
 ORDER BY ep.id`
 
-// replaySQL queues event $1 of tenant $2 for the endpoints $3, in
-// conversations seq $4: a new delivery whose attempt numbers carry on from
-// the highest logged for that endpoint, or the existing one requeued.
+// replaySQL queues event $1 of tenant $2 for the endpoints $3, with their
+// conversations $5 (replayTargetsSQL's, which are locked), in seq $4: a
+// new delivery whose attempt numbers carry on from the highest logged for
+// that endpoint, or the existing one requeued.
 var replaySQL = `INSERT INTO deliveries AS d (tenant_id, event_id, endpoint_id, attempted, conversation, seq, behind)
 SELECT e.tenant_id, e.id, ep.id, (SELECT coalesce(max(a.attempt), 0) FROM delivery_attempts a
 	WHERE a.tenant_id = e.tenant_id AND a.event_id = e.id AND a.endpoint_id = ep.id),
-	` + conversationSQL + `, CASE WHEN ` + conversationSQL + ` IS NOT NULL THEN coalesce($4::bigint, nextval('deliveries_seq')) END,
-	CASE WHEN ` + conversationSQL + ` IS NOT NULL THEN (SELECT h.event_id FROM deliveries h
-		WHERE h.conversation = ` + conversationSQL + ` AND h.status IN ('pending', 'failed')
+	t.conversation, CASE WHEN t.conversation IS NOT NULL THEN $4::bigint END,
+	CASE WHEN t.conversation IS NOT NULL THEN (SELECT h.event_id FROM deliveries h
+		WHERE h.conversation = t.conversation AND h.status IN ('pending', 'failed')
 		  AND h.event_id <> e.id
 		ORDER BY h.seq DESC, h.event_id DESC LIMIT 1) END
-FROM events e JOIN endpoints ep ON ep.tenant_id = e.tenant_id
-WHERE e.id = $1 AND e.tenant_id = $2 AND ep.id = ANY ($3) AND ep.deleted_at IS NULL
+FROM unnest($3::uuid[], $5::int8[]) AS t(endpoint_id, conversation)
+JOIN endpoints ep ON ep.id = t.endpoint_id JOIN events e ON e.tenant_id = ep.tenant_id
+WHERE e.id = $1 AND e.tenant_id = $2 AND ep.deleted_at IS NULL
 ON CONFLICT (endpoint_id, event_id) DO UPDATE SET ` + fmt.Sprintf(requeueSet, "excluded.conversation", "$4")
 
 // lockConversations holds the conversations (NULL ones are skipped) for
@@ -568,7 +570,7 @@ func (s *Store) Replay(ctx context.Context, tenantID string, id uuid.UUID, endpo
 			if err != nil {
 				return err
 			}
-			_, err = tx.Exec(ctx, replaySQL, replan, id, tid, eps, seq)
+			_, err = tx.Exec(ctx, replaySQL, replan, id, tid, eps, seq, convs)
 			return err
 		})
 	})
