@@ -40,8 +40,8 @@ import (
 func TestE2EOrdering(t *testing.T) {
 	// A short lease, so the kill -9 part takes seconds: it must exceed an
 	// attempt (CALLBACK_TIMEOUT) by 5 s.
-	const lease = 8 * time.Second
-	s := newStack(t, "CALLBACK_TIMEOUT=3s", "DELIVERY_LEASE="+lease.String())
+	const lease = 10 * time.Second
+	s := newStack(t, "CALLBACK_TIMEOUT=5s", "DELIVERY_LEASE="+lease.String())
 	ingress := s.startGateway("ingress", "ingress")
 	w1 := s.startGateway("worker1", "worker")
 	admin := s.admin(ingress, s.adminToken("--role", "admin"))
@@ -64,8 +64,8 @@ func TestE2EOrdering(t *testing.T) {
 	// worker2 starts while worker1 holds the head: it runs, claims, and
 	// must still leave the held conversation alone.
 	w2 := s.startGateway("worker2", "worker")
-	if sinceArrival := time.Since(arrived); sinceArrival > 2*time.Second {
-		t.Fatalf("worker2 took %s to start; the head's attempt (CALLBACK_TIMEOUT 3s) may have ended before the kill", sinceArrival)
+	if sinceArrival := time.Since(arrived); sinceArrival > 4*time.Second {
+		t.Fatalf("worker2 took %s to start; the head's attempt (CALLBACK_TIMEOUT 5s) may have ended before the kill", sinceArrival)
 	}
 	var leasedUntil time.Time
 	if err := s.db.pool.QueryRow(t.Context(), `SELECT max(leased_until) FROM deliveries
