@@ -42,11 +42,12 @@ soak: services ## mixed load with a failing tenant (SOAK_DURATION=10m); prints m
 	SOAK_DURATION=$(or $(SOAK_DURATION),10m) go test -tags soak -run '^TestSoak$$' -count=1 -v -timeout 2h ./e2e/
 
 .PHONY: bench
-bench: services build ## measure ingest, then ingest + delivery, then fan-out to 3 endpoints (see docs/performance.md)
+bench: services build ## measure ingest, then ingest + delivery, fan-out to 3 endpoints, an ordered endpoint against an unordered one (see docs/performance.md)
 	go test -run '^$$' -bench . -benchmem ./internal/webhook/
 	go run ./cmd/loadgen -gateway ./bin/gateway
 	go run ./cmd/loadgen -gateway ./bin/gateway -pipeline
 	go run ./cmd/loadgen -gateway ./bin/gateway -pipeline -endpoints 3 -scenarios closed:1:c64,closed:50:c8
+	go run ./cmd/loadgen -gateway ./bin/gateway -ordering
 
 .PHONY: lint
 lint: ## gofmt, go vet, staticcheck and the import boundary (only internal/api imports Fiber)

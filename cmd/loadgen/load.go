@@ -61,7 +61,14 @@ func midFor(runID string, n uint64) string { return string(appendMid(nil, runID,
 // envelope with one entry per event (Pages round-robin), each entry with
 // one messaging postback, as Meta batches them.
 type builder struct {
-	pages  []string
+	pages []string
+	// conversations > 0 (tenant O): event n comes from person n mod
+	// conversations (plus 1, unless failing: then person 0, the failing
+	// conversation, is one of them), each person on one Page. Otherwise
+	// each event has a random person.
+	conversations uint64
+	failing       bool
+
 	runID  string
 	cnt    *counter
 	batch  int
@@ -79,6 +86,32 @@ func newBuilder(b *bench, batch int) *builder {
 // newHangBuilder builds requests for tenant A, whose endpoint hangs.
 func newHangBuilder(b *bench, batch int) *builder {
 	return newBuilderFor(b, batch, hangAppID, b.hangPages, b.hangSecret)
+}
+
+// newScenarioBuilder builds the requests of sc's load: tenant B's, or
+// tenant O's over -conversations people.
+func newScenarioBuilder(b *bench, sc scenario) *builder {
+	if !sc.ordered() {
+		return newBuilder(b, sc.Batch)
+	}
+	bld := newBuilderFor(b, sc.Batch, ordAppID, b.ordPages, b.ordSecret)
+	bld.conversations = uint64(b.opts.conversations)
+	bld.failing = sc.Target == targetOrderedFail
+	return bld
+}
+
+// failingSender is the person of the failing conversation (-ordering):
+// tenant O's endpoint answers 500 to every event of theirs.
+const failingSender = "7081529900000000"
+
+// appendPerson appends tenant O's person number p as a PSID.
+func appendPerson(b []byte, p uint64) []byte {
+	b = append(b, "70815299"...)
+	s := strconv.AppendUint(nil, p, 10)
+	for range 8 - len(s) {
+		b = append(b, '0')
+	}
+	return append(b, s...)
 }
 
 func newBuilderFor(b *bench, batch int, app string, pages []string, secret []byte) *builder {
@@ -101,12 +134,25 @@ func (b *builder) next() []byte {
 			body = append(body, ',')
 		}
 		page := b.pages[n%uint64(len(b.pages))]
+		var person uint64
+		if b.conversations > 0 {
+			person = n % b.conversations
+			page = b.pages[person%uint64(len(b.pages))]
+			if !b.failing {
+				person++
+			}
+		}
 		body = append(body, `{"id":"`...)
 		body = append(body, page...)
 		body = append(body, `","time":`...)
 		body = strconv.AppendInt(body, now, 10)
-		body = append(body, `,"messaging":[{"sender":{"id":"7081529936`...)
-		body = strconv.AppendUint(body, 100000+mix(n^0x5a5a)%900000, 10)
+		body = append(body, `,"messaging":[{"sender":{"id":"`...)
+		if b.conversations > 0 {
+			body = appendPerson(body, person)
+		} else {
+			body = append(body, "7081529936"...)
+			body = strconv.AppendUint(body, 100000+mix(n^0x5a5a)%900000, 10)
+		}
 		body = append(body, `"},"recipient":{"id":"`...)
 		body = append(body, page...)
 		body = append(body, `"},"timestamp":`...)
@@ -337,7 +383,7 @@ func closedLoop(ctx context.Context, b *bench, sc scenario, w window, cl *client
 		st := newWorkerStats()
 		stats[i] = st
 		wg.Go(func() {
-			bld := newBuilder(b, sc.Batch)
+			bld := newScenarioBuilder(b, sc)
 			for ctx.Err() == nil {
 				req := bld.next()
 				start := time.Now()
@@ -366,7 +412,7 @@ func rateLoop(ctx context.Context, b *bench, sc scenario, w window, cl *client, 
 		hang bool
 	}
 	queue := make(chan job, max(1024, int(2*sc.Rate)))
-	builders := sync.Pool{New: func() any { return newBuilder(b, sc.Batch) }}
+	builders := sync.Pool{New: func() any { return newScenarioBuilder(b, sc) }}
 	hangBuilders := sync.Pool{New: func() any { return newHangBuilder(b, sc.Batch) }}
 	stats := make([]*workerStats, workers)
 	var wg sync.WaitGroup

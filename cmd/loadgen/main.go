@@ -11,8 +11,14 @@
 // the import boundary keeps fasthttp inside internal/api) so that the loader,
 // which shares the machine's cores with the system under test, stays cheap.
 //
+// With -pipeline it also delivers to a receiver in this process and
+// measures delivery; with -ordering it adds a tenant whose endpoint is
+// ordered (ordering conversation) and compares it with the unordered one
+// in the same run, with and without a conversation that always fails.
+//
 //	go build -o bin/gateway ./cmd/gateway
 //	go run ./cmd/loadgen -gateway ./bin/gateway
+//	go run ./cmd/loadgen -gateway ./bin/gateway -ordering
 package main
 
 import (

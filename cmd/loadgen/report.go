@@ -60,7 +60,7 @@ func (r *report) writeTable(w io.Writer) {
 	tw.Flush()
 
 	if len(r.Scenarios) > 0 && r.Scenarios[0].Pipeline != nil {
-		fmt.Fprintln(w, "\nDelivery to tenant B's endpoint in the window (e2e = the event's received_at to its arrival at the endpoint):")
+		fmt.Fprintln(w, "\nDelivery to tenant B's endpoint (O's for :ordered) in the window (e2e = the event's received_at to its arrival at the endpoint):")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "scenario\taccepted/s\tdelivered/s\te2e p50 ms\tp99 ms\tp99.9 ms\tmax ms\tbacklog at end\tattempts at hanging A\t")
 		for _, s := range r.Scenarios {
@@ -69,6 +69,20 @@ func (r *report) writeTable(w io.Writer) {
 				p.E2E.P50, p.E2E.P99, p.E2E.P999, p.E2E.Max, p.BacklogAtEnd, p.HangAttempts)
 		}
 		tw.Flush()
+		if ordered := slices.ContainsFunc(r.Scenarios, func(s result) bool { return s.ordered() }); ordered {
+			fmt.Fprintln(w, "\nTenant O's ordered endpoint (:ordered scenarios): attempts at the failing person's events over the scenario (answered 500),")
+			fmt.Fprintln(w, "deliveries waiting behind an open one of their conversation when the window closed, and requests that arrived while")
+			fmt.Fprintln(w, "another of their conversation was in flight at the endpoint, over the run so far (must be 0):")
+			tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+			fmt.Fprintln(tw, "scenario\tfailing attempts\theld at end\torder overlaps\t")
+			for _, s := range r.Scenarios {
+				if s.ordered() {
+					p := s.Pipeline
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", s.Name, p.FailingAttempts, p.HeldAtEnd, p.Overlaps)
+				}
+			}
+			tw.Flush()
+		}
 	}
 
 	fmt.Fprintf(w, "\nCPU used during the window (in cores, of %d), and the stored-events check over the whole scenario:\n", m.NumCPU)
@@ -102,7 +116,7 @@ func (r *report) writeTable(w io.Writer) {
 		}
 	}
 	if len(r.Targets) > 0 {
-		fmt.Fprintln(w, "\nTargets (issues 4 and 5: 2-core machine):")
+		fmt.Fprintln(w, "\nTargets (issues 4 and 5: 2-core machine; issue 15: ordered against unordered, same run):")
 		for _, t := range r.Targets {
 			mark := "MET   "
 			if !t.Met {

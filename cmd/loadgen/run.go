@@ -19,9 +19,16 @@ Scenarios (comma separated, -scenarios):
   rate:<events per POST>:<POSTs/s>      open loop at a fixed rate; latency from the scheduled time
   hang:<events per POST>:<POSTs/s>      (-pipeline) like rate, with 1 POST in 10 for a tenant whose
                                         endpoint hangs until the gateway's CALLBACK_TIMEOUT
+  <any of those>:ordered                (-ordering) the load goes to tenant O, whose one endpoint has
+                                        ordering conversation, over -conversations people
+  <any of those>:ordered-fail           (-ordering) the same, and O's endpoint answers 500 to every
+                                        event of one of those people (the failing conversation)
 
 -pipeline runs the gateway with --role all and delivers to a receiver in this process: each scenario
 also reports tenant B's delivered events/s and accepted-to-received latency.
+
+-ordering (implies -pipeline) adds tenant O: an endpoint with ordering conversation, measured against
+tenant B's unordered one in the same run (default scenarios ` + orderingScenarios + `).
 
 Flags:
 `
@@ -42,6 +49,10 @@ type options struct {
 	timeline    bool
 	pipeline    bool
 	endpoints   int
+	// ordering seeds tenant O (an ordered endpoint) for the :ordered
+	// scenarios; conversations is how many people its events come from.
+	ordering      bool
+	conversations int
 }
 
 func parseFlags(args []string, out io.Writer) (options, error) {
@@ -67,13 +78,24 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the benchmark database and Redis keys (for inspection)")
 	fs.IntVar(&o.endpoints, "endpoints", 1, "endpoints of the measured tenant, each taking every event (fan-out: as many deliveries per event)")
 	fs.BoolVar(&o.pipeline, "pipeline", false, "run --role all and measure delivery to a local receiver too (default scenarios "+pipelineScenarios+")")
+	fs.BoolVar(&o.ordering, "ordering", false, "-pipeline with tenant O, whose endpoint is ordered (ordering conversation), for the :ordered scenarios (default scenarios "+orderingScenarios+")")
+	fs.IntVar(&o.conversations, "conversations", 1000, "-ordering: the people (so conversations) tenant O's events come from, round-robin; each keeps to one Page")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	scenariosSet := false
 	fs.Visit(func(f *flag.Flag) { scenariosSet = scenariosSet || f.Name == "scenarios" })
-	if o.pipeline && !scenariosSet {
+	if o.ordering {
+		o.pipeline = true
+	}
+	switch {
+	case o.ordering && !scenariosSet:
+		*sc = orderingScenarios
+	case o.pipeline && !scenariosSet:
 		*sc = pipelineScenarios
+	}
+	if o.conversations < 2 || o.conversations > 1_000_000 {
+		return o, errors.New("-conversations must be between 2 and 1000000")
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -94,6 +116,14 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	if o.scenarios, err = parseScenarios(*sc); err != nil {
 		return o, err
 	}
+	for _, s := range o.scenarios {
+		if s.Target != "" && !o.ordering {
+			return o, fmt.Errorf("scenario %s needs -ordering", s.Name)
+		}
+		if s.Target != "" && s.Kind == "hang" {
+			return o, fmt.Errorf("scenario %s: hang sends to tenant B only", s.Name)
+		}
+	}
 	return o, nil
 }
 
@@ -104,7 +134,20 @@ type scenario struct {
 	Batch   int     `json:"events_per_post"`
 	Workers int     `json:"workers,omitempty"`            // closed loop
 	Rate    float64 `json:"target_posts_per_s,omitempty"` // fixed rate, POSTs/s
+	// Target is where the load goes: "" tenant B (unordered), "ordered"
+	// tenant O (ordered endpoint), "ordered-fail" tenant O with one of its
+	// conversations failing every attempt.
+	Target string `json:"target,omitempty"`
 }
+
+// Scenario targets.
+const (
+	targetOrdered     = "ordered"
+	targetOrderedFail = "ordered-fail"
+)
+
+// ordered reports whether the scenario's load goes to tenant O.
+func (sc scenario) ordered() bool { return sc.Target != "" }
 
 func parseScenarios(s string) ([]scenario, error) {
 	var out []scenario
@@ -114,14 +157,21 @@ func parseScenarios(s string) ([]scenario, error) {
 			continue
 		}
 		f := strings.Split(part, ":")
+		target := ""
+		if len(f) == 4 {
+			target, f = f[3], f[:3]
+			if target != targetOrdered && target != targetOrderedFail {
+				return nil, fmt.Errorf("scenario %q: the fourth field must be %s or %s", part, targetOrdered, targetOrderedFail)
+			}
+		}
 		if len(f) != 3 {
-			return nil, fmt.Errorf("scenario %q: want kind:batch:param", part)
+			return nil, fmt.Errorf("scenario %q: want kind:batch:param[:target]", part)
 		}
 		batch, err := strconv.Atoi(f[1])
 		if err != nil || batch < 1 || batch > 1000 {
 			return nil, fmt.Errorf("scenario %q: events per POST must be 1..1000", part)
 		}
-		sc := scenario{Name: part, Kind: f[0], Batch: batch}
+		sc := scenario{Name: part, Kind: f[0], Batch: batch, Target: target}
 		switch f[0] {
 		case "closed":
 			w, err := strconv.Atoi(strings.TrimPrefix(f[2], "c"))
@@ -155,6 +205,15 @@ func parseScenarios(s string) ([]scenario, error) {
 // POST the ingress takes most of the two cores and delivery falls behind,
 // so that row shows what ingest and delivery sustain together.
 const pipelineScenarios = "closed:1:c64,closed:50:c8,rate:1:2000,hang:1:2222,rate:50:150,rate:50:180"
+
+// orderingScenarios are the defaults of -ordering (issue 15): the closed
+// loop at 1 event per POST to the unordered endpoint, then to the ordered
+// one (delivered events/s, target ≥ 0.7×), then the latency rate to the
+// unordered endpoint (for reference) and to the ordered one, alone and
+// with one failing conversation (the others' e2e p99, target ≤ 2×). The
+// failing one comes last: its conversation's backlog is never drained, as
+// its head keeps being retried.
+const orderingScenarios = "closed:1:c64,closed:1:c64:ordered,rate:1:2000,rate:1:2000:ordered,rate:1:2000:ordered-fail"
 
 // run is the whole program; main turns signals into ctx.
 func run(ctx context.Context, args []string, stdout io.Writer) (err error) {

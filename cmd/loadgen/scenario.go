@@ -125,12 +125,16 @@ func (b *bench) runScenario(ctx context.Context, sc scenario) (result, error) {
 			return res, fmt.Errorf("drain before the scenario: %w", err)
 		}
 	}
+	var failed0 int64
+	if b.recv != nil {
+		failed0, _, _ = b.recv.ordered()
+	}
 	// Start each scenario from a clean WAL position: a checkpoint the
 	// previous scenario triggered should not land in this window.
 	if _, err := b.db.Exec(ctx, "CHECKPOINT"); err != nil {
 		return res, fmt.Errorf("checkpoint: %w", err)
 	}
-	before, err := b.countEvents(ctx)
+	before, err := b.countEvents(ctx, sc)
 	if err != nil {
 		return res, err
 	}
@@ -213,15 +217,22 @@ func (b *bench) runScenario(ctx context.Context, sc scenario) (result, error) {
 	res.Connections = cl.dials.Load()
 
 	if b.recv != nil {
-		n, lat := b.recv.window(t0, t1)
+		n, lat := b.recv.window(t0, t1, sc.ordered())
 		p := &pipelineResult{DeliveredPerSec: float64(n) / secs, E2E: summarise(lat)}
 		if p.BacklogAtEnd, err = b.backlog(ctx); err != nil {
 			return res, err
 		}
+		if sc.ordered() {
+			if p.HeldAtEnd, err = b.held(ctx); err != nil {
+				return res, err
+			}
+			failed, overlaps, _ := b.recv.ordered()
+			p.FailingAttempts, p.Overlaps = failed-failed0, overlaps
+		}
 		p.HangAttempts, _ = b.recv.hits()
 		res.Pipeline = p
 	}
-	after, err := b.countEvents(ctx)
+	after, err := b.countEvents(ctx, sc)
 	if err != nil {
 		return res, err
 	}
@@ -324,6 +335,8 @@ func checkPipelineTargets(rs []result) []target {
 	for _, r := range rs {
 		p := r.Pipeline
 		switch {
+		case r.ordered():
+			// Issue 15's targets, below.
 		case r.Kind == "closed" && (r.Batch == 1 || r.Batch == 50):
 			goal := map[int]float64{1: 4000, 50: 15000}[r.Batch]
 			sustained := min(p.DeliveredPerSec, r.EventsPerSec)
@@ -347,6 +360,66 @@ func checkPipelineTargets(rs []result) []target {
 				Measured: fmt.Sprintf("p99 %.1f ms with A hanging (%d attempts at A), %.1f ms alone", p.E2E.P99, p.HangAttempts, base),
 				Value:    p.E2E.P99, Met: ok && p.E2E.P99 <= 2*base,
 			})
+		}
+	}
+	return append(out, checkOrderingTargets(rs)...)
+}
+
+// checkOrderingTargets applies issue 15's: an ordered closed-loop
+// scenario delivers ≥ 0.7× the events/s of the unordered one of the same
+// shape in the run (the nearest before it, else after it), and the other
+// conversations' e2e p99 with a failing conversation (:ordered-fail) is
+// ≤ 2× the p99 without it (:ordered, same kind, batch and rate).
+func checkOrderingTargets(rs []result) []target {
+	var out []target
+	same := func(a, b result) bool {
+		return a.Kind == b.Kind && a.Batch == b.Batch && a.Workers == b.Workers && a.Rate == b.Rate
+	}
+	near := func(i int, want func(result) bool) (result, bool) {
+		for d := 1; d < len(rs); d++ {
+			for _, j := range []int{i - d, i + d} {
+				if j >= 0 && j < len(rs) && want(rs[j]) {
+					return rs[j], true
+				}
+			}
+		}
+		return result{}, false
+	}
+	for i, r := range rs {
+		switch {
+		case r.Target == targetOrdered && r.Kind == "closed":
+			base, ok := near(i, func(u result) bool { return !u.ordered() && same(u, r) })
+			if !ok {
+				continue
+			}
+			ratio := r.Pipeline.DeliveredPerSec / max(base.Pipeline.DeliveredPerSec, 1)
+			out = append(out, target{
+				Scenario: r.Name, Goal: "ordered ≥ 0.7× unordered delivered events/s",
+				Measured: fmt.Sprintf("%.2f× (%.0f against %.0f delivered/s)", ratio, r.Pipeline.DeliveredPerSec, base.Pipeline.DeliveredPerSec),
+				Value:    ratio, Met: ratio >= 0.7,
+			})
+		case r.Target == targetOrderedFail:
+			base, ok := near(i, func(u result) bool { return u.Target == targetOrdered && same(u, r) })
+			if !ok {
+				continue
+			}
+			p, q := r.Pipeline.E2E.P99, base.Pipeline.E2E.P99
+			out = append(out, target{
+				Scenario: r.Name, Goal: "others' e2e p99 with a failing conversation ≤ 2× without",
+				Measured: fmt.Sprintf("p99 %.1f ms with (%d attempts at it), %.1f ms without", p, r.Pipeline.FailingAttempts, q),
+				Value:    p, Met: p <= 2*q,
+			})
+		}
+	}
+	for i := len(rs) - 1; i >= 0; i-- {
+		if r := rs[i]; r.ordered() {
+			// Counted over the whole run: the last ordered scenario has it all.
+			out = append(out, target{
+				Scenario: "all :ordered", Goal: "never two requests of a conversation in flight at once",
+				Measured: fmt.Sprintf("%d overlaps", r.Pipeline.Overlaps), Value: float64(r.Pipeline.Overlaps),
+				Met: r.Pipeline.Overlaps == 0,
+			})
+			break
 		}
 	}
 	return out

@@ -30,6 +30,7 @@ import (
 const (
 	appID     = "1001"
 	hangAppID = "1002" // tenant A, whose endpoint hangs (-pipeline)
+	ordAppID  = "1003" // tenant O, whose endpoint is ordered (-ordering)
 )
 
 // bench is the system under test: a fresh database, the gateway process
@@ -52,8 +53,12 @@ type bench struct {
 	hangTenant string
 	hangSecret []byte
 	hangPages  []string
-	runID      string
-	counter    *counter
+	// -ordering: tenant O, its app's secret and Pages.
+	ordTenant string
+	ordSecret []byte
+	ordPages  []string
+	runID     string
+	counter   *counter
 }
 
 func randHex(n int) string {
@@ -167,7 +172,7 @@ func (b *bench) seed(ctx context.Context, keys *secrets.Keyring) error {
 	if b.recv != nil {
 		callback = "http://" + b.recv.addr + "/b"
 	}
-	if err := insertTenant(ctx, tx, keys, b.tenantID, "loadgen", callback, b.opts.endpoints); err != nil {
+	if err := insertTenant(ctx, tx, keys, b.tenantID, "loadgen", callback, b.opts.endpoints, "none"); err != nil {
 		return err
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO apps (app_id, tenant_id, secret, verify_token) VALUES ($1, $2, $3, $4)`,
@@ -185,7 +190,7 @@ func (b *bench) seed(ctx context.Context, keys *secrets.Keyring) error {
 	if b.recv != nil {
 		b.hangTenant = uuid.NewString()
 		b.hangSecret = []byte(randHex(16))
-		if err := insertTenant(ctx, tx, keys, b.hangTenant, "loadgen-hanging", "http://"+b.recv.addr+"/a", 1); err != nil {
+		if err := insertTenant(ctx, tx, keys, b.hangTenant, "loadgen-hanging", "http://"+b.recv.addr+"/a", 1, "none"); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO apps (app_id, tenant_id, secret, verify_token) VALUES ($1, $2, $3, $4)`,
@@ -201,13 +206,33 @@ func (b *bench) seed(ctx context.Context, keys *secrets.Keyring) error {
 			b.hangPages = append(b.hangPages, page)
 		}
 	}
+	if b.opts.ordering {
+		// Tenant O: as many Pages as B, one endpoint, ordered.
+		b.ordTenant = uuid.NewString()
+		b.ordSecret = []byte(randHex(16))
+		if err := insertTenant(ctx, tx, keys, b.ordTenant, "loadgen-ordered", "http://"+b.recv.addr+"/o", 1, "conversation"); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO apps (app_id, tenant_id, secret, verify_token) VALUES ($1, $2, $3, $4)`,
+			ordAppID, b.ordTenant, keys.Seal(b.ordSecret, tenant.AppSecretBinding(ordAppID)), "vt-"+randHex(16)); err != nil {
+			return err
+		}
+		for i := range b.opts.pages {
+			page := fmt.Sprintf("1048329579%05d", 40001+i)
+			if _, err := tx.Exec(ctx, `INSERT INTO pages (page_id, app_id, tenant_id, object) VALUES ($1, $2, $3, 'page')`,
+				page, ordAppID, b.ordTenant); err != nil {
+				return err
+			}
+			b.ordPages = append(b.ordPages, page)
+		}
+	}
 	return tx.Commit(ctx)
 }
 
 // insertTenant inserts a tenant with n endpoints taking postbacks, all to
-// url: the first is its default endpoint, with the tenant's id (as a
-// migrated one), the others new.
-func insertTenant(ctx context.Context, tx pgx.Tx, keys *secrets.Keyring, id, name, url string, n int) error {
+// url and with ordering: the first is its default endpoint, with the
+// tenant's id (as a migrated one), the others new.
+func insertTenant(ctx context.Context, tx pgx.Tx, keys *secrets.Keyring, id, name, url string, n int, ordering string) error {
 	if _, err := tx.Exec(ctx, `INSERT INTO tenants (id, name) VALUES ($1, $2)`, id, name); err != nil {
 		return err
 	}
@@ -216,8 +241,8 @@ func insertTenant(ctx context.Context, tx pgx.Tx, keys *secrets.Keyring, id, nam
 		if i > 0 {
 			ep = uuid.NewString()
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO endpoints (id, tenant_id, is_default, url, signing_secret) VALUES ($1, $2, $3, $4, $5)`,
-			ep, id, i == 0, url, keys.Seal([]byte("whsec_"+randB64(24)), tenant.SigningSecretBinding(ep))); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO endpoints (id, tenant_id, is_default, url, ordering, signing_secret) VALUES ($1, $2, $3, $4, $5, $6)`,
+			ep, id, i == 0, url, ordering, keys.Seal([]byte("whsec_"+randB64(24)), tenant.SigningSecretBinding(ep))); err != nil {
 			return err
 		}
 	}
@@ -296,11 +321,21 @@ func (b *bench) versions(ctx context.Context) (pg, rd string) {
 	return pg, fmt.Sprintf("%s (appendonly %s, db %d)", get("redis_version"), aof, opt.DB)
 }
 
-// countEvents is the number of stored events of the tenant.
-func (b *bench) countEvents(ctx context.Context) (int64, error) {
+// countEvents is the number of stored events of the tenant the
+// scenario's load goes to.
+func (b *bench) countEvents(ctx context.Context, sc scenario) (int64, error) {
 	var n int64
-	err := b.db.QueryRow(ctx, `SELECT count(*) FROM events WHERE tenant_id = $1`, b.tenantID).Scan(&n)
+	err := b.db.QueryRow(ctx, `SELECT count(*) FROM events WHERE tenant_id = $1`, b.loadTenant(sc)).Scan(&n)
 	return n, err
+}
+
+// loadTenant is the tenant the scenario's load goes to: O for the
+// ordered scenarios, B otherwise.
+func (b *bench) loadTenant(sc scenario) string {
+	if sc.ordered() {
+		return b.ordTenant
+	}
+	return b.tenantID
 }
 
 // close stops the gateway, drops the database and deletes the Redis keys.
@@ -324,8 +359,11 @@ func (b *bench) close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if b.tenantID != "" {
-		n, err := deleteRedisKeys(ctx, b.opts.redisURL, "t:"+b.tenantID+":*")
+	for _, id := range []string{b.tenantID, b.ordTenant} {
+		if id == "" {
+			continue
+		}
+		n, err := deleteRedisKeys(ctx, b.opts.redisURL, "t:"+id+":*")
 		if err != nil {
 			errs = append(errs, fmt.Errorf("delete redis keys: %w", err))
 		} else {
