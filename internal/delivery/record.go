@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/postgate/postgate/internal/event"
@@ -67,7 +68,9 @@ func (w *Worker) flushRetrying(batch []event.Outcome) {
 			// A settled head releases the next event of its conversation
 			// (an ordered endpoint), claimable only now that the outcome
 			// is committed: claim again rather than wait for the poll.
-			w.poke()
+			if slices.ContainsFunc(batch, func(o event.Outcome) bool { return o.Ordered && o.Status.Settled() }) {
+				w.poke()
+			}
 			return
 		}
 		w.m.flushErrors.Inc()

@@ -330,7 +330,7 @@ func (w *Worker) dispatch(ctx context.Context, endpointID uuid.UUID, jobs []job)
 // release puts a job back, unattempted, due at next.
 func (w *Worker) release(j job, next time.Time, reason string) {
 	w.m.deferred.WithLabelValues(reason).Inc()
-	w.finish(event.Outcome{TenantID: j.TenantID, EndpointID: j.EndpointID, ID: j.ID, Lease: j.Lease, At: next})
+	w.finish(event.Outcome{TenantID: j.TenantID, EndpointID: j.EndpointID, ID: j.ID, Lease: j.Lease, Ordered: j.Ordered, At: next})
 }
 
 // finish hands a job's outcome to the writer, frees its slots and wakes
@@ -416,7 +416,7 @@ func (w *Worker) attempt(ctx context.Context, e *tenant.EndpointInfo, j job) {
 	w.m.attemptSeconds.Observe(res.latency.Seconds())
 
 	o := event.Outcome{
-		TenantID: j.TenantID, EndpointID: j.EndpointID, ID: j.ID, Lease: j.Lease,
+		TenantID: j.TenantID, EndpointID: j.EndpointID, ID: j.ID, Lease: j.Lease, Ordered: j.Ordered,
 		Attempt: &event.Attempt{
 			Number: j.Number, At: now, StatusCode: res.status, Latency: res.latency,
 			Class: res.class, Error: res.err, Response: res.snippet,

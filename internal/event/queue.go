@@ -38,6 +38,9 @@ type Claimed struct {
 	ReceivedAt time.Time
 	// Lease is the claim's token: an outcome counts only while it holds.
 	Lease time.Time
+	// Ordered: the delivery is in a conversation of an ordered endpoint;
+	// settling it releases the conversation's next one.
+	Ordered bool
 	// Body is the standard format's body; AppID, EntryTime and Item are
 	// what the Meta format needs besides (see Envelope).
 	Body      []byte
@@ -102,10 +105,10 @@ const claimSQL = `WITH quota AS (
 		attempted = d.attempted + 1
 	FROM picked p
 	WHERE d.endpoint_id = p.endpoint_id AND d.event_id = p.event_id
-	RETURNING d.tenant_id, d.endpoint_id, d.event_id, d.leased_until, d.attempts, d.attempted
+	RETURNING d.tenant_id, d.endpoint_id, d.event_id, d.leased_until, d.attempts, d.attempted, d.conversation IS NOT NULL AS ordered
 )
 SELECT l.tenant_id::text, l.endpoint_id, l.event_id, l.attempts, l.attempted, e.received_at, l.leased_until,
-	e.body, e.app_id, e.entry_time, e.item
+	e.body, e.app_id, e.entry_time, e.item, l.ordered
 FROM leased l JOIN events e ON e.tenant_id = l.tenant_id AND e.id = l.event_id`
 
 // Claim leases, for each endpoints[i], up to quota[i] of its due
@@ -122,7 +125,7 @@ func (s *Store) Claim(ctx context.Context, endpoints []uuid.UUID, quota []int32,
 	var ep, id [16]byte
 	var body, item, entryTime []byte
 	_, err = pgx.ForEachRow(rows, []any{&c.TenantID, &ep, &id, &c.Attempts, &c.Number, &c.ReceivedAt, &c.Lease,
-		&body, &c.AppID, &entryTime, &item}, func() error {
+		&body, &c.AppID, &entryTime, &item, &c.Ordered}, func() error {
 		cc := c
 		cc.EndpointID, cc.ID = uuid.UUID(ep), uuid.UUID(id)
 		cc.Body = append([]byte(nil), body...)
@@ -152,9 +155,11 @@ type Outcome struct {
 	ID         uuid.UUID
 	Lease      time.Time
 	Status     Status
-	Attempts   int // the retry count after this attempt
-	At         time.Time
-	Attempt    *Attempt
+	// Ordered is the claim's (Claimed.Ordered).
+	Ordered  bool
+	Attempts int // the retry count after this attempt
+	At       time.Time
+	Attempt  *Attempt
 }
 
 // recordSQL applies outcomes to deliveries, but only where the lease
