@@ -82,15 +82,21 @@ func (r *receiver) tenantB(w http.ResponseWriter, req *http.Request) {
 	var buf bytes.Buffer
 	_, _ = buf.ReadFrom(req.Body)
 	now := time.Now()
-	a := arrivalOf(buf.Bytes(), now)
+	r.keep(&r.b, buf.Bytes(), now)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// keep adds the arrival of body at now to list, or counts a body it cannot
+// read.
+func (r *receiver) keep(list *[]arrival, body []byte, now time.Time) {
+	a := arrivalOf(body, now)
 	r.mu.Lock()
 	if a.latency == 0 {
 		r.badBodys++
 	} else {
-		r.b = append(r.b, a)
+		*list = append(*list, a)
 	}
 	r.mu.Unlock()
-	w.WriteHeader(http.StatusNoContent)
 }
 
 var senderKey = []byte(`"sender":{"id":"`)
@@ -130,14 +136,7 @@ func (r *receiver) tenantO(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 		return
 	}
-	a := arrivalOf(body, now)
-	r.mu.Lock()
-	if a.latency == 0 {
-		r.badBodys++
-	} else {
-		r.o = append(r.o, a)
-	}
-	r.mu.Unlock()
+	r.keep(&r.o, body, now)
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
@@ -517,17 +518,11 @@ func TestOrderingHeadRetries(t *testing.T) {
 				if h.attempt <= 3 {
 					return http.StatusInternalServerError
 				}
-				deadline := time.Now().Add(10 * time.Second)
-				for !rc.delivered(b...) {
-					if time.Now().After(deadline) {
-						heldBack.Store(true)
-						break
-					}
-					select {
-					case <-h.ctx.Done():
-						return 0
-					case <-time.After(5 * time.Millisecond):
-					}
+				switch holdUntil(h.ctx, 10*time.Second, func() bool { return rc.delivered(b...) }) {
+				case errAborted:
+					return 0
+				case errHeldTooLong:
+					heldBack.Store(true)
 				}
 				return http.StatusOK
 			})
@@ -684,12 +679,8 @@ func TestOrderingReplayGoesToBack(t *testing.T) {
 					return http.StatusInternalServerError
 				case h.msg == a[2] && h.attempt == 1:
 					// In flight until the replay is done.
-					for !replayed.Load() {
-						select {
-						case <-h.ctx.Done():
-							return 0
-						case <-time.After(5 * time.Millisecond):
-						}
+					if holdUntil(h.ctx, time.Minute, replayed.Load) == errAborted {
+						return 0
 					}
 				}
 				return http.StatusOK
@@ -1166,4 +1157,26 @@ func TestOrderingSwitchedOn(t *testing.T) {
 	if got := successes(hits)[a[0].conv()]; !slices.Equal(got, a) {
 		t.Errorf("delivered in the order %v, want %v:%s", got, a, hitsString(hits))
 	}
+}
+
+var (
+	errAborted     = errors.New("the request was aborted")
+	errHeldTooLong = errors.New("held for the whole wait")
+)
+
+// holdUntil keeps a receiver's request in flight until cond holds (nil),
+// the request ends (errAborted) or within passes (errHeldTooLong).
+func holdUntil(ctx context.Context, within time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return errHeldTooLong
+		}
+		select {
+		case <-ctx.Done():
+			return errAborted
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
 }
