@@ -455,8 +455,11 @@ const conversationSQL = `CASE WHEN ep.ordering = 'conversation' AND e.sender IS 
 // lease still running) keeps its place instead, and is due when that
 // lease ends: moved back, the next event of its conversation could go
 // while the old attempt is still being sent, and sent again at once it
-// would overlap itself.
-const requeueSet = `status = 'pending', leased_until = NULL, attempts = 0,
+// would overlap itself. Its lease moves by a microsecond rather than
+// going: the old attempt's outcome no longer matches it, and a second
+// replay before it ends still sees an attempt in flight.
+const requeueSet = `status = 'pending', attempts = 0,
+	leased_until = CASE WHEN ` + inFlightSQL + ` THEN d.leased_until + interval '1 microsecond' END,
 	queued_at = now(), settled_at = NULL, conversation = %[1]s,
 	next_attempt_at = CASE WHEN ` + inFlightSQL + ` THEN d.leased_until ELSE now() END,
 	seq = CASE WHEN %[1]s IS NULL THEN NULL WHEN ` + inFlightSQL + ` THEN d.seq
