@@ -748,6 +748,19 @@ func TestOrderingReplayGoesToBack(t *testing.T) {
 	}
 }
 
+// envAt is an env whose database's URL it returns too, for the pools of
+// other "processes" (startWorkerProcess).
+func envAt(t *testing.T, keys *secrets.Keyring) (*env, string) {
+	t.Helper()
+	url := testenv.PostgresURL(t)
+	db, err := database.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return envOn(t, db, keys), url
+}
+
 // startWorkerProcess runs a worker until t ends as another gateway process
 // would: with its own Postgres pool, registry and Redis client, sharing
 // only the database at url and the Redis keys under cfg.KeyPrefix. With
@@ -802,14 +815,8 @@ func TestOrderingTwoWorkers(t *testing.T) {
 		perConv = 10
 		posters = 3
 	)
-	url := testenv.PostgresURL(t)
-	db, err := database.Open(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
 	keys := testenv.Keyring(t)
-	e := envOn(t, db, keys)
+	e, url := envAt(t, keys)
 	f := e.newFeed()
 	rc := newConvReceiver(t, func(h *hit) int {
 		select {
@@ -990,19 +997,13 @@ func TestOrderingLeaseExpiry(t *testing.T) {
 		t.Run(string(tt.ordering), func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			url := testenv.PostgresURL(t)
-			db, err := database.Open(ctx, url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(db.Close)
 			key := make([]byte, 32)
 			_, _ = rand.Read(key)
 			keys, err := secrets.NewKeyring(key, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			e := envOn(t, db, keys)
+			e, url := envAt(t, keys)
 			f := e.newFeed()
 			a, b := conversation(pageA, "person-a", 3), conversation(pageA, "person-b", 2)
 			all := append(slices.Clone(a), b...)
@@ -1051,7 +1052,7 @@ func TestOrderingLeaseExpiry(t *testing.T) {
 			var leasedUntil *time.Time
 			var held bool
 			var attempts int
-			if err := db.Pool.QueryRow(ctx, `SELECT leased_until, coalesce(leased_until > now(), false), attempts
+			if err := e.db.Pool.QueryRow(ctx, `SELECT leased_until, coalesce(leased_until > now(), false), attempts
 				FROM deliveries WHERE endpoint_id = $1 AND event_id = $2`, ep.ID, ids[0]).Scan(&leasedUntil, &held, &attempts); err != nil {
 				t.Fatal(err)
 			}
@@ -1116,14 +1117,8 @@ func TestOrderingLeaseExpiry(t *testing.T) {
 // the switch, wait for it.
 func TestOrderingSwitchedOn(t *testing.T) {
 	t.Parallel()
-	url := testenv.PostgresURL(t)
-	db, err := database.Open(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
 	keys := testenv.Keyring(t)
-	e := envOn(t, db, keys)
+	e, url := envAt(t, keys)
 	f := e.newFeed()
 	a := conversation(pageA, "person-a", 3)
 	rc := newConvReceiver(t, func(h *hit) int {
@@ -1144,7 +1139,7 @@ func TestOrderingSwitchedOn(t *testing.T) {
 	// They were queued in order: the endpoint was ordered when they were
 	// accepted.
 	var queued int
-	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM deliveries
+	if err := e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM deliveries
 		WHERE endpoint_id = $1 AND conversation IS NOT NULL`, ep.ID).Scan(&queued); err != nil {
 		t.Fatal(err)
 	}

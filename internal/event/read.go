@@ -458,17 +458,23 @@ const conversationSQL = `CASE WHEN ep.ordering = 'conversation' AND e.sender IS 
 // would overlap itself. Its lease moves by a microsecond rather than
 // going: the old attempt's outcome no longer matches it, and a second
 // replay before it ends still sees an attempt in flight.
-const requeueSet = `status = 'pending', attempts = 0,
+var requeueSet = `status = 'pending', attempts = 0,
 	leased_until = CASE WHEN ` + inFlightSQL + ` THEN d.leased_until + interval '1 microsecond' END,
 	queued_at = now(), settled_at = NULL, conversation = %[1]s,
 	next_attempt_at = CASE WHEN ` + inFlightSQL + ` THEN d.leased_until ELSE now() END,
 	seq = CASE WHEN %[1]s IS NULL THEN NULL WHEN ` + inFlightSQL + ` THEN d.seq
 		ELSE coalesce(%[2]s::bigint, nextval('deliveries_seq')) END,
 	behind = CASE WHEN %[1]s IS NULL THEN NULL WHEN ` + inFlightSQL + ` THEN d.behind
-		ELSE (SELECT h.event_id FROM deliveries h
-		WHERE h.conversation = %[1]s AND h.status IN ('pending', 'failed')
-		  AND h.event_id <> d.event_id
-		ORDER BY h.seq DESC, h.event_id DESC LIMIT 1) END`
+		ELSE ` + lastOpenSQL("%[1]s", "d.event_id") + ` END`
+
+// lastOpenSQL is the event of the last open delivery of conversation
+// conv other than event not's: what a delivery requeued at the back of
+// conv is behind (the fan-out trigger's own lookup, migration 16).
+func lastOpenSQL(conv, not string) string {
+	return `(SELECT h.event_id FROM deliveries h
+		WHERE h.conversation = ` + conv + ` AND h.status IN ('pending', 'failed') AND h.event_id <> ` + not + `
+		ORDER BY h.seq DESC, h.event_id DESC LIMIT 1)`
+}
 
 // inFlightSQL: delivery d, of conversation %[1]s, has an attempt in flight.
 const inFlightSQL = `(d.conversation = %[1]s AND d.leased_until > now())`
@@ -496,10 +502,7 @@ var replaySQL = `INSERT INTO deliveries AS d (tenant_id, event_id, endpoint_id, 
 SELECT e.tenant_id, e.id, ep.id, (SELECT coalesce(max(a.attempt), 0) FROM delivery_attempts a
 	WHERE a.tenant_id = e.tenant_id AND a.event_id = e.id AND a.endpoint_id = ep.id),
 	t.conversation, CASE WHEN t.conversation IS NOT NULL THEN $4::bigint END,
-	CASE WHEN t.conversation IS NOT NULL THEN (SELECT h.event_id FROM deliveries h
-		WHERE h.conversation = t.conversation AND h.status IN ('pending', 'failed')
-		  AND h.event_id <> e.id
-		ORDER BY h.seq DESC, h.event_id DESC LIMIT 1) END
+	CASE WHEN t.conversation IS NOT NULL THEN ` + lastOpenSQL("t.conversation", "e.id") + ` END
 FROM unnest($3::uuid[], $5::int8[]) AS t(endpoint_id, conversation)
 JOIN endpoints ep ON ep.id = t.endpoint_id JOIN events e ON e.tenant_id = ep.tenant_id
 WHERE e.id = $1 AND e.tenant_id = $2 AND ep.deleted_at IS NULL
